@@ -1,0 +1,1 @@
+"""Example training scripts used by ``labbook demo`` (packaged as ``labbook_examples``)."""

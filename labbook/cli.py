@@ -1,0 +1,230 @@
+"""The ``labbook`` command: a thin layer over the library.
+
+Library errors (:class:`labbook.errors.LabbookError`) are turned into a one-line
+message on stderr and a non-zero exit in one place, :meth:`LabbookGroup.invoke`.
+Warnings about unreadable input go to stderr as ``labbook: warning: …``; stdout
+carries only the command's output, so ``--json`` can be piped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import click
+
+from labbook import __version__
+from labbook.errors import LabbookError, NothingReadable
+
+
+class _WarningHandler(logging.Handler):
+    """Prints labbook's warnings on stderr, one line each, and counts them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+        self.console: Any = None  # a rich Console while a progress bar is shown
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        line = f"labbook: warning: {record.getMessage()}"
+        if self.console is not None:
+            self.console.print(line, markup=False, highlight=False, style="yellow")
+        else:
+            click.echo(line, err=True)
+
+
+WARNINGS = _WarningHandler()
+
+
+def _render_error(exc: LabbookError) -> None:
+    click.echo(f"labbook: error: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
+
+
+class LabbookGroup(click.Group):
+    """Renders every LabbookError once, here, instead of in each command."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LabbookError as exc:
+            _render_error(exc)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("labbook: interrupted", err=True)
+            ctx.exit(130)
+        except BrokenPipeError:
+            # `labbook ls | head`: the reader went away; that is not an error.
+            sys.stderr.close()
+            ctx.exit(0)
+
+
+def _store(ctx: click.Context, *, create: bool = True) -> Any:
+    from labbook.store import Store
+
+    return Store.open(ctx.obj["db"], create=create)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (see README: the --json contract).")
+
+
+@click.group(cls=LabbookGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    envvar="LABBOOK_DB",
+    help="Database file. Default: $LABBOOK_DB, else ~/.local/share/labbook/labbook.db.",
+)
+@click.version_option(__version__, prog_name="labbook")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None) -> None:
+    """labbook — a lab notebook for ML experiments.
+
+    Records every training run's code, config, seed, environment, metrics and
+    outcome into SQLite, without changes to your training code.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["db"] = db
+    logger = logging.getLogger("labbook")
+    if WARNINGS not in logger.handlers:
+        logger.addHandler(WARNINGS)
+        logger.propagate = False
+        logger.setLevel(logging.WARNING)
+
+
+@cli.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--no-git", is_flag=True, help="Do not capture git state.")
+@json_option
+@click.pass_context
+def import_cmd(ctx: click.Context, paths: tuple[str, ...], no_git: bool, as_json: bool) -> None:
+    """Find run directories below PATHS and record them.
+
+    Recognises TensorBoard, PyTorch Lightning, Hugging Face Trainer, Hydra, wandb,
+    MLflow and plain config + metrics/log directories. Importing again updates
+    runs in place; it never duplicates them.
+    """
+    from labbook.importer import import_paths
+    from labbook.render import progress_bar
+
+    with _store(ctx) as store, progress_bar(WARNINGS, enabled=not as_json) as progress:
+        report = import_paths(store, paths, progress=progress, git=not no_git)
+    if as_json:
+        _echo_json(
+            {
+                "created": report.created,
+                "updated": report.updated,
+                "failed": report.failed,
+                "missing": report.missing,
+                "warnings": WARNINGS.count,
+            }
+        )
+    else:
+        parts = [f"{len(report.created)} new", f"{len(report.updated)} updated"]
+        if report.failed:
+            parts.append(f"{len(report.failed)} unreadable")
+        if WARNINGS.count:
+            parts.append(f"{WARNINGS.count} warning{'s' if WARNINGS.count != 1 else ''}")
+        click.echo(f"imported {len(report.ids)} run{'s' if len(report.ids) != 1 else ''} ({', '.join(parts)})")
+    if not report.ids and (report.failed or report.missing):
+        raise NothingReadable("nothing could be read from the given paths")
+
+
+def _filter_options(f: Any) -> Any:
+    f = click.option("--status", "-s", multiple=True, help="Only runs with this status (repeatable).")(f)
+    f = click.option("--framework", "-f", multiple=True, help="Only runs from this framework (repeatable).")(f)
+    f = click.option("--tag", "-t", multiple=True, help="Only runs with this tag (repeatable).")(f)
+    f = click.option(
+        "--where",
+        "-w",
+        multiple=True,
+        help="Condition on config, metrics or run fields, e.g. 'optimizer.lr>=0.01', 'val/loss<0.3', "
+        "'name~resnet*' (repeatable; all must hold).",
+    )(f)
+    f = click.option("--since", help="Only runs started within this time, e.g. 30d, 12h, 2026-11-01.")(f)
+    f = click.option("--limit", "-n", type=int, default=50, show_default=True, help="At most this many runs (0: all).")(f)
+    return f
+
+
+@cli.command("ls")
+@_filter_options
+@json_option
+@click.pass_context
+def ls_cmd(
+    ctx: click.Context,
+    status: tuple[str, ...],
+    framework: tuple[str, ...],
+    tag: tuple[str, ...],
+    where: tuple[str, ...],
+    since: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List runs, newest first."""
+    from labbook.query import RunFilter, parse_since, parse_where, select_runs
+
+    flt = RunFilter(
+        status=list(status),
+        framework=list(framework),
+        tags=list(tag),
+        where=parse_where(list(where)),
+        since=parse_since(since) if since else None,
+        limit=limit or None,
+    )
+    with _store(ctx, create=False) as store:
+        rows = select_runs(store, flt)
+        records = store.records(rows, heavy=False)
+    if as_json:
+        _echo_json(records)
+        return
+    from labbook.render import print_runs
+
+    print_runs(records)
+
+
+@cli.command("show")
+@click.argument("run")
+@json_option
+@click.pass_context
+def show_cmd(ctx: click.Context, run: str, as_json: bool) -> None:
+    """Show everything recorded about RUN.
+
+    RUN is an id or id prefix, a name, a path, @last, or @-N (the N-th newest).
+    """
+    from labbook.query import resolve
+
+    with _store(ctx, create=False) as store:
+        record = store.record(resolve(store, run))
+    if as_json:
+        _echo_json(record)
+        return
+    from labbook.render import print_run
+
+    print_run(record)
+
+
+@cli.command("demo")
+@click.option("--keep", is_flag=True, help="Keep the demo project directory.")
+@click.pass_context
+def demo_cmd(ctx: click.Context, keep: bool) -> None:
+    """Try labbook on a throwaway project: three runs, recorded and shown.
+
+    Creates a git project in a temporary directory, runs the example training
+    script three times (a normal run, one that diverges, one with another seed),
+    imports the runs into a demo database and prints `labbook ls` and `labbook show`.
+    """
+    from labbook.demo import run_demo
+
+    run_demo(db=ctx.obj["db"], keep=keep)
+
+
+def main() -> None:
+    cli(prog_name="labbook")

@@ -1,0 +1,150 @@
+"""The facts labbook records about a run, independent of where they came from.
+
+Recognisers, capture and the importer produce these plain dataclasses; the store
+persists them; views read them back. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Statuses a run can have, in the order a run usually moves through them.
+STATUSES = ("running", "finished", "failed", "diverged", "killed", "unknown")
+
+#: Kinds of failure (``Failure.kind``).
+FAILURE_KINDS = ("cuda_oom", "oom_killed", "nan", "exception", "signal", "timeout")
+
+#: Frameworks a run can come from (``RunFacts.framework``).
+FRAMEWORKS = (
+    "lightning",
+    "hf-trainer",
+    "hydra",
+    "tensorboard",
+    "wandb",
+    "mlflow",
+    "generic",
+    "command",
+)
+
+
+@dataclass
+class Failure:
+    """Why a run did not finish: a kind from FAILURE_KINDS and a one-line message."""
+
+    kind: str
+    message: str
+    step: int | None = None
+
+
+@dataclass
+class Seed:
+    """The seed a run used and where it was found; ``value is None`` means not set."""
+
+    value: Any = None
+    source: str | None = None
+
+
+@dataclass
+class Point:
+    """One scalar observation. ``value`` may be NaN or infinite."""
+
+    step: int
+    value: float
+    wall_time: float | None = None
+
+
+@dataclass
+class GitState:
+    root: str
+    commit: str | None = None
+    branch: str | None = None
+    remote: str | None = None
+    dirty: bool = False
+    diff: str = ""
+    diff_truncated: bool = False
+    untracked: list[str] = field(default_factory=list)
+    #: path -> contents of small untracked text files (within the size budget)
+    untracked_contents: dict[str, str] = field(default_factory=dict)
+    untracked_truncated: bool = False
+    shallow: bool = False
+    detached: bool = False
+
+
+@dataclass
+class EnvInfo:
+    """The environment a run ran in.
+
+    ``source`` says where it came from: ``"framework:wandb-metadata"`` when a
+    framework recorded it, ``"process"`` when read from the run's own process, or
+    ``"importer"`` when it describes the interpreter that imported the run (a guess,
+    and marked as one).
+    """
+
+    source: str
+    python: str | None = None
+    platform: str | None = None
+    packages: dict[str, str] = field(default_factory=dict)
+    cuda: str | None = None
+    gpus: list[str] = field(default_factory=list)
+    vars: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunFacts:
+    """Everything a recogniser (plus capture) learned about one run."""
+
+    path: str
+    framework: str
+    #: Key that identifies the run's source across re-imports (abs path, plus
+    #: ``#inner-id`` when one file holds several runs, as an MLflow database does).
+    source_key: str
+    name: str | None = None
+    status: str = "unknown"
+    failure: Failure | None = None
+    started_at: float | None = None  # unix seconds, UTC
+    ended_at: float | None = None
+    command: list[str] | None = None
+    pid: int | None = None
+    cwd: str | None = None
+    seed: Seed = field(default_factory=Seed)
+    config: dict[str, Any] = field(default_factory=dict)  # flattened, dotted keys
+    #: tag -> points in step order (may be long; the store summarises and downsamples)
+    metrics: dict[str, list[Point]] = field(default_factory=dict)
+    git: GitState | None = None
+    env: EnvInfo | None = None
+    tags: list[str] = field(default_factory=list)
+    #: Free text from logs kept for failure search and the TUI (tail of the log).
+    log_tail: str | None = None
+    #: Whether a framework end marker says the run completed.
+    end_marker: bool = False
+    #: Whether a file ended mid-record (a sign the writer died).
+    truncated: bool = False
+    host: str | None = None
+    user: str | None = None
+    #: Files this run was read from (absolute paths), for tailing and the daemon.
+    files: list[str] = field(default_factory=list)
+
+
+def is_finite(value: float) -> bool:
+    return not (math.isnan(value) or math.isinf(value))
+
+
+def flatten(obj: Any, prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Flatten nested dicts into dotted keys; lists and scalars are kept as values.
+
+    >>> flatten({"optimizer": {"lr": 0.1}, "layers": [1, 2]})
+    {'optimizer.lr': 0.1, 'layers': [1, 2]}
+    """
+    if out is None:
+        out = {}
+    if isinstance(obj, dict):
+        if not obj and prefix:
+            out[prefix] = {}
+        for key, value in obj.items():
+            full = f"{prefix}.{key}" if prefix else str(key)
+            flatten(value, full, out)
+    elif prefix:
+        out[prefix] = obj
+    return out

@@ -1,0 +1,256 @@
+"""Finding runs: references (``k3f9``, a name, a path, ``@last``, ``@-2``) and filters.
+
+Filters are what ``labbook ls`` takes: ``--status``, ``--framework``, ``--tag``,
+``--since`` and ``--where`` expressions such as ``optimizer.lr>=0.01``,
+``status=failed``, ``val/loss<0.3`` or ``name~resnet*``. Several expressions are
+joined with AND (``a=1 and b>2`` or repeated ``--where``).
+
+In a ``--where`` key, a run field (``status``, ``framework``, ``name``, ``host``,
+``user``, ``seed``, ``started_at``, ``git.commit``, ``git.branch``) is matched
+first; ``metrics.TAG`` / ``metric.TAG`` names a metric's last value explicitly;
+anything else is a config key, or a metric tag when no run has such a config key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from labbook.errors import AmbiguousRun, QueryError, RunNotFound
+
+if TYPE_CHECKING:
+    from labbook.store import Store
+
+RUN_FIELDS = {
+    "id": "r.id",
+    "name": "r.name",
+    "status": "r.status",
+    "framework": "r.framework",
+    "host": "r.host",
+    "user": "r.user",
+    "path": "r.path",
+    "seed": "r.seed_value",
+    "started_at": "r.started_at",
+    "ended_at": "r.ended_at",
+    "git.commit": "r.git_commit",
+    "git.branch": "r.git_branch",
+    "git.root": "r.git_root",
+    "failure": "r.failure_kind",
+    "failure.kind": "r.failure_kind",
+}
+
+_OPS = {"=": "=", "==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "~": "GLOB"}
+_EXPR = re.compile(r"^\s*(?P<key>[^\s=!<>~]+)\s*(?P<op>==|!=|<=|>=|=|<|>|~)\s*(?P<value>[^<>=!~\s].*?)\s*$")
+_SINCE = re.compile(r"^(\d+)\s*([smhdw])$")
+
+
+@dataclass
+class Condition:
+    key: str
+    op: str
+    value: Any
+
+
+@dataclass
+class RunFilter:
+    status: list[str] = field(default_factory=list)
+    framework: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    where: list[Condition] = field(default_factory=list)
+    since: str | None = None  # ISO timestamp
+    limit: int | None = 50
+    include_deleted: bool = False
+
+
+def parse_value(text: str) -> Any:
+    """``0.01`` → float, ``3`` → int, ``true`` → True, ``'a b'`` → str."""
+    t = text.strip()
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "'\"":
+        return t[1:-1]
+    low = t.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("null", "none"):
+        return None
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        return float(t)
+    except ValueError:
+        return t
+
+
+def parse_where(expressions: list[str]) -> list[Condition]:
+    """Parse ``--where`` expressions; ``and`` (any case) also separates conditions."""
+    out = []
+    for expr in expressions:
+        for part in re.split(r"\s+and\s+", expr.strip(), flags=re.IGNORECASE):
+            if not part.strip():
+                continue
+            m = _EXPR.match(part)
+            if not m:
+                raise QueryError(
+                    f"cannot read the condition '{part}'",
+                    hint="write KEY OP VALUE, e.g. optimizer.lr>=0.01, status=failed, name~'resnet*'",
+                )
+            out.append(Condition(m["key"], m["op"], parse_value(m["value"])))
+    return out
+
+
+def parse_since(text: str) -> str:
+    """``30d``, ``12h``, ``2w`` or an ISO date → an ISO UTC timestamp."""
+    from labbook.store import utc_iso
+
+    m = _SINCE.match(text.strip())
+    if m:
+        n, unit = int(m[1]), m[2]
+        seconds = n * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+        return utc_iso(time.time() - seconds)  # type: ignore[return-value]
+    if re.match(r"^\d{4}-\d{2}-\d{2}", text):
+        return text if "T" in text else text + "T00:00:00Z"
+    raise QueryError(f"cannot read the time '{text}'", hint="use e.g. 30d, 12h, 2w or 2026-11-01")
+
+
+def _condition_sql(store: Store, cond: Condition) -> tuple[str, list[Any]]:
+    op = _OPS[cond.op]
+    value = cond.value
+    key = cond.key
+    if key in RUN_FIELDS:
+        col = RUN_FIELDS[key]
+        if key == "seed":
+            if value is None:
+                return ("r.seed_value IS NULL" if op == "=" else "r.seed_value IS NOT NULL"), []
+            import json
+
+            return f"{col} {op} ?", [json.dumps(value)]
+        return f"{col} {op} ?", [value]
+    metric = None
+    for prefix in ("metrics.", "metric.", "m:"):
+        if key.startswith(prefix):
+            metric = key[len(prefix) :]
+    if metric is None and not store.conn.execute(
+        "SELECT 1 FROM params WHERE key = ? LIMIT 1", (key,)
+    ).fetchone():
+        if store.conn.execute("SELECT 1 FROM metrics WHERE tag = ? LIMIT 1", (key,)).fetchone():
+            metric = key
+    if metric is not None:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise QueryError(f"metric '{metric}' can only be compared with a number")
+        return (
+            f"r.id IN (SELECT run_id FROM metrics WHERE tag = ? AND last {op} ?)",
+            [metric, value],
+        )
+    if isinstance(value, (int, float)) and op != "GLOB":
+        return f"r.id IN (SELECT run_id FROM params WHERE key = ? AND num {op} ?)", [key, float(value)]
+    import json
+
+    if op == "GLOB":
+        return (
+            "r.id IN (SELECT run_id FROM params WHERE key = ? AND json_extract(value, '$') GLOB ?)",
+            [key, str(value)],
+        )
+    return f"r.id IN (SELECT run_id FROM params WHERE key = ? AND value {op} ?)", [key, json.dumps(value)]
+
+
+def select_runs(store: Store, flt: RunFilter) -> list[dict[str, Any]]:
+    """Rows of the runs matching ``flt``, newest first."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if not flt.include_deleted:
+        clauses.append("r.deleted_at IS NULL")
+    if flt.status:
+        clauses.append(f"r.status IN ({','.join('?' for _ in flt.status)})")
+        args += flt.status
+    if flt.framework:
+        clauses.append(f"r.framework IN ({','.join('?' for _ in flt.framework)})")
+        args += flt.framework
+    for tag in flt.tags:
+        clauses.append("r.id IN (SELECT run_id FROM tags WHERE tag = ?)")
+        args.append(tag)
+    if flt.since:
+        clauses.append("coalesce(r.started_at, r.created_at) >= ?")
+        args.append(flt.since)
+    for cond in flt.where:
+        sql, more = _condition_sql(store, cond)
+        clauses.append(sql)
+        args += more
+    sql = "SELECT r.* FROM runs r"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    sql += " ORDER BY coalesce(r.started_at, r.created_at) DESC, r.created_at DESC, r.rowid DESC"
+    if flt.limit:
+        sql += f" LIMIT {int(flt.limit)}"
+    cur = store.conn.execute(sql, args)
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+
+_RECENT = re.compile(r"^@(?:last|-(\d+))$")
+
+
+def resolve(store: Store, ref: str) -> str:
+    """Turn a run reference into a run id, or raise RunNotFound / AmbiguousRun.
+
+    Accepted, in this order: ``@last`` and ``@-N`` (N-th newest, ``@-1`` is
+    ``@last``), an exact id, an id prefix, an exact name, a path (a run dir or a
+    file or directory inside one).
+    """
+    conn = store.conn
+    m = _RECENT.match(ref)
+    if m:
+        n = int(m[1]) if m[1] else 1
+        if n < 1:
+            raise RunNotFound(f"'{ref}': use @-1 for the newest run, @-2 for the one before")
+        row = conn.execute(
+            "SELECT id FROM runs WHERE deleted_at IS NULL"
+            " ORDER BY coalesce(started_at, created_at) DESC, created_at DESC, rowid DESC"
+            " LIMIT 1 OFFSET ?",
+            (n - 1,),
+        ).fetchone()
+        if not row:
+            raise RunNotFound(f"'{ref}': there are fewer than {n} runs")
+        return str(row[0])
+    if re.fullmatch(r"[0-9a-f]{1,16}", ref):
+        rows = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id", (ref, ref + "g")
+            ).fetchall()
+        ]
+        if len(rows) == 1:
+            return str(rows[0])
+        if len(rows) > 1:
+            raise AmbiguousRun(ref, _describe(store, rows))
+    rows = [r[0] for r in conn.execute("SELECT id FROM runs WHERE name = ? AND deleted_at IS NULL", (ref,))]
+    if len(rows) == 1:
+        return str(rows[0])
+    if len(rows) > 1:
+        raise AmbiguousRun(ref, _describe(store, rows))
+    path = os.path.abspath(os.path.expanduser(ref))
+    probe = path
+    while True:
+        rows = [r[0] for r in conn.execute("SELECT id FROM runs WHERE path = ?", (probe,))]
+        if len(rows) == 1:
+            return str(rows[0])
+        if len(rows) > 1:
+            raise AmbiguousRun(ref, _describe(store, rows))
+        parent = os.path.dirname(probe)
+        if parent == probe or not os.path.exists(path):
+            break
+        probe = parent
+    raise RunNotFound(f"no run matches '{ref}'", hint="see `labbook ls` for ids and names")
+
+
+def _describe(store: Store, ids: list[str]) -> list[str]:
+    out = []
+    for rid in ids:
+        row = store.conn.execute(
+            "SELECT name, status, started_at, path FROM runs WHERE id = ?", (rid,)
+        ).fetchone()
+        out.append(f"{rid}  {row[0] or ''}  {row[1]}  {row[2] or ''}  {row[3] or ''}")
+    return out

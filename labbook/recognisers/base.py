@@ -1,0 +1,137 @@
+"""What a recogniser is, and the directory walk that feeds them.
+
+A recogniser knows one on-disk layout. Given a directory listing it answers "is
+this a run directory of mine?" (:meth:`Recogniser.match`) and, if so, "what does
+it hold?" (:meth:`Recogniser.read`, returning :class:`~labbook.model.RunFacts`).
+Most run dirs own everything below them (a Lightning ``version_3`` owns its
+``checkpoints/``; a TensorBoard run owns its ``add_hparams`` sub-directory), so
+the walk does not descend into a matched directory unless the recogniser says
+``owns_subtree = False`` (an MLflow database sits beside other files).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labbook.model import RunFacts
+from labbook.warn import warn
+
+#: Directory names never descended into.
+SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "node_modules",
+        "__pycache__",
+        ".venv",
+        "venv",
+        "site-packages",
+        "dist-packages",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".ipynb_checkpoints",
+        ".cache",
+        ".Trash",
+    }
+)
+
+
+@dataclass
+class DirInfo:
+    """One directory's listing, taken once and shared by all recognisers."""
+
+    path: Path
+    files: set[str] = field(default_factory=set)
+    dirs: set[str] = field(default_factory=set)
+
+    def has_any(self, *names: str) -> bool:
+        return any(n in self.files for n in names)
+
+    def first(self, *names: str) -> Path | None:
+        for n in names:
+            if n in self.files:
+                return self.path / n
+        return None
+
+
+class Recogniser:
+    """Base class: subclasses set ``framework`` and implement match/read."""
+
+    framework: str = "generic"
+    owns_subtree: bool = True
+
+    def match(self, d: DirInfo) -> bool:
+        raise NotImplementedError
+
+    def read(self, d: DirInfo) -> Iterable[RunFacts]:
+        raise NotImplementedError
+
+
+def list_dir(path: Path) -> DirInfo | None:
+    """List ``path`` (files and real directories; symlinked dirs are not followed)."""
+    info = DirInfo(path)
+    try:
+        with os.scandir(path) as it:
+            for entry in it:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        info.dirs.add(entry.name)
+                    elif entry.is_file():
+                        info.files.add(entry.name)
+                except OSError:
+                    continue
+    except FileNotFoundError:
+        warn(path, "vanished while being read")
+        return None
+    except NotADirectoryError:
+        return None
+    except OSError as exc:
+        warn(path, f"cannot list directory ({exc.strerror or exc})")
+        return None
+    return info
+
+
+def walk(
+    root: Path,
+    visit: Callable[[DirInfo], bool],
+    *,
+    skip: frozenset[str] = SKIP_DIRS,
+) -> Iterator[DirInfo]:
+    """Walk ``root`` top-down, yielding each directory's listing.
+
+    ``visit(d)`` returns whether to descend into ``d``'s sub-directories. Symlinked
+    directories are not followed, so symlink loops cannot trap the walk; virtual
+    environments (a ``pyvenv.cfg``) and the names in ``skip`` are not entered.
+    """
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        path = stack.pop()
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            continue
+        seen.add(key)
+        d = list_dir(path)
+        if d is None:
+            continue
+        if "pyvenv.cfg" in d.files:
+            continue
+        yield d
+        if visit(d):
+            for name in sorted(d.dirs, reverse=True):
+                if name not in skip:
+                    stack.append(path / name)

@@ -1,0 +1,154 @@
+"""Reading helpers shared by the recognisers: event files, metric files, logs."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labbook.model import Point, RunFacts
+from labbook.recognisers.base import SKIP_DIRS
+
+LOG_NAMES = ("train.log", "output.log", "stdout.log", "log.txt", "stdout.txt", "console.log")
+#: Where a run keeps files worth scanning below it (bounded, for big run dirs).
+MAX_SCAN_FILES = 5000
+_HPARAMS_DIR = re.compile(r"^\d{9,}(\.\d+)?$")  # torch/tensorboardX add_hparams: time.time()
+
+
+@dataclass
+class EventSummary:
+    metrics: dict[str, list[Point]] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    truncated: bool = False
+    first_wall_time: float | None = None
+    last_wall_time: float | None = None
+    files: list[str] = field(default_factory=list)
+
+
+def files_below(root: Path, *, max_depth: int = 4) -> Iterable[Path]:
+    """Regular files below ``root`` (not following symlinks), bounded in depth and count."""
+    count = 0
+    base_depth = len(root.parts)
+    for dirpath, dirnames, filenames in os.walk(root, onerror=None, followlinks=False):
+        depth = len(Path(dirpath).parts) - base_depth
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and depth < max_depth)
+        for name in sorted(filenames):
+            count += 1
+            if count > MAX_SCAN_FILES:
+                return
+            yield Path(dirpath) / name
+
+
+def read_event_files(root: Path, *, max_depth: int = 4) -> EventSummary:
+    """Merge every TensorBoard event file at or below ``root`` into one summary.
+
+    Scalars from a sub-directory get the sub-directory as a tag prefix
+    (``add_scalars("loss", {"train": …})`` writes ``loss_train/`` with tag ``loss``
+    → ``loss_train/loss``), except ``add_hparams``' timestamp-named directories,
+    whose tags are kept as written and whose hparams become config.
+    """
+    from labbook.readers.tfevents import is_event_file, read_events
+
+    out = EventSummary()
+    for path in files_below(root, max_depth=max_depth):
+        if not is_event_file(path.name):
+            continue
+        batch = read_events(path)
+        out.files.append(str(path))
+        rel = path.parent.relative_to(root)
+        prefix = "" if str(rel) == "." else rel.as_posix()
+        in_hparams_dir = bool(rel.parts) and bool(_HPARAMS_DIR.match(rel.parts[-1]))
+        for tag, points in batch.scalars.items():
+            full = tag if (not prefix or in_hparams_dir) else f"{prefix}/{tag}"
+            out.metrics.setdefault(full, []).extend(points)
+        out.texts.update(batch.texts)
+        out.hparams.update(batch.hparams)
+        out.truncated = out.truncated or batch.truncated
+        if batch.first_wall_time is not None:
+            out.first_wall_time = min(
+                x for x in (out.first_wall_time, batch.first_wall_time) if x is not None
+            )
+        if batch.last_wall_time is not None:
+            out.last_wall_time = max(
+                x for x in (out.last_wall_time, batch.last_wall_time) if x is not None
+            )
+    for points in out.metrics.values():
+        points.sort(key=lambda p: (p.step, p.wall_time or 0.0))
+    return out
+
+
+def has_event_file(d_files: Iterable[str]) -> bool:
+    from labbook.readers.tfevents import is_event_file
+
+    return any(is_event_file(n) for n in d_files)
+
+
+def merge_metrics(into: dict[str, list[Point]], more: dict[str, list[Point]]) -> None:
+    """Add tags from ``more`` that ``into`` lacks (the first source of a tag wins)."""
+    for tag, points in more.items():
+        if tag not in into and points:
+            into[tag] = points
+
+
+def find_logs(root: Path, names: Iterable[str] = LOG_NAMES) -> list[Path]:
+    """Log files directly in ``root``: well-known names first, then other ``*.log``."""
+    found: list[Path] = []
+    for n in names:
+        p = root / n
+        if p.is_file():
+            found.append(p)
+    try:
+        others = sorted(p for p in root.glob("*.log") if p.is_file() and p not in found)
+    except OSError:
+        others = []
+    return found + others
+
+
+def apply_log(facts: RunFacts, log_path: Path, *, metrics_from_log: bool) -> None:
+    """Fill what ``facts`` lacks from a training log: config, seed, metrics, failure.
+
+    Values are recorded only if the log holds them, and a structured source always
+    wins over the log (``metrics_from_log`` is False when another source gave metrics).
+    """
+    from labbook.model import Seed
+    from labbook.readers.logs import read_log
+
+    lf = read_log(log_path)
+    if lf is None:
+        return
+    facts.files.append(str(log_path))
+    if not facts.config and lf.config:
+        facts.config = dict(lf.config)
+    if facts.seed.value is None and lf.seed is not None and lf.seed.value is not None:
+        facts.seed = Seed(lf.seed.value, lf.seed.source)
+    if metrics_from_log:
+        merge_metrics(facts.metrics, lf.metrics)
+    if facts.failure is None and lf.failure is not None:
+        facts.failure = lf.failure
+    facts.end_marker = facts.end_marker or lf.finished_marker
+    if lf.truncated and not lf.finished_marker:
+        facts.truncated = True
+    if lf.tail:
+        facts.log_tail = lf.tail if not facts.log_tail else facts.log_tail + "\n" + lf.tail
+
+
+def mtime_range(paths: Iterable[str | Path]) -> tuple[float | None, float | None]:
+    lo = hi = None
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        lo = st.st_mtime if lo is None else min(lo, st.st_mtime)
+        hi = st.st_mtime if hi is None else max(hi, st.st_mtime)
+    return lo, hi
+
+
+def run_name(path: Path, depth: int = 2) -> str:
+    """A readable default name: the last ``depth`` components of the run dir."""
+    parts = path.parts[-depth:]
+    return "/".join(parts)

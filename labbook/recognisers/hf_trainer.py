@@ -1,0 +1,141 @@
+"""Hugging Face Trainer output directories.
+
+``trainer_state.json`` (at the top once training ends, in each ``checkpoint-N/``
+before that) holds ``log_history`` — every logged dict, the last one with
+``train_runtime`` when training completed — plus ``global_step`` and
+``max_steps``. ``all_results.json`` / ``train_results.json`` / ``eval_results.json``
+hold final metrics. The TensorBoard directory it writes has an ``args`` text
+summary: the TrainingArguments as JSON, which is where the config and seed come
+from. ``training_args.bin`` is a pickle and is never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from labbook.model import Point, RunFacts, Seed, flatten
+from labbook.readers.files import load_json
+from labbook.recognisers.base import DirInfo, Recogniser
+from labbook.recognisers.common import (
+    apply_log,
+    find_logs,
+    merge_metrics,
+    mtime_range,
+    read_event_files,
+    run_name,
+)
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json", "test_results.json")
+_NOT_METRICS = {"step", "epoch", "total_flos", "train_steps_per_second", "train_samples_per_second"}
+
+
+def _checkpoints(d: DirInfo) -> list[tuple[int, Path]]:
+    out = []
+    for name in d.dirs:
+        m = _CHECKPOINT.match(name)
+        if m and (d.path / name / "trainer_state.json").is_file():
+            out.append((int(m[1]), d.path / name))
+    return sorted(out)
+
+
+class HFTrainer(Recogniser):
+    framework = "hf-trainer"
+
+    def match(self, d: DirInfo) -> bool:
+        if d.has_any("trainer_state.json", "all_results.json", "train_results.json"):
+            return True
+        return bool(_checkpoints(d)) and not _CHECKPOINT.match(d.path.name)
+
+    def read(self, d: DirInfo) -> Iterable[RunFacts]:
+        facts = RunFacts(
+            path=str(d.path),
+            framework=self.framework,
+            source_key=str(d.path),
+            name=run_name(d.path),
+        )
+        state_path = d.path / "trainer_state.json"
+        if not state_path.is_file():
+            ckpts = _checkpoints(d)
+            state_path = ckpts[-1][1] / "trainer_state.json" if ckpts else state_path
+        state = load_json(state_path) if state_path.is_file() else None
+        if isinstance(state, dict):
+            facts.files.append(str(state_path))
+            self._read_state(state, facts)
+        for name in _RESULT_FILES:
+            if name in d.files:
+                res = load_json(d.path / name)
+                facts.files.append(str(d.path / name))
+                if isinstance(res, dict):
+                    if "train_runtime" in res:
+                        facts.end_marker = True
+                    for key, value in res.items():
+                        if _is_number(value) and key not in _NOT_METRICS and key not in facts.metrics:
+                            step = int(state.get("global_step", 0)) if isinstance(state, dict) else 0
+                            facts.metrics[key] = [Point(step, float(value))]
+        ev = read_event_files(d.path)
+        facts.files += ev.files
+        args = _json_text(ev.texts.get("args"))
+        if isinstance(args, dict):
+            facts.config = flatten(args)
+            if args.get("seed") is not None:
+                facts.seed = Seed(args["seed"], "hf-args:seed")
+        model_cfg = _json_text(ev.texts.get("model_config"))
+        if isinstance(model_cfg, dict):
+            facts.config.update(flatten(model_cfg, "model"))
+        if not facts.metrics:
+            merge_metrics(facts.metrics, ev.metrics)
+        if "config.json" in d.files and not any(k.startswith("model.") for k in facts.config):
+            mc = load_json(d.path / "config.json")
+            if isinstance(mc, dict):
+                facts.config.update(flatten(mc, "model"))
+        for log in find_logs(d.path)[:1]:
+            apply_log(facts, log, metrics_from_log=not facts.metrics)
+        facts.started_at, facts.ended_at = ev.first_wall_time, ev.last_wall_time
+        if facts.started_at is None:
+            facts.started_at, facts.ended_at = mtime_range(facts.files)
+        yield facts
+
+    @staticmethod
+    def _read_state(state: dict[str, Any], facts: RunFacts) -> None:
+        history = state.get("log_history") or []
+        for entry in history:
+            if not isinstance(entry, dict):
+                continue
+            step = entry.get("step")
+            step = int(step) if _is_number(step) else 0
+            if "train_runtime" in entry:
+                facts.end_marker = True
+            for key, value in entry.items():
+                if key in _NOT_METRICS or not _is_number(value):
+                    continue
+                facts.metrics.setdefault(key, []).append(Point(step, float(value)))
+        max_steps, global_step = state.get("max_steps"), state.get("global_step")
+        if (
+            not facts.end_marker
+            and _is_number(max_steps)
+            and _is_number(global_step)
+            and global_step < max_steps
+        ):
+            # Stopped before max_steps with no final log: the process did not end cleanly.
+            facts.truncated = True
+        for key in ("train_batch_size", "num_train_epochs", "max_steps", "eval_steps", "save_steps"):
+            if key in state and key not in facts.config:
+                facts.config[key] = state[key]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _json_text(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

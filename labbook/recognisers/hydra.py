@@ -1,0 +1,80 @@
+"""Hydra: ``outputs/DATE/TIME/`` and each job ``multirun/DATE/TIME/N/`` of a sweep.
+
+A job directory holds ``.hydra/config.yaml`` (the composed config),
+``.hydra/overrides.yaml`` (the command-line overrides) and ``.hydra/hydra.yaml``
+(Hydra's own settings: job name, mode, sweep number), plus ``<job>.log``. The
+sweep directory (with ``multirun.yaml``) is not a run. What the job's code wrote
+below the job directory (TensorBoard, Lightning, CSV metrics) feeds the same run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from labbook.capture.seed import pick_seed, seed_from_config, seed_from_overrides
+from labbook.model import RunFacts, flatten
+from labbook.readers.files import load_yaml, read_csv_metrics, read_jsonl_metrics
+from labbook.recognisers.base import DirInfo, Recogniser
+from labbook.recognisers.common import (
+    apply_log,
+    files_below,
+    find_logs,
+    merge_metrics,
+    mtime_range,
+    read_event_files,
+    run_name,
+)
+
+
+class Hydra(Recogniser):
+    framework = "hydra"
+
+    def match(self, d: DirInfo) -> bool:
+        return ".hydra" in d.dirs and (d.path / ".hydra" / "config.yaml").is_file()
+
+    def read(self, d: DirInfo) -> Iterable[RunFacts]:
+        hdir = d.path / ".hydra"
+        facts = RunFacts(
+            path=str(d.path),
+            framework=self.framework,
+            source_key=str(d.path),
+            name=run_name(d.path, 3),
+        )
+        cfg = load_yaml(hdir / "config.yaml")
+        if isinstance(cfg, dict):
+            facts.config = flatten(cfg)
+        overrides = load_yaml(hdir / "overrides.yaml") if (hdir / "overrides.yaml").is_file() else None
+        hydra_cfg = load_yaml(hdir / "hydra.yaml") if (hdir / "hydra.yaml").is_file() else None
+        job_name = None
+        if isinstance(hydra_cfg, dict):
+            h = hydra_cfg.get("hydra", {}) or {}
+            job = h.get("job", {}) or {}
+            job_name = job.get("name")
+            runtime = h.get("runtime", {}) or {}
+            facts.cwd = runtime.get("cwd")
+            if job_name:
+                facts.command = ["python", f"{job_name}.py", *[str(o) for o in (overrides or [])]]
+        facts.files += [str(hdir / n) for n in ("config.yaml", "overrides.yaml", "hydra.yaml")]
+        if isinstance(overrides, list):
+            facts.seed = pick_seed(
+                seed_from_overrides([str(o) for o in overrides]), seed_from_config(facts.config)
+            )
+        ev = read_event_files(d.path)
+        facts.metrics = ev.metrics
+        facts.files += ev.files
+        facts.truncated = ev.truncated
+        for path in files_below(d.path):
+            if path.name == "metrics.csv":
+                more, truncated = read_csv_metrics(path)
+            elif path.name == "metrics.jsonl":
+                more, truncated = read_jsonl_metrics(path)
+            else:
+                continue
+            merge_metrics(facts.metrics, more)
+            facts.truncated = facts.truncated or truncated
+            facts.files.append(str(path))
+        logs = find_logs(d.path, names=(f"{job_name}.log",) if job_name else ())
+        for log in logs[:1]:
+            apply_log(facts, log, metrics_from_log=not facts.metrics)
+        facts.started_at, facts.ended_at = mtime_range(facts.files)
+        yield facts

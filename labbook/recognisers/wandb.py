@@ -1,0 +1,151 @@
+"""wandb run directories: ``wandb/run-*`` and ``wandb/offline-run-*``.
+
+Plain files, where the wandb version writes them: ``files/config.yaml`` (each key
+as ``{value: …}``), ``files/wandb-summary.json`` (final values and ``_step``),
+``files/wandb-metadata.json`` (python, os, host, program, args, git, GPUs),
+``files/output.log`` (console) and ``files/diff.patch``. Recent versions write
+offline runs mostly into the binary ``run-<id>.wandb`` log; when wandb is
+importable (``pip install labbook[wandb]``) it is read with wandb's own reader for
+the full history, config and exit code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from labbook.capture.env import env_from_wandb_metadata
+from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_config
+from labbook.model import Failure, GitState, Point, RunFacts, flatten
+from labbook.readers.files import load_json, load_yaml, read_text
+from labbook.recognisers.base import DirInfo, Recogniser
+from labbook.recognisers.common import apply_log, merge_metrics
+from labbook.recognisers.wandb_binary import read_wandb_log
+
+_RUN_DIR = re.compile(r"^(offline-)?run-\d{8}_\d{6}-(?P<id>[a-z0-9]+)$")
+
+
+class Wandb(Recogniser):
+    framework = "wandb"
+
+    def match(self, d: DirInfo) -> bool:
+        m = _RUN_DIR.match(d.path.name)
+        if not m:
+            return False
+        return "files" in d.dirs or any(n.endswith(".wandb") for n in d.files)
+
+    def read(self, d: DirInfo) -> Iterable[RunFacts]:
+        m = _RUN_DIR.match(d.path.name)
+        run_id = m["id"] if m else d.path.name
+        files = d.path / "files"
+        facts = RunFacts(
+            path=str(d.path),
+            framework=self.framework,
+            source_key=str(d.path),
+            name=f"{d.path.parent.parent.name}/{run_id}",
+        )
+        cfg = load_yaml(files / "config.yaml") if (files / "config.yaml").is_file() else None
+        if isinstance(cfg, dict):
+            facts.config = _unwrap_config(cfg)
+            facts.files.append(str(files / "config.yaml"))
+        binary = next((d.path / n for n in sorted(d.files) if n.endswith(".wandb")), None)
+        exit_code = None
+        if binary is not None:
+            facts.files.append(str(binary))
+            log = read_wandb_log(binary)
+            if log is not None:
+                if not facts.config and log.config:
+                    facts.config = _unwrap_config(log.config)
+                merge_metrics(facts.metrics, log.history)
+                exit_code = log.exit_code
+                if log.summary and not (files / "wandb-summary.json").is_file():
+                    _summary_points(facts, log.summary)
+                facts.truncated = facts.truncated or log.truncated
+                if log.started_at:
+                    facts.started_at = log.started_at
+                if log.name:
+                    facts.name = log.name
+        summary = load_json(files / "wandb-summary.json") if (files / "wandb-summary.json").is_file() else None
+        if isinstance(summary, dict):
+            facts.files.append(str(files / "wandb-summary.json"))
+            _summary_points(facts, summary)
+        meta = load_json(files / "wandb-metadata.json") if (files / "wandb-metadata.json").is_file() else None
+        if isinstance(meta, dict):
+            self._read_metadata(meta, facts)
+        patch = files / "diff.patch"
+        if patch.is_file() and facts.git is not None:
+            facts.git.diff = read_text(patch) or ""
+            facts.git.dirty = bool(facts.git.diff.strip())
+        out_log = files / "output.log"
+        if out_log.is_file():
+            apply_log(facts, out_log, metrics_from_log=not facts.metrics)
+        if exit_code is not None:
+            if exit_code == 0:
+                facts.end_marker = True
+            elif facts.failure is None:
+                facts.failure = Failure("exception", f"exited with code {exit_code}")
+        facts.seed = pick_seed(
+            facts.seed if facts.seed.value is not None else None,
+            seed_from_config(facts.config),
+            seed_from_argv(facts.command or []),
+        )
+        yield facts
+
+    @staticmethod
+    def _read_metadata(meta: dict[str, Any], facts: RunFacts) -> None:
+        facts.env = env_from_wandb_metadata(meta)
+        program = meta.get("program") or meta.get("codePath")
+        args = meta.get("args")
+        if program:
+            facts.command = ["python", str(program), *[str(a) for a in (args or [])]]
+        git = meta.get("git")
+        if isinstance(git, dict) and git.get("commit"):
+            from labbook.capture.git import redact_remote
+
+            remote = git.get("remote")
+            facts.git = GitState(
+                root=str(meta.get("root") or ""),
+                commit=git["commit"],
+                remote=redact_remote(remote) if remote else None,
+            )
+        facts.host = meta.get("host") or facts.host
+        facts.user = meta.get("username") or facts.user
+        started = meta.get("startedAt")
+        if isinstance(started, str) and facts.started_at is None:
+            try:
+                facts.started_at = datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                pass
+        if meta.get("cwd") and not facts.cwd:
+            facts.cwd = str(meta["cwd"])
+
+
+def _unwrap_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """wandb stores each config key as ``{"value": …, "desc": …}``; drop its own ``_wandb``."""
+    plain = {}
+    for key, value in cfg.items():
+        if str(key).startswith("_wandb") or key == "wandb_version":
+            continue
+        if isinstance(value, dict) and "value" in value:
+            value = value["value"]
+        plain[key] = value
+    return flatten(plain)
+
+
+def _summary_points(facts: RunFacts, summary: dict[str, Any]) -> None:
+    """Final values from the summary, for tags the history did not give."""
+    step = summary.get("_step")
+    step = int(step) if isinstance(step, (int, float)) else 0
+    for key, value in flatten(summary).items():
+        if key.startswith("_") or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if key not in facts.metrics:
+            facts.metrics[key] = [Point(step, float(value))]
+    runtime = summary.get("_runtime")
+    if isinstance(runtime, (int, float)) and facts.started_at is not None and facts.ended_at is None:
+        facts.ended_at = facts.started_at + float(runtime)
+
+

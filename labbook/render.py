@@ -1,0 +1,232 @@
+"""Terminal rendering of runs for the CLI (rich). Only formatting: no queries here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+STATUS_STYLE = {
+    "running": "bold cyan",
+    "finished": "green",
+    "failed": "bold red",
+    "diverged": "bold magenta",
+    "killed": "yellow",
+    "unknown": "dim",
+}
+
+#: Metric tags shown first in listings, in order of preference.
+_KEY_METRIC_HINTS = ("val", "eval", "test", "loss", "acc")
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def fmt_time(iso: str | None) -> str:
+    if not iso:
+        return "—"
+    try:
+        dt = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone()
+    except ValueError:
+        return iso
+    return dt.strftime("%Y-%m-%d %H:%M")
+
+
+def duration(rec: dict[str, Any]) -> str:
+    start, end = rec.get("started_at"), rec.get("ended_at")
+    if not start or not end:
+        return "—"
+    try:
+        secs = (
+            datetime.fromisoformat(end.replace("Z", "+00:00"))
+            - datetime.fromisoformat(start.replace("Z", "+00:00"))
+        ).total_seconds()
+    except ValueError:
+        return "—"
+    secs = max(0, int(secs))
+    if secs < 60:
+        return f"{secs}s"
+    if secs < 3600:
+        return f"{secs // 60}m{secs % 60:02d}s"
+    return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"
+
+
+def fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if value is None:
+        return "—"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def key_metrics(records: Sequence[dict[str, Any]], limit: int = 3) -> list[str]:
+    """The metric tags most worth a column: common to most runs, validation and loss first."""
+    counts: dict[str, int] = {}
+    for r in records:
+        for tag in r.get("metrics", {}):
+            counts[tag] = counts.get(tag, 0) + 1
+
+    def score(tag: str) -> tuple[int, int, str]:
+        low = tag.lower()
+        hint = next((i for i, h in enumerate(_KEY_METRIC_HINTS) if h in low), len(_KEY_METRIC_HINTS))
+        return (-counts[tag], hint, tag)
+
+    return sorted(counts, key=score)[:limit]
+
+
+def seed_text(rec: dict[str, Any]) -> str:
+    seed = rec.get("seed") or {}
+    return "not set" if seed.get("value") is None else str(seed["value"])
+
+
+def print_runs(records: Sequence[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    console = _console()
+    if not records:
+        console.print("no runs match", style="dim")
+        return
+    metrics = key_metrics(records)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("id", "name", "status", "framework", "started", "time", "seed", *metrics):
+        table.add_column(col, no_wrap=col in ("id", "status", "started"), overflow="fold")
+    for r in records:
+        status = r["status"]
+        seed = seed_text(r)
+        table.add_row(
+            r["id"],
+            r.get("name") or "",
+            f"[{STATUS_STYLE.get(status, '')}]{status}[/]",
+            r.get("framework") or "",
+            fmt_time(r.get("started_at")),
+            duration(r),
+            f"[yellow]{seed}[/]" if seed == "not set" else seed,
+            *[fmt_value((r["metrics"].get(m) or {}).get("last")) for m in metrics],
+        )
+    console.print(table)
+
+
+def print_run(rec: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console = _console()
+    status = rec["status"]
+    console.print(
+        f"[bold]{rec.get('name') or rec['id']}[/]  [dim]{rec['id']}[/]  "
+        f"[{STATUS_STYLE.get(status, '')}]{status}[/]"
+    )
+    if rec.get("failure"):
+        f = rec["failure"]
+        step = f" at step {f['step']}" if f.get("step") is not None else ""
+        console.print(f"  [red]{f['kind']}{step}: {f['message']}[/]", markup=True)
+    info = Table.grid(padding=(0, 2))
+    info.add_column(style="bold")
+    info.add_column(overflow="fold")
+    info.add_row("path", rec.get("path") or "—")
+    info.add_row("framework", rec.get("framework") or "—")
+    info.add_row("host", f"{rec.get('user') or '?'}@{rec.get('host') or '?'}")
+    info.add_row("started", fmt_time(rec.get("started_at")))
+    info.add_row("ended", fmt_time(rec.get("ended_at")) + f"  ({duration(rec)})")
+    seed = rec.get("seed") or {}
+    info.add_row(
+        "seed",
+        "[yellow]not set[/]" if seed.get("value") is None else f"{seed['value']}  [dim]({seed.get('source')})[/]",
+    )
+    if rec.get("command"):
+        import shlex
+
+        info.add_row("command", shlex.join(rec["command"]))
+    if rec.get("tags"):
+        info.add_row("tags", ", ".join(rec["tags"]))
+    git = rec.get("git")
+    if git:
+        dirty = " [yellow](dirty)[/]" if git.get("dirty") else ""
+        info.add_row("git", f"{(git.get('commit') or 'no commit')[:12]} on {git.get('branch') or 'detached'}{dirty}")
+        if git.get("remote"):
+            info.add_row("remote", git["remote"])
+        if git.get("untracked"):
+            info.add_row("untracked", ", ".join(git["untracked"][:10]) + (" …" if len(git["untracked"]) > 10 else ""))
+    env = rec.get("env")
+    if env:
+        pkgs = env.get("packages") or {}
+        bits = [f"python {env.get('python') or '?'}"]
+        for name in ("torch", "lightning", "transformers", "jax", "tensorflow"):
+            if name in pkgs:
+                bits.append(f"{name} {pkgs[name]}")
+        if env.get("gpus"):
+            bits.append(", ".join(env["gpus"]))
+        source = env.get("source")
+        note = " [dim](the importing interpreter's, not the run's)[/]" if source == "importer" else ""
+        info.add_row("env", "  ".join(bits) + note)
+    console.print(info)
+    if rec.get("config"):
+        console.print("\n[bold]config[/]")
+        cfg = Table.grid(padding=(0, 2))
+        cfg.add_column(style="cyan")
+        cfg.add_column(overflow="fold")
+        for k, v in rec["config"].items():
+            cfg.add_row(k, fmt_value(v))
+        console.print(cfg)
+    if rec.get("metrics"):
+        console.print("\n[bold]metrics[/]")
+        mt = Table(box=None, header_style="dim", pad_edge=False)
+        for col in ("tag", "last", "min", "max", "step", "count", "non-finite at"):
+            mt.add_column(col, justify="left" if col == "tag" else "right")
+        for tag, m in rec["metrics"].items():
+            nf = m.get("nonfinite_step")
+            mt.add_row(
+                tag,
+                fmt_value(m.get("last")),
+                fmt_value(m.get("min")),
+                fmt_value(m.get("max")),
+                fmt_value(m.get("step")),
+                str(m.get("count")),
+                f"[red]{nf}[/]" if nf is not None else "",
+            )
+        console.print(mt)
+    if git and git.get("diff"):
+        lines = git["diff"].count("\n")
+        console.print(f"\n[bold]uncommitted changes[/] [dim]({lines} diff lines; `labbook show --json` has them)[/]")
+    if rec.get("notes"):
+        console.print("\n[bold]notes[/]")
+        for n in rec["notes"]:
+            console.print(f"  [dim]{fmt_time(n['at'])} {n.get('author') or ''}[/] [{n['kind']}] {n['text']}")
+
+
+@contextmanager
+def progress_bar(warnings: Any, *, enabled: bool = True) -> Iterator[Any]:
+    """A progress callback for long work, drawn on stderr when it is a terminal."""
+    import sys
+
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = _console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as prog:
+        task = prog.add_task("finding runs", total=None)
+        warnings.console = console
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage == "read":
+                prog.update(task, description="reading runs", completed=done, total=total)
+
+        try:
+            yield update
+        finally:
+            warnings.console = None

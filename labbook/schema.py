@@ -1,0 +1,147 @@
+"""The database schema, as ``sqlite_utils.Migrations`` steps.
+
+Each step is applied once, in order, inside a transaction. ``PRAGMA user_version``
+mirrors the number of steps so that readers can check that a database is current
+without importing sqlite-utils (which costs ~100 ms of start-up).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
+
+#: Bump together with adding a step below.
+SCHEMA_VERSION = 1
+
+
+def migrations() -> Migrations:
+    from sqlite_utils.migrations import Migrations
+
+    steps = Migrations("labbook")
+
+    @steps(name="0001_initial")
+    def initial(db: Database) -> None:
+        db.executescript(
+            """
+            CREATE TABLE runs (
+                id TEXT PRIMARY KEY,
+                source_key TEXT NOT NULL UNIQUE,
+                name TEXT,
+                path TEXT,
+                host TEXT,
+                user TEXT,
+                framework TEXT,
+                status TEXT NOT NULL DEFAULT 'unknown',
+                failure_kind TEXT,
+                failure_message TEXT,
+                failure_step INTEGER,
+                started_at TEXT,
+                ended_at TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                command TEXT,
+                pid INTEGER,
+                cwd TEXT,
+                seed_value TEXT,
+                seed_source TEXT,
+                git_root TEXT,
+                git_commit TEXT,
+                git_branch TEXT,
+                git_remote TEXT,
+                git_dirty INTEGER,
+                git_diff TEXT REFERENCES blobs(hash),
+                git_untracked TEXT,
+                git_extra TEXT REFERENCES blobs(hash),
+                env TEXT REFERENCES blobs(hash),
+                env_source TEXT,
+                gpu TEXT,
+                log_tail TEXT REFERENCES blobs(hash),
+                missing INTEGER NOT NULL DEFAULT 0,
+                deleted_at TEXT
+            );
+            CREATE INDEX runs_started ON runs(started_at DESC, created_at DESC);
+            CREATE INDEX runs_status ON runs(status);
+            CREATE INDEX runs_name ON runs(name);
+            CREATE INDEX runs_path ON runs(path);
+            CREATE INDEX runs_git ON runs(git_root, started_at);
+
+            CREATE TABLE blobs (
+                hash TEXT PRIMARY KEY,
+                size INTEGER NOT NULL,
+                data BLOB NOT NULL
+            );
+
+            -- Flattened config: one row per dotted key. ``value`` is JSON; ``num`` holds
+            -- the number for numeric values so that --where can compare numerically.
+            CREATE TABLE params (
+                run_id TEXT NOT NULL REFERENCES runs(id),
+                key TEXT NOT NULL,
+                value TEXT,
+                num REAL,
+                PRIMARY KEY (run_id, key)
+            ) WITHOUT ROWID;
+            CREATE INDEX params_key_num ON params(key, num);
+            CREATE INDEX params_key_value ON params(key, value);
+
+            -- One summary per run and tag. SQLite stores a float NaN as NULL, so the
+            -- kind of a non-finite last value is kept in ``last_kind``.
+            CREATE TABLE metrics (
+                run_id TEXT NOT NULL REFERENCES runs(id),
+                tag TEXT NOT NULL,
+                last REAL,
+                last_kind TEXT,
+                min REAL,
+                max REAL,
+                step INTEGER,
+                count INTEGER NOT NULL,
+                nonfinite_step INTEGER,
+                first_step INTEGER,
+                last_wall_time REAL,
+                PRIMARY KEY (run_id, tag)
+            ) WITHOUT ROWID;
+            CREATE INDEX metrics_tag_last ON metrics(tag, last);
+
+            -- Downsampled curve per run and tag (<= 1,000 points), zlib-compressed JSON.
+            CREATE TABLE series (
+                run_id TEXT NOT NULL REFERENCES runs(id),
+                tag TEXT NOT NULL,
+                points BLOB NOT NULL,
+                PRIMARY KEY (run_id, tag)
+            ) WITHOUT ROWID;
+
+            CREATE TABLE tags (
+                run_id TEXT NOT NULL REFERENCES runs(id),
+                tag TEXT NOT NULL,
+                PRIMARY KEY (run_id, tag)
+            ) WITHOUT ROWID;
+            CREATE INDEX tags_tag ON tags(tag);
+
+            -- Notes are appended, never edited; deleting one sets deleted_at.
+            CREATE TABLE notes (
+                id INTEGER PRIMARY KEY,
+                run_id TEXT NOT NULL REFERENCES runs(id),
+                at TEXT NOT NULL,
+                author TEXT,
+                kind TEXT NOT NULL DEFAULT 'note',
+                text TEXT NOT NULL,
+                deleted_at TEXT
+            );
+            CREATE INDEX notes_run ON notes(run_id);
+
+            -- Read positions of the files a run is read from (incremental tailing).
+            CREATE TABLE files (
+                path TEXT PRIMARY KEY,
+                run_id TEXT NOT NULL REFERENCES runs(id),
+                offset INTEGER NOT NULL DEFAULT 0,
+                fingerprint TEXT,
+                size INTEGER,
+                mtime REAL
+            );
+            CREATE INDEX files_run ON files(run_id);
+            """
+        )
+
+    return steps

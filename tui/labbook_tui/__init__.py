@@ -1,0 +1,1 @@
+"""labbook's Textual app (``labbook tui``). Uses only labbook's public API."""
