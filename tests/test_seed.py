@@ -1,0 +1,159 @@
+"""Seeds from configs, command lines, Hydra overrides and the environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from labbook.capture.seed import (
+    SEED_KEYS,
+    parse_seed_value,
+    pick_seed,
+    seed_from_argv,
+    seed_from_config,
+    seed_from_env,
+    seed_from_overrides,
+)
+from labbook.model import Seed, flatten
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (42, 42),
+        ("42", 42),
+        (" -7 ", -7),
+        (42.0, 42),
+        ("42.0", 42),
+        ('"13"', 13),
+        ("abc", "abc"),
+        ("1,2,3", "1,2,3"),
+        (0.5, 0.5),
+        (None, None),
+        ("null", None),
+        ("None", None),
+        ("~", None),
+        ("", None),
+        (True, None),
+        ("true", None),
+        ([1, 2], None),
+        ({}, None),
+        (float("nan"), None),
+    ],
+)
+def test_parse_seed_value(raw: Any, expected: Any) -> None:
+    assert parse_seed_value(raw) == expected
+
+
+def test_config_top_level_seed_wins() -> None:
+    config = flatten({"seed": 1, "data_seed": 2, "trainer": {"seed": 3}})
+    assert seed_from_config(config) == Seed(1, "config:seed")
+
+
+def test_config_shortest_path() -> None:
+    config = flatten({"model": {"init": {"seed": 5}}, "trainer": {"seed": "7"}, "lr": 0.1})
+    assert seed_from_config(config) == Seed(7, "config:trainer.seed")
+
+
+def test_config_same_depth_prefers_seed_key_order() -> None:
+    config = {"data_seed": 2, "random_state": 3, "rng_seed": 4}
+    assert seed_from_config(config) == Seed(4, "config:rng_seed")
+    assert seed_from_config({"data_seed": 9, "seed": None}) == Seed(9, "config:data_seed")
+
+
+@pytest.mark.parametrize("key", SEED_KEYS)
+def test_config_every_seed_key(key: str) -> None:
+    assert seed_from_config({f"training.{key}": 11}) == Seed(11, f"config:training.{key}")
+
+
+def test_config_null_seed_is_not_a_seed() -> None:
+    assert seed_from_config({"seed": None}) is None
+    assert seed_from_config({"seed": "null", "other": 1}) is None
+    assert seed_from_config({"seed": "null", "trainer.seed": 4}) == Seed(4, "config:trainer.seed")
+    assert seed_from_config({}) is None
+    assert seed_from_config({"seedling": 3, "reseed_every": 2}) is None
+    assert seed_from_config("nonsense") is None  # type: ignore[arg-type]
+
+
+def test_config_lightning_seed_everything() -> None:
+    assert seed_from_config({"seed_everything": 1234, "trainer.max_epochs": 3}) == Seed(
+        1234, "config:seed_everything"
+    )
+    assert seed_from_config({"seed_everything": True}) is None
+    assert seed_from_config({"seed_everything": False}) is None
+    assert seed_from_config({"seed_everything": "123"}) == Seed(123, "config:seed_everything")
+    assert seed_from_config({"seed_everything": 5, "seed": 6}) == Seed(6, "config:seed")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["train.py", "--seed", "42"], Seed(42, "argv:--seed")),
+        (["train.py", "--seed=42"], Seed(42, "argv:--seed")),
+        (
+            ["python", "train.py", "--lr", "0.1", "--random-seed", "7"],
+            Seed(7, "argv:--random-seed"),
+        ),
+        (["train.py", "--random_seed=8"], Seed(8, "argv:--random_seed")),
+        (["train.py", "--data-seed", "3"], Seed(3, "argv:--data-seed")),
+        (["train.py", "--seed", "-1"], Seed(-1, "argv:--seed")),
+        (["train.py", "--seed", "1", "--seed", "2"], Seed(2, "argv:--seed")),
+        (["train.py", "--seed", "abc"], Seed("abc", "argv:--seed")),
+        (["main.py", "fit", "--seed_everything", "99"], Seed(99, "argv:--seed_everything")),
+        (["train.py", "seed=42", "optimizer.lr=0.1"], Seed(42, "hydra:overrides")),
+        (["train.py", "+seed=42"], Seed(42, "hydra:overrides")),
+        (["train.py", "++trainer.seed=5"], Seed(5, "hydra:overrides")),
+        (["train.py", "--multirun", "seed=1,2,3"], Seed("1,2,3", "hydra:overrides")),
+        (["train.py", "--seed", "3", "seed=4"], Seed(3, "argv:--seed")),
+    ],
+)
+def test_seed_from_argv(argv: list[str], expected: Seed) -> None:
+    assert seed_from_argv(argv) == expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["train.py"],
+        ["train.py", "--seed"],
+        ["train.py", "--seed", "--lr", "0.1"],
+        ["train.py", "--seed=null"],
+        ["train.py", "--seeds", "3"],
+        ["train.py", "-s", "3"],
+        ["train.py", "~seed"],
+        ["train.py", "seed=null"],
+        ["main.py", "--seed_everything", "true"],
+    ],
+)
+def test_seed_from_argv_none(argv: list[str]) -> None:
+    assert seed_from_argv(argv) is None
+
+
+def test_seed_from_overrides() -> None:
+    assert seed_from_overrides(["seed=3", "optimizer.lr=0.1"]) == Seed(3, "hydra:overrides")
+    assert seed_from_overrides(["model.seed=1", "seed=2"]) == Seed(2, "hydra:overrides")
+    assert seed_from_overrides(["seed=2", "model.seed=1"]) == Seed(2, "hydra:overrides")
+    assert seed_from_overrides(["seed=1", "seed=2"]) == Seed(2, "hydra:overrides")
+    assert seed_from_overrides(["+experiment=big", "trainer.seed=7"]) == Seed(7, "hydra:overrides")
+    assert seed_from_overrides(["db@backup=mysql", "seed@cfg=4"]) == Seed(4, "hydra:overrides")
+    assert seed_from_overrides(["optimizer.lr=0.1"]) is None
+    assert seed_from_overrides(["~seed", 3]) is None  # type: ignore[list-item]
+    assert seed_from_overrides("seed=3") is None  # type: ignore[arg-type]
+
+
+def test_seed_from_env() -> None:
+    assert seed_from_env({"PL_GLOBAL_SEED": "1234"}) == Seed(1234, "env:PL_GLOBAL_SEED")
+    assert seed_from_env({"PL_GLOBAL_SEED": ""}) is None
+    assert seed_from_env({}) is None
+
+
+def test_pick_seed() -> None:
+    assert pick_seed() == Seed(None, None)
+    assert pick_seed(None, Seed(None, "config:seed"), None) == Seed(None, None)
+    first = Seed(1, "argv:--seed")
+    assert pick_seed(None, first, Seed(2, "config:seed")) is first
+    assert pick_seed(seed_from_config({}), seed_from_env({"PL_GLOBAL_SEED": "5"})) == Seed(
+        5, "env:PL_GLOBAL_SEED"
+    )
