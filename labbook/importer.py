@@ -47,16 +47,21 @@ def discover(
     """Every (recogniser, directory) pair below ``paths``, in walk order."""
     recs = RECOGNISERS if recognisers is None else recognisers
     found: list[tuple[Recogniser, DirInfo]] = []
+    weak: set[Path] = set()
 
     def visit(d: DirInfo) -> bool:
         for rec in recs:
             try:
                 matched = rec.match(d)
+                is_weak = matched and rec.weak(d)
             except Exception as exc:  # a recogniser bug must not end the walk
                 warn(d.path, f"{rec.framework}: cannot check ({type(exc).__name__}: {exc})")
                 continue
             if matched:
                 found.append((rec, d))
+                if is_weak:
+                    weak.add(d.path)
+                    return True
                 if rec.owns_subtree:
                     return False
         return True
@@ -72,6 +77,10 @@ def discover(
             root = root.parent
         for _ in walk(root, visit):
             pass
+    if weak:
+        # A weak match (a bare console log) with runs below it is their parent, not a run.
+        parents = {p for _, d in found if d.path not in weak for p in d.path.parents}
+        found = [(r, d) for r, d in found if d.path not in weak or d.path not in parents]
     return found
 
 

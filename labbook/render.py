@@ -86,30 +86,53 @@ def seed_text(rec: dict[str, Any]) -> str:
     return "not set" if seed.get("value") is None else str(seed["value"])
 
 
-def print_runs(records: Sequence[dict[str, Any]]) -> None:
-    from rich.table import Table
-
-    console = _console()
-    if not records:
-        console.print("no runs match", style="dim")
-        return
-    metrics = key_metrics(records)
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("id", "name", "status", "framework", "started", "time", "seed", *metrics):
-        table.add_column(col, no_wrap=col in ("id", "status", "started"), overflow="fold")
+def _run_rows(records: Sequence[dict[str, Any]], metrics: list[str]) -> Iterator[list[str]]:
     for r in records:
-        status = r["status"]
-        seed = seed_text(r)
-        table.add_row(
+        yield [
             r["id"],
             r.get("name") or "",
-            f"[{STATUS_STYLE.get(status, '')}]{status}[/]",
+            r["status"],
             r.get("framework") or "",
             fmt_time(r.get("started_at")),
             duration(r),
-            f"[yellow]{seed}[/]" if seed == "not set" else seed,
+            seed_text(r),
             *[fmt_value((r["metrics"].get(m) or {}).get("last")) for m in metrics],
-        )
+        ]
+
+
+def print_plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Aligned columns without colour or wrapping, for pipes, grep and awk (no rich import)."""
+    import sys
+
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    out = sys.stdout
+    for row in (header, *rows):
+        cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=False)]
+        out.write("  ".join(cells).rstrip() + "\n")
+
+
+def print_runs(records: Sequence[dict[str, Any]]) -> None:
+    import sys
+
+    if not records:
+        print("no runs match", file=sys.stderr)
+        return
+    metrics = key_metrics(records)
+    header = ["id", "name", "status", "framework", "started", "time", "seed", *metrics]
+    if not sys.stdout.isatty():
+        print_plain_table(header, list(_run_rows(records, metrics)))
+        return
+    from rich.table import Table
+
+    console = _console()
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in header:
+        table.add_column(col, no_wrap=col in ("id", "status", "started"), overflow="fold")
+    for row in _run_rows(records, metrics):
+        status, seed = row[2], row[6]
+        row[2] = f"[{STATUS_STYLE.get(status, '')}]{status}[/]"
+        row[6] = f"[yellow]{seed}[/]" if seed == "not set" else seed
+        table.add_row(*row)
     console.print(table)
 
 

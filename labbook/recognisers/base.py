@@ -71,6 +71,10 @@ class Recogniser:
     def match(self, d: DirInfo) -> bool:
         raise NotImplementedError
 
+    def weak(self, d: DirInfo) -> bool:
+        """Whether a match of ``d`` yields to runs found below it (see :func:`discover`)."""
+        return False
+
     def read(self, d: DirInfo) -> Iterable[RunFacts]:
         raise NotImplementedError
 

@@ -45,6 +45,14 @@ class Generic(Recogniser):
             return True
         return d.has_any(*LOG_NAMES)
 
+    def weak(self, d: DirInfo) -> bool:
+        """A log-only match: a project dir whose console log belongs to runs below it.
+
+        ``python train.py | tee train.log`` beside ``lightning_logs/`` is such a log.
+        The walk goes on below a weak match, and drops it if it finds runs there.
+        """
+        return MARKER not in d.files and not d.has_any(*CONFIG_NAMES)
+
     def read(self, d: DirInfo) -> Iterable[RunFacts]:
         facts = RunFacts(
             path=str(d.path),
@@ -76,16 +84,17 @@ class Generic(Recogniser):
             facts.truncated = facts.truncated or truncated
         if MARKER in d.files:
             self._read_marker(d, facts)
-        for log in find_logs(d.path)[:1]:
-            apply_log(facts, log, metrics_from_log=not facts.metrics)
-        if cfg_path is None and MARKER not in d.files and not (facts.config or facts.metrics or facts.failure):
-            return  # a log that tells nothing: not a run
-        facts.started_at, facts.ended_at = mtime_range(facts.files)
+        # Structured sources first: a log's seed is used only when they have none.
         facts.seed = pick_seed(
             facts.seed if facts.seed.value is not None else None,
             seed_from_config(facts.config),
             seed_from_argv(facts.command or []),
         )
+        for log in find_logs(d.path)[:1]:
+            apply_log(facts, log, metrics_from_log=not facts.metrics)
+        if cfg_path is None and MARKER not in d.files and not (facts.config or facts.metrics or facts.failure):
+            return  # a log that tells nothing: not a run
+        facts.started_at, facts.ended_at = mtime_range(facts.files)
         yield facts
 
     @staticmethod

@@ -28,6 +28,24 @@ from labbook.recognisers.common import (
 
 _CKPT_EPOCH = re.compile(r"epoch=(\d+)")
 _VERSION = re.compile(r"^version_\d+$")
+_VERSION_NUM = re.compile(r"^version_(\d+)$")
+_V_NUM = re.compile(rb"v_num[:=]\s*(\d+)")
+#: How much of a console log's end is searched for the progress bar's ``v_num``.
+_TAIL_BYTES = 256 * 1024
+
+
+def _printed_version(log: Path) -> int | None:
+    """The last logger version (``v_num``) a console log's progress bar printed."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - _TAIL_BYTES))
+            tail = fh.read()
+    except OSError:
+        return None
+    found = _V_NUM.findall(tail)
+    return int(found[-1]) if found else None
 
 
 class Lightning(Recogniser):
@@ -68,20 +86,31 @@ class Lightning(Recogniser):
         yield facts
 
     def _logs(self, run_dir: Path, facts: RunFacts) -> list[Path]:
-        """The run's own logs, else a log beside ``lightning_logs/`` from the same time."""
+        """The run's own logs, else a console log kept beside ``lightning_logs/``.
+
+        ``python train.py 2>&1 | tee train.log`` leaves the console log (the seed,
+        any traceback, the "max_epochs reached" line) up to three levels above the
+        version dir. Lightning's progress bar prints the logger version
+        (``v_num: 3``), which ties a log to its run; a log without one is taken
+        only if it was last written while the run was, by its mtime.
+        """
         own = find_logs(run_dir)
         if own:
             return own
+        version = _VERSION_NUM.match(run_dir.name)
         start, end = facts.started_at, facts.ended_at
-        for ancestor in (run_dir.parent.parent, run_dir.parent):
+        by_time: list[Path] = []
+        for ancestor in list(run_dir.parents)[:3]:
             for log in find_logs(ancestor):
-                lo, hi = mtime_range([log])
-                if start is None or hi is None:
+                printed = _printed_version(log)
+                if printed is not None:
+                    if version is not None and printed == int(version[1]):
+                        return [log]
                     continue
-                # The log was last written during or shortly after this run.
-                if start - 5 <= hi <= (end or start) + 300:
-                    return [log]
-        return []
+                lo, hi = mtime_range([log])
+                if start is not None and hi is not None and start - 5 <= hi <= (end or start) + 300:
+                    by_time.append(log)
+        return by_time[:1]
 
     @staticmethod
     def _end_marker(run_dir: Path, facts: RunFacts) -> None:

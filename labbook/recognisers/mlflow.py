@@ -139,7 +139,10 @@ def _read_metric_file(path: Path) -> list[Point]:
         points.append(Point(step, value, ts / 1000))
     if bad:
         warn(path, f"skipped {bad} malformed line(s)")
-    return points
+    # MLflow orders a metric by (step, timestamp) and may append a line it already
+    # wrote (same timestamp, value and step): keep that order, drop exact repeats.
+    unique = {(p.step, p.wall_time, repr(p.value)): p for p in points}
+    return sorted(unique.values(), key=lambda p: (p.step, p.wall_time or 0.0))
 
 
 class MLflowSQLite(Recogniser):

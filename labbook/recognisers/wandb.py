@@ -22,8 +22,8 @@ from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_config
 from labbook.model import Failure, GitState, Point, RunFacts, flatten
 from labbook.readers.files import load_json, load_yaml, read_text
 from labbook.recognisers.base import DirInfo, Recogniser
+from labbook.readers.wandb_log import WandbLog, read_wandb_log
 from labbook.recognisers.common import apply_log, merge_metrics
-from labbook.recognisers.wandb_binary import read_wandb_log
 
 _RUN_DIR = re.compile(r"^(offline-)?run-\d{8}_\d{6}-(?P<id>[a-z0-9]+)$")
 
@@ -57,17 +57,8 @@ class Wandb(Recogniser):
             facts.files.append(str(binary))
             log = read_wandb_log(binary)
             if log is not None:
-                if not facts.config and log.config:
-                    facts.config = _unwrap_config(log.config)
-                merge_metrics(facts.metrics, log.history)
                 exit_code = log.exit_code
-                if log.summary and not (files / "wandb-summary.json").is_file():
-                    _summary_points(facts, log.summary)
-                facts.truncated = facts.truncated or log.truncated
-                if log.started_at:
-                    facts.started_at = log.started_at
-                if log.name:
-                    facts.name = log.name
+                self._read_binary(log, facts, has_summary=(files / "wandb-summary.json").is_file())
         summary = load_json(files / "wandb-summary.json") if (files / "wandb-summary.json").is_file() else None
         if isinstance(summary, dict):
             facts.files.append(str(files / "wandb-summary.json"))
@@ -93,6 +84,33 @@ class Wandb(Recogniser):
             seed_from_argv(facts.command or []),
         )
         yield facts
+
+    @staticmethod
+    def _read_binary(log: WandbLog, facts: RunFacts, *, has_summary: bool) -> None:
+        if not facts.config and log.config:
+            facts.config = _unwrap_config(log.config)
+        merge_metrics(facts.metrics, log.history)
+        if log.summary and not has_summary:
+            _summary_points(facts, log.summary)
+        # A torn tail without an exit record is a run that is writing or was killed.
+        facts.truncated = facts.truncated or (log.truncated and log.exit_code is None)
+        facts.started_at = log.started_at or facts.started_at
+        facts.name = log.name or facts.name
+        facts.tags += [t for t in log.tags if t not in facts.tags]
+        facts.host = log.host or facts.host
+        facts.user = log.user or facts.user
+        facts.command = log.command or facts.command
+        facts.cwd = log.cwd or facts.cwd
+        if log.metadata and facts.env is None:
+            facts.env = env_from_wandb_metadata(log.metadata)
+        if log.git_commit:
+            from labbook.capture.git import redact_remote
+
+            facts.git = GitState(
+                root=log.cwd or "",
+                commit=log.git_commit,
+                remote=redact_remote(log.git_remote) if log.git_remote else None,
+            )
 
     @staticmethod
     def _read_metadata(meta: dict[str, Any], facts: RunFacts) -> None:

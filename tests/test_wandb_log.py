@@ -1,0 +1,97 @@
+"""wandb's binary run log, read with wandb's own message classes (tests/fixtures/wandb)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from labbook.readers.wandb_log import HEADER, read_wandb_log
+from tests.conftest import FIXTURES
+
+pytest.importorskip("wandb.proto.wandb_internal_pb2", reason="wandb is a dev dependency")
+
+RUNS = FIXTURES / "wandb" / "wandb"
+
+
+def _binary(name: str):
+    for run in sorted(RUNS.glob("offline-run-*")):
+        for f in run.glob("run-*.wandb"):
+            log = read_wandb_log(f)
+            if log is not None and log.name == name:
+                return f
+    raise AssertionError(f"no fixture run named {name}")
+
+
+def test_finished_run_has_config_history_summary_exit():
+    log = read_wandb_log(_binary("fx-ok"))
+    assert log is not None and not log.truncated
+    assert log.exit_code == 0
+    assert log.config["seed"] == 5 and log.config["model"] == {"layers": 2, "hidden": 32}
+    assert [p.step for p in log.history["loss"]][-1] == 29 and len(log.history["loss"]) == 30
+    assert len(log.history["val/loss"]) == 3
+    assert log.summary["best_acc"] == pytest.approx(0.93801)
+    assert log.command and log.command[1].endswith("make_fixture.py")
+
+
+def test_crashed_run_exit_code():
+    log = read_wandb_log(_binary("fx-crash"))
+    assert log is not None and log.exit_code == 1
+    assert len(log.history["loss"]) == 12
+
+
+def test_torn_tail_keeps_rows_before_it(tmp_path, caplog):
+    src = _binary("fx-ok")
+    data = src.read_bytes()
+    for cut in (len(data) // 3, len(data) // 2, len(data) - 5):
+        torn = tmp_path / f"run-{cut}.wandb"
+        torn.write_bytes(data[:cut])
+        log = read_wandb_log(torn)
+        assert log is not None
+        assert log.exit_code is None  # the exit record is the last thing written
+        assert log.config["seed"] == 5
+        assert len(log.history.get("loss", [])) <= 30
+    mid_chunk = tmp_path / "run-mid.wandb"
+    mid_chunk.write_bytes(data[:-5])
+    assert read_wandb_log(mid_chunk).truncated
+
+
+def test_corrupt_chunk_stops_with_warning(tmp_path, caplog):
+    data = bytearray(_binary("fx-ok").read_bytes())
+    data[-40] ^= 0xFF  # inside the last records (after history)
+    bad = tmp_path / "run-bad.wandb"
+    bad.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="labbook"):
+        log = read_wandb_log(bad)
+    assert log is not None and log.truncated and log.history
+
+
+def test_not_a_wandb_log(tmp_path, caplog):
+    junk = tmp_path / "run-x.wandb"
+    junk.write_bytes(b"\x00garbage" * 100)
+    with caplog.at_level(logging.WARNING, logger="labbook"):
+        assert read_wandb_log(junk) is None
+    assert "run-x.wandb" in caplog.text and "bad header" in caplog.text
+    empty = tmp_path / "run-e.wandb"
+    empty.write_bytes(HEADER)
+    log = read_wandb_log(empty)
+    assert log is not None and not log.history and log.exit_code is None
+
+
+def test_without_wandb_the_plain_files_are_used(tmp_path):
+    """With wandb not importable each run is still recorded, from files/output.log."""
+    copy = tmp_path / "wandb"
+    shutil.copytree(FIXTURES / "wandb", copy, symlinks=True)
+    db = tmp_path / "db.sqlite"
+    code = "import sys; sys.modules['wandb'] = None; from labbook.cli import main; sys.exit(main())"
+    base = [sys.executable, "-c", code, "--db", str(db)]
+    subprocess.run([*base, "import", str(copy)], capture_output=True, text=True, check=True)
+    out = subprocess.run([*base, "ls", "--json"], capture_output=True, text=True, check=True)
+    runs = {r["name"]: r for r in json.loads(out.stdout)}
+    assert len(runs) == 2
+    crashed = [r for r in runs.values() if r["status"] == "failed"]
+    assert len(crashed) == 1 and "simulated crash" in crashed[0]["failure"]["message"]
