@@ -45,7 +45,9 @@ def _train(args: argparse.Namespace, out: Path, log: TextIO) -> int:
         print(line)
         log.write(line + "\n")
 
-    say(f"Namespace(lr={args.lr}, seed={args.seed}, epochs={args.epochs}, batch_size={args.batch_size})")
+    say(
+        f"Namespace(lr={args.lr}, seed={args.seed}, epochs={args.epochs}, batch_size={args.batch_size})"
+    )
     rng = random.Random(args.seed)
     data = [(x, 3 * x + 1 + rng.gauss(0, 0.1)) for x in (rng.uniform(-1, 1) for _ in range(256))]
     val = data[:64]
@@ -63,7 +65,12 @@ def _train(args: argparse.Namespace, out: Path, log: TextIO) -> int:
                 step += 1
             train_loss = _mse(train, w, b)
             val_loss = _mse(val, w, b)
-            metrics.write(json.dumps({"step": step, "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss}) + "\n")
+            metrics.write(
+                json.dumps(
+                    {"step": step, "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss}
+                )
+                + "\n"
+            )
             say(f"epoch={epoch} step={step} train_loss={train_loss:.6g} val_loss={val_loss:.6g}")
     (out / "metrics.json").write_text(json.dumps({"val_loss": val_loss, "w": w, "b": b}))
     say("done")

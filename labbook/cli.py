@@ -73,7 +73,9 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (see README: the --json contract).")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (see README: the --json contract)."
+)
 
 
 @click.group(cls=LabbookGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -133,14 +135,20 @@ def import_cmd(ctx: click.Context, paths: tuple[str, ...], no_git: bool, as_json
             parts.append(f"{len(report.failed)} unreadable")
         if WARNINGS.count:
             parts.append(f"{WARNINGS.count} warning{'s' if WARNINGS.count != 1 else ''}")
-        click.echo(f"imported {len(report.ids)} run{'s' if len(report.ids) != 1 else ''} ({', '.join(parts)})")
+        click.echo(
+            f"imported {len(report.ids)} run{'s' if len(report.ids) != 1 else ''} ({', '.join(parts)})"
+        )
     if not report.ids and (report.failed or report.missing):
         raise NothingReadable("nothing could be read from the given paths")
 
 
 def _filter_options(f: Any) -> Any:
-    f = click.option("--status", "-s", multiple=True, help="Only runs with this status (repeatable).")(f)
-    f = click.option("--framework", "-f", multiple=True, help="Only runs from this framework (repeatable).")(f)
+    f = click.option(
+        "--status", "-s", multiple=True, help="Only runs with this status (repeatable)."
+    )(f)
+    f = click.option(
+        "--framework", "-f", multiple=True, help="Only runs from this framework (repeatable)."
+    )(f)
     f = click.option("--tag", "-t", multiple=True, help="Only runs with this tag (repeatable).")(f)
     f = click.option(
         "--where",
@@ -149,8 +157,17 @@ def _filter_options(f: Any) -> Any:
         help="Condition on config, metrics or run fields, e.g. 'optimizer.lr>=0.01', 'val/loss<0.3', "
         "'name~resnet*' (repeatable; all must hold).",
     )(f)
-    f = click.option("--since", help="Only runs started within this time, e.g. 30d, 12h, 2026-11-01.")(f)
-    f = click.option("--limit", "-n", type=int, default=50, show_default=True, help="At most this many runs (0: all).")(f)
+    f = click.option(
+        "--since", help="Only runs started within this time, e.g. 30d, 12h, 2026-11-01."
+    )(f)
+    f = click.option(
+        "--limit",
+        "-n",
+        type=int,
+        default=50,
+        show_default=True,
+        help="At most this many runs (0: all).",
+    )(f)
     return f
 
 

@@ -103,7 +103,9 @@ class Completer:
         facts.host = facts.host or self._host
         facts.user = facts.user or self._user
         if facts.seed.value is None:
-            facts.seed = pick_seed(seed_from_config(facts.config), seed_from_argv(facts.command or []))
+            facts.seed = pick_seed(
+                seed_from_config(facts.config), seed_from_argv(facts.command or [])
+            )
         if self.git:
             self._complete_git(facts)
         if facts.env is None:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 def data_dir() -> Path:
     """``$XDG_DATA_HOME/labbook``, by default ``~/.local/share/labbook``."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
     return Path(base) / "labbook"
 
 

@@ -43,7 +43,9 @@ RUN_FIELDS = {
 }
 
 _OPS = {"=": "=", "==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "~": "GLOB"}
-_EXPR = re.compile(r"^\s*(?P<key>[^\s=!<>~]+)\s*(?P<op>==|!=|<=|>=|=|<|>|~)\s*(?P<value>[^<>=!~\s].*?)\s*$")
+_EXPR = re.compile(
+    r"^\s*(?P<key>[^\s=!<>~]+)\s*(?P<op>==|!=|<=|>=|=|<|>|~)\s*(?P<value>[^<>=!~\s].*?)\s*$"
+)
 _SINCE = re.compile(r"^(\d+)\s*([smhdw])$")
 
 
@@ -133,11 +135,12 @@ def _condition_sql(store: Store, cond: Condition) -> tuple[str, list[Any]]:
     for prefix in ("metrics.", "metric.", "m:"):
         if key.startswith(prefix):
             metric = key[len(prefix) :]
-    if metric is None and not store.conn.execute(
-        "SELECT 1 FROM params WHERE key = ? LIMIT 1", (key,)
-    ).fetchone():
-        if store.conn.execute("SELECT 1 FROM metrics WHERE tag = ? LIMIT 1", (key,)).fetchone():
-            metric = key
+    if (
+        metric is None
+        and not store.conn.execute("SELECT 1 FROM params WHERE key = ? LIMIT 1", (key,)).fetchone()
+        and store.conn.execute("SELECT 1 FROM metrics WHERE tag = ? LIMIT 1", (key,)).fetchone()
+    ):
+        metric = key
     if metric is not None:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise QueryError(f"metric '{metric}' can only be compared with a number")
@@ -146,7 +149,10 @@ def _condition_sql(store: Store, cond: Condition) -> tuple[str, list[Any]]:
             [metric, value],
         )
     if isinstance(value, (int, float)) and op != "GLOB":
-        return f"r.id IN (SELECT run_id FROM params WHERE key = ? AND num {op} ?)", [key, float(value)]
+        return f"r.id IN (SELECT run_id FROM params WHERE key = ? AND num {op} ?)", [
+            key,
+            float(value),
+        ]
     import json
 
     if op == "GLOB":
@@ -154,7 +160,10 @@ def _condition_sql(store: Store, cond: Condition) -> tuple[str, list[Any]]:
             "r.id IN (SELECT run_id FROM params WHERE key = ? AND json_extract(value, '$') GLOB ?)",
             [key, str(value)],
         )
-    return f"r.id IN (SELECT run_id FROM params WHERE key = ? AND value {op} ?)", [key, json.dumps(value)]
+    return f"r.id IN (SELECT run_id FROM params WHERE key = ? AND value {op} ?)", [
+        key,
+        json.dumps(value),
+    ]
 
 
 def select_runs(store: Store, flt: RunFilter) -> list[dict[str, Any]]:
@@ -187,7 +196,7 @@ def select_runs(store: Store, flt: RunFilter) -> list[dict[str, Any]]:
         sql += f" LIMIT {int(flt.limit)}"
     cur = store.conn.execute(sql, args)
     cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, row)) for row in cur.fetchall()]
+    return [dict(zip(cols, row, strict=False)) for row in cur.fetchall()]
 
 
 _RECENT = re.compile(r"^@(?:last|-(\d+))$")
@@ -226,7 +235,10 @@ def resolve(store: Store, ref: str) -> str:
             return str(rows[0])
         if len(rows) > 1:
             raise AmbiguousRun(ref, _describe(store, rows))
-    rows = [r[0] for r in conn.execute("SELECT id FROM runs WHERE name = ? AND deleted_at IS NULL", (ref,))]
+    rows = [
+        r[0]
+        for r in conn.execute("SELECT id FROM runs WHERE name = ? AND deleted_at IS NULL", (ref,))
+    ]
     if len(rows) == 1:
         return str(rows[0])
     if len(rows) > 1:

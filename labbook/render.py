@@ -75,7 +75,9 @@ def key_metrics(records: Sequence[dict[str, Any]], limit: int = 3) -> list[str]:
 
     def score(tag: str) -> tuple[int, int, str]:
         low = tag.lower()
-        hint = next((i for i, h in enumerate(_KEY_METRIC_HINTS) if h in low), len(_KEY_METRIC_HINTS))
+        hint = next(
+            (i for i, h in enumerate(_KEY_METRIC_HINTS) if h in low), len(_KEY_METRIC_HINTS)
+        )
         return (-counts[tag], hint, tag)
 
     return sorted(counts, key=score)[:limit]
@@ -160,7 +162,9 @@ def print_run(rec: dict[str, Any]) -> None:
     seed = rec.get("seed") or {}
     info.add_row(
         "seed",
-        "[yellow]not set[/]" if seed.get("value") is None else f"{seed['value']}  [dim]({seed.get('source')})[/]",
+        "[yellow]not set[/]"
+        if seed.get("value") is None
+        else f"{seed['value']}  [dim]({seed.get('source')})[/]",
     )
     if rec.get("command"):
         import shlex
@@ -171,11 +175,17 @@ def print_run(rec: dict[str, Any]) -> None:
     git = rec.get("git")
     if git:
         dirty = " [yellow](dirty)[/]" if git.get("dirty") else ""
-        info.add_row("git", f"{(git.get('commit') or 'no commit')[:12]} on {git.get('branch') or 'detached'}{dirty}")
+        info.add_row(
+            "git",
+            f"{(git.get('commit') or 'no commit')[:12]} on {git.get('branch') or 'detached'}{dirty}",
+        )
         if git.get("remote"):
             info.add_row("remote", git["remote"])
         if git.get("untracked"):
-            info.add_row("untracked", ", ".join(git["untracked"][:10]) + (" …" if len(git["untracked"]) > 10 else ""))
+            info.add_row(
+                "untracked",
+                ", ".join(git["untracked"][:10]) + (" …" if len(git["untracked"]) > 10 else ""),
+            )
     env = rec.get("env")
     if env:
         pkgs = env.get("packages") or {}
@@ -186,7 +196,9 @@ def print_run(rec: dict[str, Any]) -> None:
         if env.get("gpus"):
             bits.append(", ".join(env["gpus"]))
         source = env.get("source")
-        note = " [dim](the importing interpreter's, not the run's)[/]" if source == "importer" else ""
+        note = (
+            " [dim](the importing interpreter's, not the run's)[/]" if source == "importer" else ""
+        )
         info.add_row("env", "  ".join(bits) + note)
     console.print(info)
     if rec.get("config"):
@@ -216,11 +228,15 @@ def print_run(rec: dict[str, Any]) -> None:
         console.print(mt)
     if git and git.get("diff"):
         lines = git["diff"].count("\n")
-        console.print(f"\n[bold]uncommitted changes[/] [dim]({lines} diff lines; `labbook show --json` has them)[/]")
+        console.print(
+            f"\n[bold]uncommitted changes[/] [dim]({lines} diff lines; `labbook show --json` has them)[/]"
+        )
     if rec.get("notes"):
         console.print("\n[bold]notes[/]")
         for n in rec["notes"]:
-            console.print(f"  [dim]{fmt_time(n['at'])} {n.get('author') or ''}[/] [{n['kind']}] {n['text']}")
+            console.print(
+                f"  [dim]{fmt_time(n['at'])} {n.get('author') or ''}[/] [{n['kind']}] {n['text']}"
+            )
 
 
 @contextmanager

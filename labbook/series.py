@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 from labbook.model import Point
 
@@ -139,8 +140,6 @@ def encode_points(points: Sequence[Point]) -> list[list[object]]:
 def decode_points(rows: Iterable[Sequence[object]]) -> list[Point]:
     out = []
     for row in rows:
-        step, value, wall = (list(row) + [None, None, None])[:3]
-        out.append(
-            Point(int(step), float(value), float(wall) if wall is not None else None)  # type: ignore[arg-type]
-        )
+        step, value, wall = cast("tuple[Any, Any, Any]", ([*list(row), None, None, None])[:3])
+        out.append(Point(int(step), float(value), float(wall) if wall is not None else None))
     return out

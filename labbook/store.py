@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from labbook.errors import StoreError
 from labbook.model import Point, RunFacts
@@ -205,7 +205,9 @@ class Store:
                 return run_id
 
     def id_for_source(self, source_key: str) -> str | None:
-        row = self.conn.execute("SELECT id FROM runs WHERE source_key = ?", (source_key,)).fetchone()
+        row = self.conn.execute(
+            "SELECT id FROM runs WHERE source_key = ?", (source_key,)
+        ).fetchone()
         return row[0] if row else None
 
     def save_run(self, facts: RunFacts) -> tuple[str, bool]:
@@ -395,7 +397,9 @@ class Store:
         rows = self.conn.execute(
             "SELECT path, offset, fingerprint, size, mtime FROM files WHERE run_id = ?", (run_id,)
         ).fetchall()
-        return {r[0]: {"offset": r[1], "fingerprint": r[2], "size": r[3], "mtime": r[4]} for r in rows}
+        return {
+            r[0]: {"offset": r[1], "fingerprint": r[2], "size": r[3], "mtime": r[4]} for r in rows
+        }
 
     def set_file_position(
         self, run_id: str, path: str, offset: int, fingerprint: str | None, size: int, mtime: float
@@ -411,7 +415,8 @@ class Store:
     def add_tags(self, run_id: str, tags: Iterable[str]) -> None:
         with self.transaction():
             self.conn.executemany(
-                "INSERT OR IGNORE INTO tags (run_id, tag) VALUES (?, ?)", [(run_id, t) for t in tags]
+                "INSERT OR IGNORE INTO tags (run_id, tag) VALUES (?, ?)",
+                [(run_id, t) for t in tags],
             )
 
     def remove_tags(self, run_id: str, tags: Iterable[str]) -> None:
@@ -420,7 +425,9 @@ class Store:
                 "DELETE FROM tags WHERE run_id = ? AND tag = ?", [(run_id, t) for t in tags]
             )
 
-    def add_note(self, run_id: str, text: str, kind: str = "note", author: str | None = None) -> int:
+    def add_note(
+        self, run_id: str, text: str, kind: str = "note", author: str | None = None
+    ) -> int:
         with self.transaction():
             cur = self.conn.execute(
                 "INSERT INTO notes (run_id, at, author, kind, text) VALUES (?, ?, ?, ?, ?)",
@@ -431,14 +438,16 @@ class Store:
     # -- reading -----------------------------------------------------------------
 
     def count(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM runs WHERE deleted_at IS NULL").fetchone()[0])
+        return int(
+            self.conn.execute("SELECT count(*) FROM runs WHERE deleted_at IS NULL").fetchone()[0]
+        )
 
     def run_row(self, run_id: str) -> dict[str, Any] | None:
         cur = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
         row = cur.fetchone()
         if row is None:
             return None
-        return dict(zip([d[0] for d in cur.description], row))
+        return dict(zip([d[0] for d in cur.description], row, strict=False))
 
     def config(self, run_id: str) -> dict[str, Any]:
         rows = self.conn.execute(
@@ -506,7 +515,9 @@ class Store:
             raise RunNotFound(f"no run with id {run_id}")
         return self._records([row], heavy=heavy)[0]
 
-    def records(self, rows: Sequence[dict[str, Any]], *, heavy: bool = False) -> list[dict[str, Any]]:
+    def records(
+        self, rows: Sequence[dict[str, Any]], *, heavy: bool = False
+    ) -> list[dict[str, Any]]:
         return self._records(rows, heavy=heavy)
 
     def _records(self, rows: Sequence[dict[str, Any]], *, heavy: bool) -> list[dict[str, Any]]:
@@ -561,7 +572,8 @@ class Store:
         for chunk in _chunks(list(ids), 500):
             marks = ",".join("?" for _ in chunk)
             for rid, key, value in self.conn.execute(
-                f"SELECT run_id, key, value FROM params WHERE run_id IN ({marks}) ORDER BY key", chunk
+                f"SELECT run_id, key, value FROM params WHERE run_id IN ({marks}) ORDER BY key",
+                chunk,
             ):
                 out[rid][key] = json.loads(value) if value is not None else None
         return out
@@ -590,7 +602,7 @@ class Store:
         env["source"] = r["env_source"]
         if not heavy:
             env.pop("packages", None)
-        return env  # type: ignore[no-any-return]
+        return cast("dict[str, Any]", env)
 
     def log_tail(self, run_id: str) -> str | None:
         row = self.conn.execute("SELECT log_tail FROM runs WHERE id = ?", (run_id,)).fetchone()

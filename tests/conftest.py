@@ -14,7 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No test reads or writes the real ~/.local/share/labbook or git config."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
@@ -60,12 +62,24 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def run_cli(*args: str, db: Path | None = None, cwd: Path | None = None, env: dict[str, str] | None = None,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str,
+    db: Path | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run the real `labbook` command in a child process."""
     full_env = {**os.environ, **(env or {})}
     cmd = [sys.executable, "-m", "labbook"]
     if db is not None:
         cmd += ["--db", str(db)]
-    return subprocess.run(cmd + list(args), cwd=cwd, env=full_env, capture_output=True, text=True,
-                          input=input, timeout=120)
+    return subprocess.run(
+        cmd + list(args),
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=120,
+    )

@@ -16,8 +16,12 @@ EXAMPLE = REPO / "examples" / "train.py"
 
 def train(project: Path, name: str, *args: str) -> Path:
     out = project / "runs" / name
-    subprocess.run([sys.executable, str(EXAMPLE), *args, "--out", str(out)], check=True,
-                   capture_output=True, cwd=project)
+    subprocess.run(
+        [sys.executable, str(EXAMPLE), *args, "--out", str(out)],
+        check=True,
+        capture_output=True,
+        cwd=project,
+    )
     return out
 
 

@@ -203,8 +203,11 @@ def test_structured_cap_refuses_big_json(tmp_path: Path, warnings_, monkeypatch)
 def test_load_yaml_good(tmp_path: Path, warnings_) -> None:
     p = tmp_path / "config.yaml"
     p.write_text("lr: 0.05\noptimizer:\n  name: sgd\n  momentum: 0.9\ncrash_at_epoch: null\n")
-    assert load_yaml(p) == {"lr": 0.05, "optimizer": {"name": "sgd", "momentum": 0.9},
-                            "crash_at_epoch": None}
+    assert load_yaml(p) == {
+        "lr": 0.05,
+        "optimizer": {"name": "sgd", "momentum": 0.9},
+        "crash_at_epoch": None,
+    }
     assert labbook_warnings(warnings_) == []
 
 
@@ -280,7 +283,11 @@ def test_load_yaml_alias_bomb_and_recursion(tmp_path: Path, warnings_) -> None:
     warnings_.clear()
     ok = tmp_path / "ok.yaml"
     ok.write_text("base: &b {lr: 0.1}\nrun: *b\nmerged:\n  <<: *b\n  seed: 1\n")
-    assert load_yaml(ok) == {"base": {"lr": 0.1}, "run": {"lr": 0.1}, "merged": {"lr": 0.1, "seed": 1}}
+    assert load_yaml(ok) == {
+        "base": {"lr": 0.1},
+        "run": {"lr": 0.1},
+        "merged": {"lr": 0.1, "seed": 1},
+    }
     assert labbook_warnings(warnings_) == []
 
 
@@ -297,8 +304,11 @@ def test_load_yaml_several_documents(tmp_path: Path, warnings_) -> None:
 def test_load_toml_good_and_bad(tmp_path: Path, warnings_) -> None:
     p = tmp_path / "config.toml"
     p.write_text('seed = 3\nstart = 2026-11-20\n[optimizer]\nname = "adam"\nbetas = [0.9, 0.999]\n')
-    assert load_toml(p) == {"seed": 3, "start": "2026-11-20",
-                            "optimizer": {"name": "adam", "betas": [0.9, 0.999]}}
+    assert load_toml(p) == {
+        "seed": 3,
+        "start": "2026-11-20",
+        "optimizer": {"name": "adam", "betas": [0.9, 0.999]},
+    }
     assert labbook_warnings(warnings_) == []
     bad = tmp_path / "bad.toml"
     bad.write_text("seed = \n[optimizer\n")
@@ -347,8 +357,11 @@ def test_load_config_unknown_extension_and_bad_files(tmp_path: Path, warnings_) 
     p.write_text("[a]\nb=1\n")
     assert load_config(p) is None
     assert_one_warning(warnings_, p, "unknown config format")
-    for name, content in (("config.yaml", b"a: [1\n"), ("config.json", BINARY),
-                          ("config.toml", b"")):
+    for name, content in (
+        ("config.yaml", b"a: [1\n"),
+        ("config.json", BINARY),
+        ("config.toml", b""),
+    ):
         warnings_.clear()
         q = tmp_path / name
         q.write_bytes(content)
@@ -364,7 +377,7 @@ def test_jsonl_good(tmp_path: Path, warnings_) -> None:
     p.write_text(
         '{"step": 1, "train_loss": 2.77, "time": 1795373701.5}\n'
         '{"step": 2, "train_loss": 2.73, "val": {"loss": 2.9, "acc": 0.1}, "time": 1795373702.5}\n'
-        '\n'
+        "\n"
         '{"global_step": 3, "train_loss": NaN, "done": true, "phase": "train", "lr": "0.1"}\n'
         '{"epoch": 4, "train_loss": "Infinity", "time": 0.25}\n'
         '{"train_loss": 1.5}\n'
@@ -403,8 +416,8 @@ def test_jsonl_malformed_lines_one_warning(tmp_path: Path, warnings_) -> None:
     p.write_bytes(
         b'{"step": 1, "loss": 0.5}\n'
         b'{"step": 2, "loss": \n'
-        b'[1, 2, 3]\n'
-        b'\xff\xfe not json\n'
+        b"[1, 2, 3]\n"
+        b"\xff\xfe not json\n"
         b'{"step": 5, "loss": 0.3}\n'
     )
     m, truncated = read_jsonl_metrics(p)
@@ -461,8 +474,10 @@ def test_csv_lightning(tmp_path: Path, warnings_) -> None:
 
 def test_csv_nonfinite_text_and_no_step(tmp_path: Path, warnings_) -> None:
     p = tmp_path / "metrics.csv"
-    p.write_text("loss,acc,note,flag,time\nnan,0.5,hello,True,1795373701\ninf,0.6,,False,1795373702\n"
-                 "-inf,,x,,1795373703\n")
+    p.write_text(
+        "loss,acc,note,flag,time\nnan,0.5,hello,True,1795373701\ninf,0.6,,False,1795373702\n"
+        "-inf,,x,,1795373703\n"
+    )
     m, truncated = read_csv_metrics(p)
     assert not truncated
     assert [pt.step for pt in m["loss"]] == [0, 1, 2]
@@ -482,7 +497,9 @@ def test_csv_epoch_only_gives_steps(tmp_path: Path) -> None:
 
 def test_csv_truncated_and_malformed(tmp_path: Path, warnings_) -> None:
     p = tmp_path / "metrics.csv"
-    p.write_text("epoch,step,train_loss,val_loss\n0,1,2.6,\n0,2,2.5\n0,3,2.4,,extra\n0,4,2.3,\n0,5,2.2")
+    p.write_text(
+        "epoch,step,train_loss,val_loss\n0,1,2.6,\n0,2,2.5\n0,3,2.4,,extra\n0,4,2.3,\n0,5,2.2"
+    )
     m, truncated = read_csv_metrics(p)
     assert truncated
     assert [pt.step for pt in m["train_loss"]] == [1, 4]
@@ -523,8 +540,9 @@ def test_csv_non_utf8_cells(tmp_path: Path, warnings_) -> None:
 
 def test_json_metrics_final_values(tmp_path: Path) -> None:
     p = tmp_path / "metrics.json"
-    p.write_text('{"train_loss": 1.6795, "val_acc": 0.4402, "ok": true, "name": "x", '
-                 '"test": {"acc": 0.9}}')
+    p.write_text(
+        '{"train_loss": 1.6795, "val_acc": 0.4402, "ok": true, "name": "x", "test": {"acc": 0.9}}'
+    )
     m = read_json_metrics(p)
     assert sorted(m) == ["test/acc", "train_loss", "val_acc"]
     assert m["train_loss"][0].step == FINAL_STEP == -1
@@ -535,8 +553,10 @@ def test_json_metrics_final_values(tmp_path: Path) -> None:
 
 def test_json_metrics_series_and_records(tmp_path: Path) -> None:
     p = tmp_path / "metrics.json"
-    p.write_text('{"loss": [0.5, 0.4, "nan", false], "acc": [{"step": 10, "value": 0.5}, '
-                 '{"step": 20, "value": 0.6, "wall_time": 1795373701}]}')
+    p.write_text(
+        '{"loss": [0.5, 0.4, "nan", false], "acc": [{"step": 10, "value": 0.5}, '
+        '{"step": 20, "value": 0.6, "wall_time": 1795373701}]}'
+    )
     m = read_json_metrics(p)
     assert [pt.step for pt in m["loss"]] == [0, 1, 2] and math.isnan(m["loss"][2].value)
     assert [(pt.step, pt.value) for pt in m["acc"]] == [(10, 0.5), (20, 0.6)]

@@ -44,7 +44,11 @@ def imported(request, tmp_path_factory):
     records = {}
     for rec in store.records(_rows(store), heavy=True):
         path = rec["path"]
-        rel = Path(path.split("#", 1)[0]).relative_to(copy).as_posix() if path.startswith(str(copy)) else path
+        rel = (
+            Path(path.split("#", 1)[0]).relative_to(copy).as_posix()
+            if path.startswith(str(copy))
+            else path
+        )
         key = rel + ("#" + path.split("#", 1)[1] if "#" in path else "")
         records[key] = rec
     yield name, expected, records
@@ -54,7 +58,7 @@ def imported(request, tmp_path_factory):
 def _rows(store):
     cur = store.conn.execute("SELECT * FROM runs")
     cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
+    return [dict(zip(cols, r, strict=False)) for r in cur.fetchall()]
 
 
 def _close(actual, expected) -> bool:
@@ -78,7 +82,7 @@ def _find(records, rel):
 
 
 def test_runs_are_recognised(imported):
-    name, expected, records = imported
+    _name, expected, records = imported
     for rel, exp in expected["runs"].items():
         rec = _find(records, rel)
         assert rec["framework"] == exp["framework"], rel
@@ -86,18 +90,20 @@ def test_runs_are_recognised(imported):
 
 
 def test_not_runs_are_not_runs(imported):
-    name, expected, records = imported
+    _name, expected, records = imported
     for rel in expected.get("not_runs", []):
         assert rel not in records, f"{rel} must not be a run of its own"
     assert len(records) == len(expected["runs"]), sorted(records)
 
 
 def test_config_seed_metrics(imported):
-    name, expected, records = imported
+    _name, expected, records = imported
     for rel, exp in expected["runs"].items():
         rec = _find(records, rel)
         for key, value in (exp.get("config") or {}).items():
-            assert key in rec["config"], f"{rel}: config key {key} missing; have {sorted(rec['config'])[:40]}"
+            assert key in rec["config"], (
+                f"{rel}: config key {key} missing; have {sorted(rec['config'])[:40]}"
+            )
             got = rec["config"][key]
             if isinstance(value, float):
                 assert _close(got, value), f"{rel}: {key}={got!r}, expected {value!r}"
@@ -112,13 +118,19 @@ def test_config_seed_metrics(imported):
             if seed.get("value") is not None and seed.get("source") in SEED_SOURCES:
                 assert rec["seed"]["source"].startswith(SEED_SOURCES[seed["source"]]), rec["seed"]
         for tag, m in (exp.get("metrics") or {}).items():
-            assert tag in rec["metrics"], f"{rel}: metric {tag} missing; have {sorted(rec['metrics'])}"
+            assert tag in rec["metrics"], (
+                f"{rel}: metric {tag} missing; have {sorted(rec['metrics'])}"
+            )
             got = rec["metrics"][tag]
             if "last" in m:
-                assert _close(got["last"], m["last"]), f"{rel}: {tag} last {got['last']} != {m['last']}"
+                assert _close(got["last"], m["last"]), (
+                    f"{rel}: {tag} last {got['last']} != {m['last']}"
+                )
             if "step" in m:
                 assert got["step"] == m["step"], f"{rel}: {tag} step {got['step']} != {m['step']}"
             if "count" in m:
-                assert got["count"] == m["count"], f"{rel}: {tag} count {got['count']} != {m['count']}"
+                assert got["count"] == m["count"], (
+                    f"{rel}: {tag} count {got['count']} != {m['count']}"
+                )
             if "nonfinite_step" in m:
                 assert got["nonfinite_step"] == m["nonfinite_step"], f"{rel}: {tag} {got}"

@@ -8,20 +8,44 @@ from labbook.query import RunFilter, parse_where, resolve, select_runs
 
 
 def add(store, name, started, **kw):
-    f = RunFacts(path=f"/runs/{name}", framework=kw.pop("framework", "generic"), source_key=f"/runs/{name}",
-                 name=name, started_at=started, **kw)
+    f = RunFacts(
+        path=f"/runs/{name}",
+        framework=kw.pop("framework", "generic"),
+        source_key=f"/runs/{name}",
+        name=name,
+        started_at=started,
+        **kw,
+    )
     return store.save_run(f)[0]
 
 
 @pytest.fixture
 def runs(store):
     ids = {
-        "a": add(store, "a", 100.0, config={"optimizer.lr": 0.1, "model": "resnet18"}, status="finished",
-                 metrics={"val/loss": [Point(1, 0.5)]}),
-        "b": add(store, "b", 200.0, config={"optimizer.lr": 0.001, "model": "resnet50"}, status="failed",
-                 metrics={"val/loss": [Point(1, 0.2)]}),
-        "c": add(store, "c", 300.0, config={"optimizer.lr": 1.0, "model": "vit"}, status="diverged",
-                 framework="lightning"),
+        "a": add(
+            store,
+            "a",
+            100.0,
+            config={"optimizer.lr": 0.1, "model": "resnet18"},
+            status="finished",
+            metrics={"val/loss": [Point(1, 0.5)]},
+        ),
+        "b": add(
+            store,
+            "b",
+            200.0,
+            config={"optimizer.lr": 0.001, "model": "resnet50"},
+            status="failed",
+            metrics={"val/loss": [Point(1, 0.2)]},
+        ),
+        "c": add(
+            store,
+            "c",
+            300.0,
+            config={"optimizer.lr": 1.0, "model": "vit"},
+            status="diverged",
+            framework="lightning",
+        ),
     }
     store.add_tags(ids["a"], ["baseline"])
     return ids
@@ -76,13 +100,17 @@ def test_resolve_forms(store, runs, tmp_path):
 def test_resolve_path_inside_run_dir(store, tmp_path):
     run_dir = tmp_path / "exp"
     (run_dir / "sub").mkdir(parents=True)
-    rid = store.save_run(RunFacts(path=str(run_dir), framework="generic", source_key=str(run_dir)))[0]
+    rid = store.save_run(RunFacts(path=str(run_dir), framework="generic", source_key=str(run_dir)))[
+        0
+    ]
     assert resolve(store, str(run_dir / "sub")) == rid
 
 
 def test_ambiguous_prefix_lists_candidates(store):
-    ids = [store.save_run(RunFacts(path=f"/r/{i}", framework="generic", source_key=f"/r/{i}"))[0]
-           for i in range(40)]
+    ids = [
+        store.save_run(RunFacts(path=f"/r/{i}", framework="generic", source_key=f"/r/{i}"))[0]
+        for i in range(40)
+    ]
     by_first = {}
     for rid in ids:
         by_first.setdefault(rid[0], []).append(rid)

@@ -71,20 +71,52 @@ def test_record_matches_json_contract(store):
         config={"optimizer.lr": 0.1, "layers": [1, 2], "name": "x"},
         seed=Seed(42, "config:seed"),
         metrics={"val/loss": [Point(0, 2.3), Point(10, 0.29), Point(20, 0.31)]},
-        git=GitState(root="/p", commit="a" * 40, branch="main", dirty=True, diff="diff --git", untracked=["n.py"]),
+        git=GitState(
+            root="/p",
+            commit="a" * 40,
+            branch="main",
+            dirty=True,
+            diff="diff --git",
+            untracked=["n.py"],
+        ),
         command=["python", "train.py"],
         status="finished",
         started_at=1763806408.0,
     )
     rid, _ = store.save_run(f)
     rec = store.record(rid)
-    for key in ("id", "name", "path", "host", "user", "framework", "status", "failure", "started_at",
-                "ended_at", "command", "pid", "seed", "config", "metrics", "git", "env", "gpu", "tags", "notes"):
+    for key in (
+        "id",
+        "name",
+        "path",
+        "host",
+        "user",
+        "framework",
+        "status",
+        "failure",
+        "started_at",
+        "ended_at",
+        "command",
+        "pid",
+        "seed",
+        "config",
+        "metrics",
+        "git",
+        "env",
+        "gpu",
+        "tags",
+        "notes",
+    ):
         assert key in rec
     assert rec["started_at"] == "2025-11-22T10:13:28Z"
     assert rec["seed"] == {"value": 42, "source": "config:seed"}
     assert rec["metrics"]["val/loss"] == {
-        "last": 0.31, "min": 0.29, "max": 2.3, "step": 20, "count": 3, "nonfinite_step": None
+        "last": 0.31,
+        "min": 0.29,
+        "max": 2.3,
+        "step": 20,
+        "count": 3,
+        "nonfinite_step": None,
     }
     assert rec["git"]["diff"] == "diff --git" and rec["git"]["untracked"] == ["n.py"]
     light = store.records([store.run_row(rid)], heavy=False)[0]
@@ -131,7 +163,9 @@ def test_blobs_are_shared_by_content(store):
     g = GitState(root="/p", commit="b" * 40, diff=env_diff)
     store.save_run(facts("/r/1", git=g))
     store.save_run(facts("/r/2", git=g))
-    n, total = store.conn.execute("SELECT count(*), sum(length(data)) FROM blobs WHERE size = 100000").fetchone()
+    n, total = store.conn.execute(
+        "SELECT count(*), sum(length(data)) FROM blobs WHERE size = 100000"
+    ).fetchone()
     assert n == 1 and total < 2000  # stored once, compressed
 
 
@@ -142,7 +176,9 @@ def test_notes_and_tags_survive_reimport(store):
     store.save_run(facts())
     rec = store.record(rid)
     assert rec["tags"] == ["baseline"]
-    assert rec["notes"][0]["text"] == "lr too high, diverged" and rec["notes"][0]["kind"] == "failure"
+    assert (
+        rec["notes"][0]["text"] == "lr too high, diverged" and rec["notes"][0]["kind"] == "failure"
+    )
 
 
 def test_non_utf8_path_is_stored(store):

@@ -84,7 +84,19 @@ STEP_KEYS = ("step", "global_step", "iter", "iteration", "epoch")
 WALL_TIME_KEYS = ("time", "timestamp", "wall_time", "walltime", "_timestamp")
 
 _NONFINITE_STRINGS = frozenset(
-    {"nan", "NaN", "NAN", "inf", "+inf", "-inf", "Inf", "-Inf", "Infinity", "-Infinity", "+Infinity"}
+    {
+        "nan",
+        "NaN",
+        "NAN",
+        "inf",
+        "+inf",
+        "-inf",
+        "Inf",
+        "-Inf",
+        "Infinity",
+        "-Infinity",
+        "+Infinity",
+    }
 )
 
 
@@ -180,8 +192,10 @@ def _text_or_none(path: PathLike, what: str) -> str | None:
 def _plain(obj: Any) -> Any:
     """Dates/times → ISO strings, tuples/sets → lists, bytes → text: JSON-friendly data."""
     if isinstance(obj, dict):
-        return {(k if isinstance(k, str | int | float | bool) or k is None else str(k)): _plain(v)
-                for k, v in obj.items()}
+        return {
+            (k if isinstance(k, str | int | float | bool) or k is None else str(k)): _plain(v)
+            for k, v in obj.items()
+        }
     if isinstance(obj, list | tuple | set | frozenset):
         return [_plain(v) for v in obj]
     if isinstance(obj, _dt.datetime | _dt.date | _dt.time):
@@ -674,7 +688,9 @@ def _series(items: list[Any]) -> list[Point]:
             if v is None:
                 continue
             step = _as_step(item.get("step"))
-            wall = next((w for k in WALL_TIME_KEYS if (w := _as_wall_time(item.get(k))) is not None), None)
+            wall = next(
+                (w for k in WALL_TIME_KEYS if (w := _as_wall_time(item.get(k))) is not None), None
+            )
             points.append(Point(index if step is None else step, v, wall))
         else:
             v = _number(item)

@@ -145,8 +145,9 @@ def _decode(data: bytes, codec: str | None) -> str:
     return text.replace("\x00", "")
 
 
-def _windows(path: str | os.PathLike[str], head_bytes: int, tail_bytes: int
-             ) -> tuple[str, str | None, bool] | None:
+def _windows(
+    path: str | os.PathLike[str], head_bytes: int, tail_bytes: int
+) -> tuple[str, str | None, bool] | None:
     """``(head_text, tail_text or None, ends_with_newline)``; None (warned) if unreadable.
 
     For a file no bigger than ``head_bytes + tail_bytes`` the whole file is read
@@ -198,7 +199,7 @@ def _windows(path: str | os.PathLike[str], head_bytes: int, tail_bytes: int
         head_text = _decode(head, codec)
         tail_text = _decode(tail, codec)
         nl = tail_text.find("\n")
-        tail_text = tail_text[nl + 1:] if nl >= 0 else tail_text
+        tail_text = tail_text[nl + 1 :] if nl >= 0 else tail_text
     else:
         cut = head.rfind(b"\n")
         head_text = _decode(head[: cut + 1] if cut >= 0 else head, None)
@@ -207,7 +208,7 @@ def _windows(path: str | os.PathLike[str], head_bytes: int, tail_bytes: int
             first = tail[:nl]
             zero = first.rfind(b"\x00")
             # tail[0] is the byte before the window: a newline there means a whole line.
-            tail = tail[1:] if nl == 0 else tail[zero + 1:] if zero >= 0 else tail[nl + 1:]
+            tail = tail[1:] if nl == 0 else tail[zero + 1 :] if zero >= 0 else tail[nl + 1 :]
         tail_text = _decode(tail, None)
     return head_text, tail_text, ends_nl
 
@@ -264,7 +265,7 @@ def _strip_header(line: str) -> str:
         m = _HEADER.match(s)
         if not m or not m.end():
             break
-        s = s[m.end():]
+        s = s[m.end() :]
     return s
 
 
@@ -273,12 +274,33 @@ def _strip_header(line: str) -> str:
 # --------------------------------------------------------------------------- #
 
 #: Names that say where in training a line is; used for the step, never metrics.
-_INDEX_NAMES = {"step": "step", "global_step": "step", "iter": "step", "iteration": "step",
-                "epoch": "epoch"}
+_INDEX_NAMES = {
+    "step": "step",
+    "global_step": "step",
+    "iter": "step",
+    "iteration": "step",
+    "epoch": "epoch",
+}
 #: Names that are counters/ids, not metrics, and not steps either.
-_NOT_METRICS = frozenset({"batch", "batch_idx", "v_num", "seed", "pid", "rank", "local_rank",
-                          "world_size", "num_workers", "batch_size", "gpu", "gpus", "device",
-                          "port", "version"})
+_NOT_METRICS = frozenset(
+    {
+        "batch",
+        "batch_idx",
+        "v_num",
+        "seed",
+        "pid",
+        "rank",
+        "local_rank",
+        "world_size",
+        "num_workers",
+        "batch_size",
+        "gpu",
+        "gpus",
+        "device",
+        "port",
+        "version",
+    }
+)
 _METRIC_PART = re.compile(
     r"(?:\w*loss(?:es)?|acc|accuracy|top\d+|ppl|perplexity|f1|auc|auroc|auprc|bleu\d*|rouge\w*"
     r"|score|err|error|mse|mae|rmse|nll|bpd|bpc|reward|rewards|gnorm|precision|recall|iou|miou"
@@ -295,21 +317,65 @@ _NUM_RE = re.compile(rf"(?:{_NUM}|(?i:{_NONFINITE}))(?:/\d+)?")
 _WORD_RE = re.compile(r"[A-Za-z_][\w.\-/@]*")
 _KV_RE = re.compile(r"([A-Za-z_][\w.\-/@]*)[=:](.+)")
 _SEP_CHUNK = re.compile(r"[,;|/•·–—-]+")  # dashes and bullets as loggers write them
-_INDEX_IN_TEXT = re.compile(r"(?i)\b(epoch|step|iter|iteration|global_step)\b\s*[:=#]?\s*\[?(\d+)(?![\d.])")
-_BRACKETED_INDEX = re.compile(r"(?i)\[\s*((?:epoch|step|iter|iteration)\s*[:=]?\s*\d+(?:\s*/\s*\d+)?)\s*\]")
-_BRACKET_INDEX = re.compile(r"(?i)\b(epoch|step|iter|iteration|batch)\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]")
+_INDEX_IN_TEXT = re.compile(
+    r"(?i)\b(epoch|step|iter|iteration|global_step)\b\s*[:=#]?\s*\[?(\d+)(?![\d.])"
+)
+_BRACKETED_INDEX = re.compile(
+    r"(?i)\[\s*((?:epoch|step|iter|iteration)\s*[:=]?\s*\d+(?:\s*/\s*\d+)?)\s*\]"
+)
+_BRACKET_INDEX = re.compile(
+    r"(?i)\b(epoch|step|iter|iteration|batch)\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]"
+)
 
 _KV_ITEM = rf"[A-Za-z_][\w.\-/@]*=(?:{_NUM}|(?i:{_NONFINITE}))(?:/\d+)?"
 _KV_LINE = re.compile(rf"(?:{_KV_ITEM}[,;]?\s+)*{_KV_ITEM}[,;]?")
 _KV_PAIR = re.compile(rf"([A-Za-z_][\w.\-/@]*)=((?:{_NUM}|(?i:{_NONFINITE}))(?:/\d+)?)")
 
 #: Words that make a "name value" pair prose rather than a metric name.
-_PROSE_WORDS = frozenset({
-    "a", "an", "the", "and", "or", "of", "to", "from", "in", "into", "at", "on", "for", "by",
-    "with", "over", "than", "per", "after", "before", "is", "are", "was", "were", "be", "been",
-    "has", "have", "had", "did", "not", "so", "far", "took", "takes", "improved", "saving",
-    "became", "becomes", "become",
-})
+_PROSE_WORDS = frozenset(
+    {
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "of",
+        "to",
+        "from",
+        "in",
+        "into",
+        "at",
+        "on",
+        "for",
+        "by",
+        "with",
+        "over",
+        "than",
+        "per",
+        "after",
+        "before",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "has",
+        "have",
+        "had",
+        "did",
+        "not",
+        "so",
+        "far",
+        "took",
+        "takes",
+        "improved",
+        "saving",
+        "became",
+        "becomes",
+        "become",
+    }
+)
 
 # token kinds
 _SEP, _COLON, _EQ, _NUMK, _WORDK, _KVK, _OTHER = range(7)
@@ -364,7 +430,9 @@ def _value(text: str) -> tuple[float, int | None] | None:
         return None
 
 
-def _pairs_suffix(toks: Sequence[tuple[int, str, str]]) -> tuple[int, list[tuple[str, str, bool]]] | None:
+def _pairs_suffix(
+    toks: Sequence[tuple[int, str, str]],
+) -> tuple[int, list[tuple[str, str, bool]]] | None:
     """Parse name/value pairs right to left; the longest suffix that parses and starts at
     a boundary (line start, separator, or a word ending in ':').
 
@@ -501,8 +569,9 @@ def _segments_record(toks: Sequence[tuple[int, str, str]]) -> _Record | None:
     return rec
 
 
-def _pairs_record(pairs: list[tuple[str, str, bool]], toks: Sequence[tuple[int, str, str]],
-                  start: int) -> _Record | None:
+def _pairs_record(
+    pairs: list[tuple[str, str, bool]], toks: Sequence[tuple[int, str, str]], start: int
+) -> _Record | None:
     """Decide whether parsed pairs make a metric record (see :func:`parse_metric_line`)."""
     values: dict[str, float] = {}
     step: int | None = None
@@ -553,8 +622,14 @@ _FLAT_ITEM = re.compile(
     r"""(?:'([^'\\]*)'|"([^"\\]*)"|([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|-?nan|-?inf|-?Infinity|NaN"""
     r"""|True|False|None|true|false|null))\s*(?:,|$)"""
 )
-_FLAT_WORDS: dict[str, Any] = {"True": True, "true": True, "False": False, "false": False,
-                               "None": None, "null": None}
+_FLAT_WORDS: dict[str, Any] = {
+    "True": True,
+    "true": True,
+    "False": False,
+    "false": False,
+    "None": None,
+    "null": None,
+}
 
 
 def _flat_dict(text: str) -> dict[str, Any] | None:
@@ -573,8 +648,13 @@ def _flat_dict(text: str) -> dict[str, Any] | None:
         key = m.group(1) if m.group(1) is not None else m.group(2)
         if m.group(5) is not None:
             raw = m.group(5)
-            value: Any = _FLAT_WORDS[raw] if raw in _FLAT_WORDS else float(raw) if (
-                "." in raw or "e" in raw or "E" in raw or "n" in raw.lower()) else int(raw)
+            value: Any = (
+                _FLAT_WORDS[raw]
+                if raw in _FLAT_WORDS
+                else float(raw)
+                if ("." in raw or "e" in raw or "E" in raw or "n" in raw.lower())
+                else int(raw)
+            )
         else:
             value = m.group(3) if m.group(3) is not None else m.group(4)
         out[key] = value
@@ -693,7 +773,13 @@ def _namespace_call(node: ast.AST) -> dict[str, Any] | None:
     if not isinstance(node, ast.Call):
         return None
     func = node.func
-    name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+    name = (
+        func.id
+        if isinstance(func, ast.Name)
+        else func.attr
+        if isinstance(func, ast.Attribute)
+        else ""
+    )
     if name != "Namespace":
         return None
     out: dict[str, Any] = {}
@@ -762,9 +848,7 @@ def _seed_from(msg: str) -> tuple[int, int, str] | None:
     return None
 
 
-_FINISHED = re.compile(
-    r"Training completed\b|`Trainer\.fit` stopped: `max_\w+=[^`]*` reached"
-)
+_FINISHED = re.compile(r"Training completed\b|`Trainer\.fit` stopped: `max_\w+=[^`]*` reached")
 
 
 # --------------------------------------------------------------------------- #
@@ -799,7 +883,7 @@ def _parse_block(lines: Sequence[str], s: int) -> _Traceback:
 
     def unprefixed(k: int) -> str:
         text = lines[k]
-        return text[len(prefix):] if prefix and text.startswith(prefix) else text
+        return text[len(prefix) :] if prefix and text.startswith(prefix) else text
 
     frames: list[tuple[str, int, str]] = []
     i = s + 1
@@ -853,8 +937,11 @@ def _last_traceback(lines: Sequence[str]) -> _Traceback | None:
     k = len(blocks) - 1
     while k > 0:
         prev = blocks[k - 1]
-        gap = [t.strip() for t in lines[prev.end: blocks[k].start]]
-        if not any(g.startswith(_CHAIN) or any(c in g for c in _CHAIN) for g in gap) or len(gap) > 6:
+        gap = [t.strip() for t in lines[prev.end : blocks[k].start]]
+        if (
+            not any(g.startswith(_CHAIN) or any(c in g for c in _CHAIN) for g in gap)
+            or len(gap) > 6
+        ):
             break
         first_start = prev.start
         k -= 1
@@ -867,7 +954,7 @@ def find_traceback(text: str) -> str | None:
     tb = _last_traceback(lines)
     if tb is None:
         return None
-    return "\n".join(lines[tb.start: tb.end]).rstrip()[-TRACEBACK_CHARS:]
+    return "\n".join(lines[tb.start : tb.end]).rstrip()[-TRACEBACK_CHARS:]
 
 
 def _is_user_file(filename: str) -> bool:
@@ -935,8 +1022,9 @@ def _signal_name(exit_code: int | None, signal_name: str | None) -> str | None:
         return f"signal {number}"
 
 
-def _classify(lines: Sequence[str], exit_code: int | None, signal_name: str | None
-              ) -> tuple[Failure | None, int]:
+def _classify(
+    lines: Sequence[str], exit_code: int | None, signal_name: str | None
+) -> tuple[Failure | None, int]:
     """Failure and the index of the line that shows it (len(lines) for exit-status-only)."""
     n = len(lines)
     last_idx = next((i for i in range(n - 1, -1, -1) if lines[i].strip()), -1)
@@ -952,7 +1040,9 @@ def _classify(lines: Sequence[str], exit_code: int | None, signal_name: str | No
             return Failure("oom_killed", _one_line(lines[i].strip())), i
     sig = _signal_name(exit_code, signal_name)
     if _KILLED_LINE.match(last_line) and sig in (None, "SIGKILL"):
-        return Failure("oom_killed", "Killed (SIGKILL, most likely the out-of-memory killer)"), last_idx
+        return Failure(
+            "oom_killed", "Killed (SIGKILL, most likely the out-of-memory killer)"
+        ), last_idx
     for i, line in enumerate(lines):
         if _NAN_HINT.search(line) and _nan_line(line):
             rec = _parse_message(_strip_header(line))
@@ -984,8 +1074,9 @@ def _nan_line(line: str) -> bool:
     )
 
 
-def classify_failure(text: str, *, exit_code: int | None = None,
-                     signal_name: str | None = None) -> Failure | None:
+def classify_failure(
+    text: str, *, exit_code: int | None = None, signal_name: str | None = None
+) -> Failure | None:
     """Why a run failed, from the end of its output and, if known, its exit status.
 
     Only the last :data:`CLASSIFY_CHARS` of ``text`` are examined. Rules, first
@@ -1020,8 +1111,9 @@ def classify_failure(text: str, *, exit_code: int | None = None,
 # --------------------------------------------------------------------------- #
 
 
-def read_log(path: str | os.PathLike[str], *, head_bytes: int = HEAD_BYTES,
-             tail_bytes: int = TAIL_BYTES) -> LogFacts | None:
+def read_log(
+    path: str | os.PathLike[str], *, head_bytes: int = HEAD_BYTES, tail_bytes: int = TAIL_BYTES
+) -> LogFacts | None:
     """What the log at ``path`` states (see :class:`LogFacts`); None if it cannot be read.
 
     Only two windows are read: the first ``head_bytes`` and the last
@@ -1112,7 +1204,7 @@ def read_log(path: str | os.PathLike[str], *, head_bytes: int = HEAD_BYTES,
     facts.failure = failure
     tb = _last_traceback(end_lines)
     if tb is not None:
-        facts.traceback = "\n".join(end_lines[tb.start: tb.end]).rstrip()[-TRACEBACK_CHARS:]
+        facts.traceback = "\n".join(end_lines[tb.start : tb.end]).rstrip()[-TRACEBACK_CHARS:]
     facts.tail = _tail(all_lines)
     return facts
 
@@ -1134,7 +1226,7 @@ def _tail(lines: Iterable[str]) -> str:
     if len(text) > TAIL_CHARS:
         text = text[-TAIL_CHARS:]
         nl = text.find("\n")
-        text = text[nl + 1:] if 0 <= nl < len(text) - 1 else text
+        text = text[nl + 1 :] if 0 <= nl < len(text) - 1 else text
     return text
 
 

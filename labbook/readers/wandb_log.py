@@ -56,10 +56,10 @@ class WandbLog:
 
 def _record_class() -> Any | None:
     try:
-        from wandb.proto import wandb_internal_pb2  # type: ignore[import-not-found]
+        from wandb.proto import wandb_internal_pb2
     except Exception:  # not installed, or an incompatible protobuf
         return None
-    return wandb_internal_pb2.Record
+    return getattr(wandb_internal_pb2, "Record", None)
 
 
 def available() -> bool:
@@ -182,7 +182,13 @@ def _apply(out: WandbLog, rec: Any, next_step: int) -> int:
         for key, value in row.items():
             if key.startswith("_") or isinstance(value, bool):
                 continue
-            if isinstance(value, str) and value.lower() in ("nan", "inf", "-inf", "infinity", "-infinity"):
+            if isinstance(value, str) and value.lower() in (
+                "nan",
+                "inf",
+                "-inf",
+                "infinity",
+                "-infinity",
+            ):
                 value = float(value)
             if isinstance(value, (int, float)):
                 out.history.setdefault(key, []).append(Point(int(step), float(value), wall))

@@ -27,7 +27,14 @@ from labbook.readers.files import (
     read_jsonl_metrics,
 )
 from labbook.recognisers.base import DirInfo, Recogniser
-from labbook.recognisers.common import LOG_NAMES, apply_log, find_logs, merge_metrics, mtime_range, run_name
+from labbook.recognisers.common import (
+    LOG_NAMES,
+    apply_log,
+    find_logs,
+    merge_metrics,
+    mtime_range,
+    run_name,
+)
 
 CONFIG_NAMES = ("config.yaml", "config.yml", "config.json", "config.toml")
 METRIC_NAMES = ("metrics.jsonl", "metrics.csv", "metrics.json")
@@ -92,7 +99,11 @@ class Generic(Recogniser):
         )
         for log in find_logs(d.path)[:1]:
             apply_log(facts, log, metrics_from_log=not facts.metrics)
-        if cfg_path is None and MARKER not in d.files and not (facts.config or facts.metrics or facts.failure):
+        if (
+            cfg_path is None
+            and MARKER not in d.files
+            and not (facts.config or facts.metrics or facts.failure)
+        ):
             return  # a log that tells nothing: not a run
         facts.started_at, facts.ended_at = mtime_range(facts.files)
         yield facts
@@ -133,6 +144,8 @@ def _marker_points(value: Any) -> list[Point]:
         return [Point(0, float(value))]
     if isinstance(value, list):
         return [
-            Point(i, float(v)) for i, v in enumerate(value) if isinstance(v, (int, float)) and not isinstance(v, bool)
+            Point(i, float(v))
+            for i, v in enumerate(value)
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
         ]
     return []

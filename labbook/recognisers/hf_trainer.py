@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from labbook.model import Point, RunFacts, Seed, flatten
 from labbook.readers.files import load_json
@@ -74,8 +74,14 @@ class HFTrainer(Recogniser):
                     if "train_runtime" in res:
                         facts.end_marker = True
                     for key, value in res.items():
-                        if _is_number(value) and key not in _NOT_METRICS and key not in facts.metrics:
-                            step = int(state.get("global_step", 0)) if isinstance(state, dict) else 0
+                        if (
+                            _is_number(value)
+                            and key not in _NOT_METRICS
+                            and key not in facts.metrics
+                        ):
+                            step = (
+                                int(state.get("global_step", 0)) if isinstance(state, dict) else 0
+                            )
                             facts.metrics[key] = [Point(step, float(value))]
         ev = read_event_files(d.path)
         facts.files += ev.files
@@ -123,12 +129,18 @@ class HFTrainer(Recogniser):
         ):
             # Stopped before max_steps with no final log: the process did not end cleanly.
             facts.truncated = True
-        for key in ("train_batch_size", "num_train_epochs", "max_steps", "eval_steps", "save_steps"):
+        for key in (
+            "train_batch_size",
+            "num_train_epochs",
+            "max_steps",
+            "eval_steps",
+            "save_steps",
+        ):
             if key in state and key not in facts.config:
                 facts.config[key] = state[key]
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -43,7 +43,9 @@ class Hydra(Recogniser):
         cfg = load_yaml(hdir / "config.yaml")
         if isinstance(cfg, dict):
             facts.config = flatten(cfg)
-        overrides = load_yaml(hdir / "overrides.yaml") if (hdir / "overrides.yaml").is_file() else None
+        overrides = (
+            load_yaml(hdir / "overrides.yaml") if (hdir / "overrides.yaml").is_file() else None
+        )
         hydra_cfg = load_yaml(hdir / "hydra.yaml") if (hdir / "hydra.yaml").is_file() else None
         job_name = None
         if isinstance(hydra_cfg, dict):

@@ -54,7 +54,9 @@ class Lightning(Recogniser):
     def match(self, d: DirInfo) -> bool:
         if "hparams.yaml" not in d.files:
             return False
-        return bool(_VERSION.match(d.path.name)) or "metrics.csv" in d.files or has_event_file(d.files)
+        return (
+            bool(_VERSION.match(d.path.name)) or "metrics.csv" in d.files or has_event_file(d.files)
+        )
 
     def read(self, d: DirInfo) -> Iterable[RunFacts]:
         facts = RunFacts(
@@ -107,7 +109,7 @@ class Lightning(Recogniser):
                     if version is not None and printed == int(version[1]):
                         return [log]
                     continue
-                lo, hi = mtime_range([log])
+                _lo, hi = mtime_range([log])
                 if start is not None and hi is not None and start - 5 <= hi <= (end or start) + 300:
                     by_time.append(log)
         return by_time[:1]

@@ -44,7 +44,9 @@ def _apply_tags(facts: RunFacts, tags: dict[str, str]) -> None:
     if tags.get("mlflow.runName"):
         facts.name = tags["mlflow.runName"]
     if tags.get("mlflow.source.git.commit"):
-        facts.git = GitState(root=tags.get("mlflow.source.name", ""), commit=tags["mlflow.source.git.commit"])
+        facts.git = GitState(
+            root=tags.get("mlflow.source.name", ""), commit=tags["mlflow.source.git.commit"]
+        )
     if tags.get("mlflow.user"):
         facts.user = tags["mlflow.user"]
     facts.tags += [f"{k}={v}" for k, v in sorted(tags.items()) if not k.startswith("mlflow.")]
@@ -96,7 +98,7 @@ class MLflowFileStore(Recogniser):
 
 
 def _tree_files(root: Path) -> list[tuple[str, Path]]:
-    out = []
+    out: list[tuple[str, Path]] = []
     if not root.is_dir():
         return out
     for dirpath, _dirs, files in os.walk(root):
@@ -123,7 +125,7 @@ def _param_value(text: str) -> Any:
 
 
 def _read_metric_file(path: Path) -> list[Point]:
-    points = []
+    points: list[Point] = []
     text = read_text(path) or ""
     bad = 0
     for line in text.splitlines():
@@ -179,7 +181,7 @@ def read_mlflow_db(db_path: Path) -> list[RunFacts]:
             "SELECT run_uuid, name, status, start_time, end_time, lifecycle_stage, artifact_uri"
             " FROM runs"
         ).fetchall()
-        for run_uuid, name, status, start, end, stage, artifact_uri in runs:
+        for run_uuid, name, status, start, end, stage, _artifact_uri in runs:
             if stage == "deleted":
                 continue
             facts = RunFacts(
@@ -191,7 +193,9 @@ def read_mlflow_db(db_path: Path) -> list[RunFacts]:
             )
             facts.config = {
                 k: _param_value(v)
-                for k, v in conn.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_uuid,))
+                for k, v in conn.execute(
+                    "SELECT key, value FROM params WHERE run_uuid = ?", (run_uuid,)
+                )
             }
             tags = dict(conn.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_uuid,)))
             _apply_tags(facts, tags)
@@ -201,7 +205,9 @@ def read_mlflow_db(db_path: Path) -> list[RunFacts]:
                 (run_uuid,),
             ):
                 v = float("nan") if is_nan else float(value)
-                facts.metrics.setdefault(key, []).append(Point(int(step), v, ts / 1000 if ts else None))
+                facts.metrics.setdefault(key, []).append(
+                    Point(int(step), v, ts / 1000 if ts else None)
+                )
             _apply_status(facts, status, start, end)
             facts.seed = pick_seed(seed_from_config(facts.config))
             out.append(facts)

@@ -13,7 +13,13 @@ from collections.abc import Iterable
 from labbook.model import RunFacts, flatten
 from labbook.readers.files import load_config
 from labbook.recognisers.base import DirInfo, Recogniser
-from labbook.recognisers.common import apply_log, find_logs, has_event_file, read_event_files, run_name
+from labbook.recognisers.common import (
+    apply_log,
+    find_logs,
+    has_event_file,
+    read_event_files,
+    run_name,
+)
 
 
 class TensorBoard(Recogniser):

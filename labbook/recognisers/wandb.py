@@ -11,18 +11,18 @@ the full history, config and exit code.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from labbook.capture.env import env_from_wandb_metadata
 from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_config
 from labbook.model import Failure, GitState, Point, RunFacts, flatten
 from labbook.readers.files import load_json, load_yaml, read_text
-from labbook.recognisers.base import DirInfo, Recogniser
 from labbook.readers.wandb_log import WandbLog, read_wandb_log
+from labbook.recognisers.base import DirInfo, Recogniser
 from labbook.recognisers.common import apply_log, merge_metrics
 
 _RUN_DIR = re.compile(r"^(offline-)?run-\d{8}_\d{6}-(?P<id>[a-z0-9]+)$")
@@ -59,11 +59,19 @@ class Wandb(Recogniser):
             if log is not None:
                 exit_code = log.exit_code
                 self._read_binary(log, facts, has_summary=(files / "wandb-summary.json").is_file())
-        summary = load_json(files / "wandb-summary.json") if (files / "wandb-summary.json").is_file() else None
+        summary = (
+            load_json(files / "wandb-summary.json")
+            if (files / "wandb-summary.json").is_file()
+            else None
+        )
         if isinstance(summary, dict):
             facts.files.append(str(files / "wandb-summary.json"))
             _summary_points(facts, summary)
-        meta = load_json(files / "wandb-metadata.json") if (files / "wandb-metadata.json").is_file() else None
+        meta = (
+            load_json(files / "wandb-metadata.json")
+            if (files / "wandb-metadata.json").is_file()
+            else None
+        )
         if isinstance(meta, dict):
             self._read_metadata(meta, facts)
         patch = files / "diff.patch"
@@ -133,10 +141,10 @@ class Wandb(Recogniser):
         facts.user = meta.get("username") or facts.user
         started = meta.get("startedAt")
         if isinstance(started, str) and facts.started_at is None:
-            try:
-                facts.started_at = datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
-            except ValueError:
-                pass
+            with contextlib.suppress(ValueError):
+                facts.started_at = datetime.fromisoformat(
+                    started.replace("Z", "+00:00")
+                ).timestamp()
         if meta.get("cwd") and not facts.cwd:
             facts.cwd = str(meta["cwd"])
 
@@ -163,7 +171,9 @@ def _summary_points(facts: RunFacts, summary: dict[str, Any]) -> None:
         if key not in facts.metrics:
             facts.metrics[key] = [Point(step, float(value))]
     runtime = summary.get("_runtime")
-    if isinstance(runtime, (int, float)) and facts.started_at is not None and facts.ended_at is None:
+    if (
+        isinstance(runtime, (int, float))
+        and facts.started_at is not None
+        and facts.ended_at is None
+    ):
         facts.ended_at = facts.started_at + float(runtime)
-
-
