@@ -191,13 +191,16 @@ def select_runs(store: Store, flt: RunFilter) -> list[dict[str, Any]]:
     sql = "SELECT r.* FROM runs r"
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
-    sql += " ORDER BY coalesce(r.started_at, r.created_at) DESC, r.created_at DESC, r.rowid DESC"
+    sql += " ORDER BY " + NEWEST_FIRST.replace("{t}", "r.")
     if flt.limit:
         sql += f" LIMIT {int(flt.limit)}"
     cur = store.conn.execute(sql, args)
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, row, strict=False)) for row in cur.fetchall()]
 
+
+#: The listing order, newest first; matches the ``runs_order`` index (schema 0002).
+NEWEST_FIRST = "coalesce({t}started_at, {t}created_at) DESC, {t}created_at DESC, {t}rowid DESC"
 
 _RECENT = re.compile(r"^@(?:last|-(\d+))$")
 
@@ -217,8 +220,7 @@ def resolve(store: Store, ref: str) -> str:
             raise RunNotFound(f"'{ref}': use @-1 for the newest run, @-2 for the one before")
         row = conn.execute(
             "SELECT id FROM runs WHERE deleted_at IS NULL"
-            " ORDER BY coalesce(started_at, created_at) DESC, created_at DESC, rowid DESC"
-            " LIMIT 1 OFFSET ?",
+            " ORDER BY " + NEWEST_FIRST.replace("{t}", "") + " LIMIT 1 OFFSET ?",
             (n - 1,),
         ).fetchone()
         if not row:

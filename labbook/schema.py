@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from sqlite_utils.migrations import Migrations
 
 #: Bump together with adding a step below.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def migrations() -> Migrations:
@@ -141,6 +141,16 @@ def migrations() -> Migrations:
                 mtime REAL
             );
             CREATE INDEX files_run ON files(run_id);
+            """
+        )
+
+    @steps(name="0002_runs_order")
+    def runs_order(db: Database) -> None:
+        # Listings sort newest first by this expression (query.NEWEST_FIRST); read
+        # backwards, this index gives that order (rowid last) without a sort.
+        db.executescript(
+            """
+            CREATE INDEX runs_order ON runs(coalesce(started_at, created_at), created_at);
             """
         )
 

@@ -525,6 +525,8 @@ class Store:
         metrics = self.metric_summaries(ids)
         tags = self.tags_of(ids)
         configs = self._configs(ids)
+        notes = self._notes(ids)
+        envs: dict[str, Any] = {}  # runs of one interpreter share one env blob: decode it once
         out = []
         for r in rows:
             rid = r["id"]
@@ -554,12 +556,10 @@ class Store:
                 "config": configs.get(rid, {}),
                 "metrics": metrics.get(rid, {}),
                 "git": self._git(r, heavy=heavy),
-                "env": self._env(r, heavy=heavy),
+                "env": self._env(r, heavy=heavy, cache=envs),
                 "gpu": json.loads(r["gpu"]) if r["gpu"] else None,
                 "tags": tags.get(rid, []),
-                "notes": [
-                    {k: n[k] for k in ("at", "kind", "text", "author")} for n in self.notes_of(rid)
-                ],
+                "notes": notes.get(rid, []),
                 "missing": bool(r["missing"]),
                 "created_at": r["created_at"],
                 "updated_at": r["updated_at"],
@@ -576,6 +576,20 @@ class Store:
                 chunk,
             ):
                 out[rid][key] = json.loads(value) if value is not None else None
+        return out
+
+    def _notes(self, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" for _ in chunk)
+            for rid, at, author, kind, text in self.conn.execute(
+                f"SELECT run_id, at, author, kind, text FROM notes WHERE run_id IN ({marks})"
+                " AND deleted_at IS NULL ORDER BY id",
+                chunk,
+            ):
+                out.setdefault(rid, []).append(
+                    {"at": at, "kind": kind, "text": text, "author": author}
+                )
         return out
 
     def _git(self, r: dict[str, Any], *, heavy: bool) -> dict[str, Any] | None:
@@ -595,10 +609,18 @@ class Store:
             git.update(extra)
         return git
 
-    def _env(self, r: dict[str, Any], *, heavy: bool) -> dict[str, Any] | None:
+    def _env(
+        self, r: dict[str, Any], *, heavy: bool, cache: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         if not r["env"]:
             return None
-        env = self.get_json_blob(r["env"]) or {}
+        if cache is not None and r["env"] in cache:
+            decoded = cache[r["env"]]
+        else:
+            decoded = self.get_json_blob(r["env"]) or {}
+            if cache is not None:
+                cache[r["env"]] = decoded
+        env = dict(decoded)
         env["source"] = r["env_source"]
         if not heavy:
             env.pop("packages", None)

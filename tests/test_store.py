@@ -29,7 +29,23 @@ def test_new_database_is_private_wal_and_migrated(db_path):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations")]
-    assert applied == ["0001_initial"]
+    assert len(applied) == SCHEMA_VERSION and applied[0] == "0001_initial"
+
+
+def test_database_of_an_older_schema_is_migrated_in_place(db_path):
+    with Store.open(db_path) as s:
+        run_id, _ = s.save_run(facts())
+    conn = sqlite3.connect(db_path)
+    conn.execute("DROP INDEX runs_order")
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name != '0001_initial'")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with Store.open(db_path) as s:
+        assert s.record(run_id)["id"] == run_id
+        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        names = [r[0] for r in s.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")]
+        assert "runs_order" in names
 
 
 def test_default_path_is_under_xdg_data_home(tmp_path, monkeypatch):
