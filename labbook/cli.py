@@ -45,8 +45,72 @@ def _render_error(exc: LabbookError) -> None:
         click.echo(f"hint: {exc.hint}", err=True)
 
 
+#: Commands defined in their own modules, imported only when used (or listed by --help).
+LAZY_COMMANDS = {
+    "watch": "labbook.cli_watch:watch_cmd",
+    "run": "labbook.cli_memory:run_cmd",
+    "note": "labbook.cli_memory:note_cmd",
+    "tag": "labbook.cli_memory:tag_cmd",
+    "search": "labbook.cli_memory:search_cmd",
+    "check": "labbook.cli_memory:check_cmd",
+    "hooks": "labbook.cli_memory:hooks_cmd",
+    "diff": "labbook.cli_diff:diff_cmd",
+    "compare": "labbook.cli_diff:compare_cmd",
+}
+#: Entry-point group through which other packages add commands (the TUI adds ``tui``).
+PLUGIN_GROUP = "labbook.commands"
+
+
+def _load(target: str) -> click.Command | None:
+    import importlib
+
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None  # not part of this build
+        raise
+    command = getattr(module, attr, None)
+    return command if isinstance(command, click.Command) else None
+
+
+def _plugins() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+
+
 class LabbookGroup(click.Group):
-    """Renders every LabbookError once, here, instead of in each command."""
+    """Renders every LabbookError once, here, instead of in each command.
+
+    Besides the commands defined in this module it offers :data:`LAZY_COMMANDS`
+    and commands that installed packages register under :data:`PLUGIN_GROUP`
+    (that is how ``labbook tui`` exists without the core importing the TUI).
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx))
+        names |= {n for n, t in LAZY_COMMANDS.items() if _load(t) is not None}
+        names |= set(_plugins())
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        if cmd_name in LAZY_COMMANDS:
+            return _load(LAZY_COMMANDS[cmd_name])
+        plugin = _plugins().get(cmd_name)
+        if plugin is None:
+            return None
+        try:
+            loaded = plugin.load()
+        except ImportError as exc:
+            raise click.ClickException(
+                f"the '{cmd_name}' command is installed but cannot load ({exc})"
+            ) from exc
+        return loaded if isinstance(loaded, click.Command) else None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

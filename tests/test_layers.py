@@ -34,10 +34,11 @@ def test_core_modules_load_nothing_heavy(module):
 
 
 def test_help_loads_nothing_heavy():
+    """--help lists every command; a plugin command's module (labbook_tui.cli) may load, Textual not."""
     mods = loaded_after(
         "from labbook.cli import cli\ntry:\n    cli.main(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass"
     )
-    assert not {m.split(".")[0] for m in mods} & set(HEAVY)
+    assert not {m.split(".")[0] for m in mods} & (set(HEAVY) - {"labbook_tui"})
 
 
 def test_core_never_imports_textual_or_tui():
