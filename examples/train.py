@@ -72,7 +72,9 @@ def _train(args: argparse.Namespace, out: Path, log: TextIO) -> int:
                 + "\n"
             )
             say(f"epoch={epoch} step={step} train_loss={train_loss:.6g} val_loss={val_loss:.6g}")
-    (out / "metrics.json").write_text(json.dumps({"val_loss": val_loss, "w": w, "b": b}))
+    (out / "metrics.json").write_text(
+        json.dumps({"step": step, "train_loss": train_loss, "val_loss": val_loss})
+    )
     say("done")
     return 0
 

@@ -51,9 +51,13 @@ def run_demo(db: str | None = None, keep: bool = False) -> Path:
     shutil.copy(_example_script(), project / "train.py")
     has_git = shutil.which("git") is not None
     if has_git:
+        (project / ".gitignore").write_text("runs/\n")  # outputs are not code
         _git(project, "init", "-q")
-        _git(project, "add", "train.py")
+        _git(project, "add", "train.py", ".gitignore")
         _git(project, "commit", "-q", "-m", "example training script")
+        # An uncommitted edit, as in real life: it is recorded with the runs.
+        with open(project / "train.py", "a") as f:
+            f.write("\n# TODO: try a learning-rate schedule\n")
     else:
         click.echo("git not found: the demo runs without git state", err=True)
     db_path = db or str(base / "labbook.db")
@@ -64,10 +68,6 @@ def run_demo(db: str | None = None, keep: bool = False) -> Path:
         proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
         if proc.returncode != 0:
             raise LabbookError(f"the example run '{name}' failed:\n{proc.stderr.strip()}")
-    if has_git:
-        # An uncommitted edit, as in real life: it is recorded with the runs.
-        with open(project / "train.py", "a") as f:
-            f.write("\n# TODO: try a learning-rate schedule\n")
     click.echo()
     for argv in (
         ["import", str(project / "runs")],

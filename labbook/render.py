@@ -221,7 +221,7 @@ def print_run(rec: dict[str, Any]) -> None:
                 fmt_value(m.get("last")),
                 fmt_value(m.get("min")),
                 fmt_value(m.get("max")),
-                fmt_value(m.get("step")),
+                "final" if m.get("step") == -1 else fmt_value(m.get("step")),
                 str(m.get("count")),
                 f"[red]{nf}[/]" if nf is not None else "",
             )
