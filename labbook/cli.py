@@ -161,13 +161,20 @@ def cli(ctx: click.Context, db: str | None) -> None:
     ctx.obj["db"] = db
     logger = logging.getLogger("labbook")
     if WARNINGS not in logger.handlers:
+        saved = (logger.propagate, logger.level)
         logger.addHandler(WARNINGS)
         logger.propagate = False
         logger.setLevel(logging.WARNING)
 
+        def restore() -> None:  # when run in-process (tests, the demo), leave logging as found
+            logger.removeHandler(WARNINGS)
+            logger.propagate, logger.level = saved
+
+        ctx.call_on_close(restore)
+
 
 @cli.command("import")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))
 @click.option("--no-git", is_flag=True, help="Do not capture git state.")
 @json_option
 @click.pass_context

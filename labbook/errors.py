@@ -54,3 +54,11 @@ class QueryError(UsageError):
 
 class NothingReadable(LabbookError):
     """An import found nothing it could read."""
+
+
+class DaemonRunning(LabbookError):
+    """Another ``labbook watch`` already holds the database's lock."""
+
+
+class DatabaseOnNetworkFS(LabbookError):
+    """The database is on a network file system, where SQLite's locking is unsafe."""

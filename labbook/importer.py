@@ -22,7 +22,7 @@ from labbook.model import RunFacts
 from labbook.recognisers import RECOGNISERS, DirInfo, Recogniser, walk
 from labbook.status import infer_status
 from labbook.store import Store
-from labbook.warn import warn
+from labbook.warn import held, import_warnings, replay, warn
 
 Progress = Callable[[str, int, int], None]
 
@@ -43,8 +43,13 @@ def discover(
     paths: Iterable[str | os.PathLike[str]],
     recognisers: list[Recogniser] | None = None,
     missing: list[str] | None = None,
+    unreadable: list[str] | None = None,
 ) -> list[tuple[Recogniser, DirInfo]]:
-    """Every (recogniser, directory) pair below ``paths``, in walk order."""
+    """Every (recogniser, directory) pair below ``paths``, in walk order.
+
+    Paths that do not exist are added to ``missing``, directories that cannot be
+    listed to ``unreadable`` (each with its warning).
+    """
     recs = RECOGNISERS if recognisers is None else recognisers
     found: list[tuple[Recogniser, DirInfo]] = []
     weak: set[Path] = set()
@@ -75,7 +80,7 @@ def discover(
             continue
         if root.is_file():
             root = root.parent
-        for _ in walk(root, visit):
+        for _ in walk(root, visit, unreadable=unreadable):
             pass
     if weak:
         # A weak match (a bare console log) with runs below it is their parent, not a run.
@@ -110,6 +115,15 @@ class Completer:
             self._complete_git(facts)
         if facts.env is None:
             facts.env = importer_env()
+        # -- data fingerprints (issue #5): config values that name existing paths ----
+        if not facts.data:
+            from labbook.capture.data import data_base_dir, fingerprint_paths
+
+            cache = self.__dict__.setdefault("_data_cache", {})  # one walk per path per import
+            facts.data = fingerprint_paths(
+                facts.config, data_base_dir(facts), skip=[facts.path.split("#", 1)[0]], cache=cache
+            )
+        # -- end of data fingerprints ---------------------------------------------------
         infer_status(facts)
         return facts
 
@@ -139,32 +153,63 @@ def import_paths(
     progress: Progress | None = None,
     git: bool = True,
 ) -> ImportReport:
-    """Discover and record every run below ``paths``."""
+    """Discover and record every run below ``paths``.
+
+    A run dir that is gone by the time it is read (deleted, moved) is not recorded
+    (an earlier record of it is kept): it gets one warning naming it, instead of
+    one per file that could no longer be opened. Directories that cannot be listed
+    are warned about and counted in ``report.failed``.
+    """
     report = ImportReport()
-    if progress:
-        progress("discover", 0, 0)
-    found = discover(paths, missing=report.missing)
-    completer = Completer(git=git)
-    total = len(found)
-    for i, (rec, d) in enumerate(found, 1):
+    with import_warnings():
         if progress:
-            progress("read", i, total)
+            progress("discover", 0, 0)
+        found = discover(paths, missing=report.missing, unreadable=report.failed)
+        completer = Completer(git=git)
+        total = len(found)
+        for i, (rec, d) in enumerate(found, 1):
+            if progress:
+                progress("read", i, total)
+            runs = _read_run(rec, d, report)
+            for facts in runs:
+                _save(store, completer, facts, report)
+    return report
+
+
+def _read_run(rec: Recogniser, d: DirInfo, report: ImportReport) -> list[RunFacts]:
+    """What ``rec`` reads from ``d``; [] (with one warning) if it cannot be read."""
+    if not d.path.is_dir():
+        warn(d.path, "vanished during import; not recorded")
+        report.failed.append(str(d.path))
+        return []
+    error: Exception | None = None
+    runs: list[RunFacts] = []
+    with held() as said:
         try:
             runs = list(rec.read(d))
         except Exception as exc:  # a reader bug or a vanished dir: one warning, go on
-            warn(d.path, f"cannot read {rec.framework} run ({type(exc).__name__}: {exc})")
-            report.failed.append(str(d.path))
-            continue
-        if not runs and not d.path.exists():
-            warn(d.path, "vanished during import")
-            report.failed.append(str(d.path))
-        for facts in runs:
-            try:
-                completer.complete(facts)
-                run_id, created = store.save_run(facts)
-            except Exception as exc:
-                warn(facts.path, f"cannot record run ({type(exc).__name__}: {exc})")
-                report.failed.append(facts.path)
-                continue
-            (report.created if created else report.updated).append(run_id)
-    return report
+            error = exc
+    if not d.path.is_dir():
+        # Gone while being read: what was read is partial, and the readers'
+        # complaints about files that vanished say less than this one line.
+        warn(d.path, "vanished during import; not recorded")
+        report.failed.append(str(d.path))
+        return []
+    replay(said)
+    if error is not None:
+        warn(d.path, f"cannot read {rec.framework} run ({type(error).__name__}: {error})")
+        report.failed.append(str(d.path))
+        return []
+    return runs
+
+
+def _save(store: Store, completer: Completer, facts: RunFacts, report: ImportReport) -> None:
+    """Complete ``facts`` with capture and record them; one warning if that fails."""
+    try:
+        completer.complete(facts)
+        run_id, created = store.save_run(facts)
+    except Exception as exc:
+        warn(facts.path, f"cannot record run ({type(exc).__name__}: {exc})")
+        report.failed.append(facts.path)
+        return
+    (report.created if created else report.updated).append(run_id)

@@ -125,6 +125,9 @@ class RunFacts:
     user: str | None = None
     #: Files this run was read from (absolute paths), for tailing and the daemon.
     files: list[str] = field(default_factory=list)
+    #: Fingerprints of data that config values point at: config key -> size, file
+    #: count, newest mtime and a sampled content hash (labbook.capture.data).
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 def is_finite(value: float) -> bool:

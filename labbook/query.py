@@ -268,3 +268,97 @@ def _describe(store: Store, ids: list[str]) -> list[str]:
         ).fetchone()
         out.append(f"{rid}  {row[0] or ''}  {row[1]}  {row[2] or ''}  {row[3] or ''}")
     return out
+
+
+# -- paged listing (for views that show a window of a large store, e.g. the TUI) -----
+
+#: Sort keys that are run columns, besides :data:`RUN_FIELDS`.
+_SORT_EXTRA = {
+    "duration": "(julianday(r.ended_at) - julianday(r.started_at))",
+    "started": "coalesce(r.started_at, r.created_at)",
+}
+
+
+def _filter_sql(store: Store, flt: RunFilter) -> tuple[str, list[Any]]:
+    """The WHERE clause (or "") and its arguments for ``flt``, as :func:`select_runs` builds it."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if not flt.include_deleted:
+        clauses.append("r.deleted_at IS NULL")
+    if flt.status:
+        clauses.append(f"r.status IN ({','.join('?' for _ in flt.status)})")
+        args += flt.status
+    if flt.framework:
+        clauses.append(f"r.framework IN ({','.join('?' for _ in flt.framework)})")
+        args += flt.framework
+    for tag in flt.tags:
+        clauses.append("r.id IN (SELECT run_id FROM tags WHERE tag = ?)")
+        args.append(tag)
+    if flt.since:
+        clauses.append("coalesce(r.started_at, r.created_at) >= ?")
+        args.append(flt.since)
+    for cond in flt.where:
+        sql, more = _condition_sql(store, cond)
+        clauses.append(sql)
+        args += more
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def count_runs(store: Store, flt: RunFilter) -> int:
+    """How many runs match ``flt`` (its ``limit`` is ignored): one ``count(*)``."""
+    where, args = _filter_sql(store, flt)
+    return int(store.conn.execute(f"SELECT count(*) FROM runs r{where}", args).fetchone()[0])
+
+
+def select_runs_window(
+    store: Store,
+    flt: RunFilter,
+    *,
+    offset: int = 0,
+    limit: int = 100,
+    sort: str | None = None,
+    descending: bool = False,
+) -> list[dict[str, Any]]:
+    """Rows ``offset .. offset+limit`` of the runs matching ``flt`` (its ``limit`` is ignored).
+
+    Views of 100,000 runs show a window and page through it instead of loading all.
+    ``sort`` is None (newest first), a run field (``name``, ``status``, ``seed``, …),
+    ``duration``, ``metrics.TAG`` (last value) or a config key; runs without a value
+    sort last either way, ties newest first. Only ids are sorted; the window's rows
+    are read afterwards, so a sort by a metric never drags whole rows through it.
+    """
+    where, args = _filter_sql(store, flt)
+    join = ""
+    join_args: list[Any] = []
+    order = ""
+    if sort:
+        direction = "DESC" if descending else "ASC"
+        if sort in RUN_FIELDS or sort in _SORT_EXTRA:
+            expr = _SORT_EXTRA.get(sort) or RUN_FIELDS[sort]
+            if sort == "seed":
+                expr = "CAST(r.seed_value AS REAL)"
+        elif sort.startswith(("metrics.", "metric.")):
+            join = " LEFT JOIN metrics s ON s.run_id = r.id AND s.tag = ?"
+            join_args = [sort.split(".", 1)[1]]
+            expr = "s.last"
+        else:
+            join = " LEFT JOIN params s ON s.run_id = r.id AND s.key = ?"
+            join_args = [sort]
+            expr = "coalesce(s.num, s.value)"
+        order = f"({expr}) IS NULL, {expr} {direction}, "
+    order += NEWEST_FIRST.replace("{t}", "r.")
+    ids = [
+        row[0]
+        for row in store.conn.execute(
+            f"SELECT r.id FROM runs r{join}{where} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*join_args, *args, int(limit), max(0, int(offset))],
+        )
+    ]
+    if not ids:
+        return []
+    marks = ",".join("?" for _ in ids)
+    cur = store.conn.execute(f"SELECT r.* FROM runs r WHERE r.id IN ({marks})", ids)
+    cols = [d[0] for d in cur.description]
+    found = (dict(zip(cols, row, strict=False)) for row in cur.fetchall())
+    by_id = {row["id"]: row for row in found}
+    return [by_id[i] for i in ids if i in by_id]

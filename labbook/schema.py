@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from sqlite_utils.migrations import Migrations
 
 #: Bump together with adding a step below.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 5
 
 
 def migrations() -> Migrations:
@@ -153,5 +153,44 @@ def migrations() -> Migrations:
             CREATE INDEX runs_order ON runs(coalesce(started_at, created_at), created_at);
             """
         )
+
+    @steps(name="0003_run_data")
+    def run_data(db: Database) -> None:
+        # Data fingerprints (labbook.capture.data) of config values that are paths,
+        # as one JSON blob per run, so that `labbook diff` can say "data/train changed".
+        if "data" not in db["runs"].columns_dict:  # idempotent, like the CREATE INDEX steps
+            db.execute("ALTER TABLE runs ADD COLUMN data TEXT REFERENCES blobs(hash)")
+
+    @steps(name="0005_watch")
+    def watch(db: Database) -> None:
+        # labbook watch: per-file tail state (CSV header, line count) beside the offset,
+        # and per-run daemon state (files signature, writer process, last change) so a
+        # restarted daemon resumes where the killed one stopped.
+        db.executescript(
+            """
+            ALTER TABLE files ADD COLUMN state TEXT;
+            CREATE TABLE watch_runs (
+                run_id TEXT PRIMARY KEY REFERENCES runs(id),
+                sig TEXT,
+                mode TEXT,
+                pid INTEGER,
+                create_time REAL,
+                last_change REAL,
+                active INTEGER NOT NULL DEFAULT 0
+            );
+            CREATE INDEX watch_runs_active ON watch_runs(active);
+            """
+        )
+
+    @steps(name="0004_search")
+    def search(db: Database) -> None:
+        # Full-text search (labbook.search): one document per searchable item (run
+        # name, command, failure, note, tag, config key = value) in search_docs, an
+        # FTS5 index over it with the trigram tokenizer (substring matches in any
+        # script, Chinese included, without word segmentation), and triggers so that
+        # every writer keeps both current without knowing about them.
+        from labbook.search import create_search_schema
+
+        create_search_schema(db.conn)
 
     return steps

@@ -131,15 +131,30 @@ class Store:
         return store
 
     def _migrate(self) -> None:
+        """Create or upgrade the schema; one process at a time (others wait, then find it done)."""
+        import fcntl
+
         from labbook.schema import migrations
 
+        lock_path = self.path.with_name(self.path.name + ".migrate.lock")
         try:
+            fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError:
+            fd = None  # a read-only directory: go on without the lock
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            if self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                return  # another process migrated it while this one waited
             self.conn.execute("PRAGMA journal_mode = WAL")
             migrations().apply(self.db)
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.conn.commit()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot set up database {self.path}: {exc}") from exc
+        finally:
+            if fd is not None:
+                os.close(fd)  # closing drops the flock
 
     @property
     def db(self) -> Database:
@@ -282,6 +297,7 @@ class Store:
                 else None,
                 "env_source": env.source if env else None,
                 "log_tail": self.put_blob(facts.log_tail),
+                "data": self.put_blob(_json(facts.data)) if facts.data else None,
                 "missing": 0,
             }
             if created:
@@ -558,6 +574,7 @@ class Store:
                 "git": self._git(r, heavy=heavy),
                 "env": self._env(r, heavy=heavy, cache=envs),
                 "gpu": json.loads(r["gpu"]) if r["gpu"] else None,
+                "data": (self.get_json_blob(r["data"]) or {}) if r.get("data") else {},
                 "tags": tags.get(rid, []),
                 "notes": notes.get(rid, []),
                 "missing": bool(r["missing"]),
@@ -629,6 +646,270 @@ class Store:
     def log_tail(self, run_id: str) -> str | None:
         row = self.conn.execute("SELECT log_tail FROM runs WHERE id = ?", (run_id,)).fetchone()
         return self.get_text(row[0]) if row else None
+
+    # -- labbook watch (the daemon) -------------------------------------------------
+
+    def save_run_keeping(
+        self, facts: RunFacts, *, keep_metrics: bool, keep_columns: Sequence[str] = ()
+    ) -> tuple[str, bool]:
+        """:meth:`save_run`, but an existing run keeps its metrics and the given columns.
+
+        The daemon re-reads a run's config and logs while tailing its metric files
+        into the same run: the tailed summaries and series must survive that save,
+        and so must what was captured at first sight (git state, the process's
+        environment), which today's working tree and process table no longer know.
+        A kept column keeps its old value only where it had one.
+        """
+        with self.transaction():
+            run_id = self.id_for_source(safe_text(facts.source_key))  # type: ignore[arg-type]
+            old = self.run_row(run_id) if run_id else None
+            metric_rows: list[Any] = []
+            series_rows: list[Any] = []
+            if run_id and keep_metrics:
+                metric_rows = self.conn.execute(
+                    "SELECT run_id, tag, last, last_kind, min, max, step, count, nonfinite_step,"
+                    " first_step, last_wall_time FROM metrics WHERE run_id = ?",
+                    (run_id,),
+                ).fetchall()
+                series_rows = self.conn.execute(
+                    "SELECT run_id, tag, points FROM series WHERE run_id = ?", (run_id,)
+                ).fetchall()
+            saved = facts.metrics
+            if run_id and keep_metrics:
+                facts.metrics = {}
+            try:
+                new_id, created = self.save_run(facts)
+            finally:
+                facts.metrics = saved
+            if metric_rows:
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO metrics (run_id, tag, last, last_kind, min, max, step,"
+                    " count, nonfinite_step, first_step, last_wall_time)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    metric_rows,
+                )
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO series (run_id, tag, points) VALUES (?, ?, ?)",
+                    series_rows,
+                )
+            if old is not None:
+                kept = {c: old[c] for c in keep_columns if c in old and old[c] is not None}
+                if kept:
+                    sets = ", ".join(f"{c} = ?" for c in kept)
+                    self.conn.execute(
+                        f"UPDATE runs SET {sets} WHERE id = ?", [*kept.values(), new_id]
+                    )
+        return new_id, created
+
+    def file_states(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Tail positions of a run's files, with the reader state (CSV header, lines read)."""
+        rows = self.conn.execute(
+            "SELECT path, offset, fingerprint, size, mtime, state FROM files WHERE run_id = ?",
+            (run_id,),
+        ).fetchall()
+        return {
+            r[0]: {
+                "offset": r[1],
+                "fingerprint": r[2],
+                "size": r[3],
+                "mtime": r[4],
+                "state": json.loads(r[5]) if r[5] else {},
+            }
+            for r in rows
+        }
+
+    def tail_commit(
+        self,
+        run_id: str,
+        path: str,
+        metrics: dict[str, list[Point]],
+        *,
+        offset: int,
+        fingerprint: str | None,
+        size: int,
+        mtime: float,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        """Append what was read from ``path`` and move its position, in one transaction.
+
+        Points and position commit together, so a daemon killed at any moment either
+        has both or neither: on restart it re-reads exactly what was not recorded.
+        """
+        with self.transaction():
+            self.append_metrics(run_id, metrics)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO files (path, run_id, offset, fingerprint, size, mtime,"
+                " state) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (path, run_id, offset, fingerprint, size, mtime, _json(state or {})),
+            )
+
+    def reset_metrics(self, run_id: str) -> None:
+        """Forget a run's metrics and tail positions (a tailed file was rewritten)."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            self.conn.execute("DELETE FROM series WHERE run_id = ?", (run_id,))
+            self.conn.execute("DELETE FROM files WHERE run_id = ?", (run_id,))
+
+    def nonfinite_steps(self, run_id: str) -> dict[str, int]:
+        """Tag -> first step at which it became NaN or infinite, for tags that did."""
+        return {
+            tag: int(step)
+            for tag, step in self.conn.execute(
+                "SELECT tag, nonfinite_step FROM metrics"
+                " WHERE run_id = ? AND nonfinite_step IS NOT NULL",
+                (run_id,),
+            )
+        }
+
+    def last_values(self, run_id: str) -> dict[str, tuple[float | None, int | None]]:
+        """Tag -> (last value, its step), for the daemon's live display."""
+        return {
+            tag: (from_kind(last, kind), step)
+            for tag, last, kind, step in self.conn.execute(
+                "SELECT tag, last, last_kind, step FROM metrics WHERE run_id = ?", (run_id,)
+            )
+        }
+
+    def set_status(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        failure: Any = None,
+        ended_at: float | None = None,
+    ) -> None:
+        """Set a run's status, its failure (a :class:`~labbook.model.Failure` or None), its end."""
+        self.update_run(
+            run_id,
+            status=status,
+            failure_kind=failure.kind if failure else None,
+            failure_message=failure.message if failure else None,
+            failure_step=failure.step if failure else None,
+            ended_at=utc_iso(ended_at),
+        )
+
+    def mark_missing(self, run_id: str, missing: bool = True) -> None:
+        """The run's directory is gone (or back): the record stays either way."""
+        self.update_run(run_id, missing=int(missing))
+
+    def set_gpu(self, run_id: str, gpu: dict[str, Any] | None) -> None:
+        """The run's ``gpu`` object of the --json contract (peak memory, mean use, devices)."""
+        self.update_run(run_id, gpu=_json(gpu) if gpu is not None else None)
+
+    def watch_state(self, run_id: str) -> dict[str, Any] | None:
+        """The daemon's state for a run (see :meth:`set_watch_state`), or None."""
+        cur = self.conn.execute(
+            "SELECT run_id, sig, mode, pid, create_time, last_change, active"
+            " FROM watch_runs WHERE run_id = ?",
+            (run_id,),
+        )
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=False)) if row else None
+
+    def set_watch_state(self, run_id: str, **fields: Any) -> None:
+        """Upsert the daemon's state for a run: sig, mode, pid, create_time, last_change, active."""
+        allowed = {"sig", "mode", "pid", "create_time", "last_change", "active"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"unknown watch state fields: {sorted(bad)}")
+        with self.transaction():
+            self.conn.execute("INSERT OR IGNORE INTO watch_runs (run_id) VALUES (?)", (run_id,))
+            if fields:
+                sets = ", ".join(f"{k} = ?" for k in fields)
+                self.conn.execute(
+                    f"UPDATE watch_runs SET {sets} WHERE run_id = ?", [*fields.values(), run_id]
+                )
+
+    def watch_signatures(self) -> dict[str, tuple[str, str | None, int]]:
+        """source_key -> (run id, files signature, active) for every run the daemon knows."""
+        return {
+            key: (rid, sig, int(active or 0))
+            for key, rid, sig, active in self.conn.execute(
+                "SELECT r.source_key, r.id, w.sig, w.active FROM runs r"
+                " LEFT JOIN watch_runs w ON w.run_id = r.id WHERE r.deleted_at IS NULL"
+            )
+        }
+
+    def active_watch_runs(self) -> list[dict[str, Any]]:
+        """Runs the daemon was following when it stopped (to pick up after a restart)."""
+        cur = self.conn.execute(
+            "SELECT r.id, r.path, r.source_key, r.status, w.pid, w.create_time, w.last_change"
+            " FROM watch_runs w JOIN runs r ON r.id = w.run_id WHERE w.active = 1"
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
+
+    # -- notes, merging (labbook run) -------------------------------------------------
+
+    def note(self, note_id: int) -> dict[str, Any] | None:
+        """One note by id, tombstoned ones included (``deleted_at`` says so)."""
+        row = self.conn.execute(
+            "SELECT id, run_id, at, author, kind, text, deleted_at FROM notes WHERE id = ?",
+            (note_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ("id", "run_id", "at", "author", "kind", "text", "deleted_at")
+        return dict(zip(keys, row, strict=True))
+
+    def delete_note(self, note_id: int) -> bool:
+        """Tombstone a note: it stays in the table with ``deleted_at`` set, hidden from
+        records and search. False when there is no such (live) note."""
+        with self.transaction():
+            cur = self.conn.execute(
+                "UPDATE notes SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                (now_iso(), note_id),
+            )
+        return cur.rowcount > 0
+
+    def adopt_source(self, run_id: str, source_key: str) -> None:
+        """Make ``source_key`` identify the run ``run_id`` (``labbook run`` joining a run dir).
+
+        After this, :meth:`save_run` of facts with that source key updates ``run_id``.
+        If another run already had the key (the daemon saw the directory first), its
+        notes, tags, tail positions and, when ``run_id`` has none, its metrics move to
+        ``run_id``; the other run is tombstoned (``deleted_at``; its id is never
+        reused) under the source key ``merged:<run_id>:<its id>``.
+        """
+        key = safe_text(source_key)
+        with self.transaction():
+            other = self.id_for_source(key)  # type: ignore[arg-type]
+            if other == run_id:
+                return
+            if other is not None:
+                c = self.conn
+                c.execute("UPDATE notes SET run_id = ? WHERE run_id = ?", (run_id, other))
+                c.execute(
+                    "INSERT OR IGNORE INTO tags (run_id, tag) SELECT ?, tag FROM tags"
+                    " WHERE run_id = ?",
+                    (run_id, other),
+                )
+                c.execute("DELETE FROM tags WHERE run_id = ?", (other,))
+                c.execute("DELETE FROM files WHERE run_id = ?", (run_id,))
+                c.execute("UPDATE files SET run_id = ? WHERE run_id = ?", (run_id, other))
+                has_metrics = c.execute(
+                    "SELECT 1 FROM metrics WHERE run_id = ? LIMIT 1", (run_id,)
+                ).fetchone()
+                if has_metrics:
+                    c.execute("DELETE FROM metrics WHERE run_id = ?", (other,))
+                    c.execute("DELETE FROM series WHERE run_id = ?", (other,))
+                else:
+                    c.execute("UPDATE metrics SET run_id = ? WHERE run_id = ?", (run_id, other))
+                    c.execute("UPDATE series SET run_id = ? WHERE run_id = ?", (run_id, other))
+                c.execute("DELETE FROM params WHERE run_id = ?", (other,))
+                if c.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'watch_runs'"
+                ).fetchone():
+                    c.execute("DELETE FROM watch_runs WHERE run_id = ?", (run_id,))
+                    c.execute("UPDATE watch_runs SET run_id = ? WHERE run_id = ?", (run_id, other))
+                c.execute(
+                    "UPDATE runs SET source_key = ?, deleted_at = ?, updated_at = ? WHERE id = ?",
+                    (f"merged:{run_id}:{other}", now_iso(), now_iso(), other),
+                )
+            self.conn.execute(
+                "UPDATE runs SET source_key = ?, updated_at = ? WHERE id = ?",
+                (key, now_iso(), run_id),
+            )
 
 
 def _json_float(value: float | None) -> float | str | None:

@@ -3,20 +3,90 @@
 Bad input never stops an import: readers call :func:`warn` with the file and a
 short reason, and carry on. The CLI prints these as ``labbook: warning: FILE: reason``
 on stderr; tests read them with pytest's ``caplog``.
+
+Two refinements serve the importer:
+
+* :func:`held` holds the warnings raised while a run dir is read, so that the
+  importer can replay them, or, if the directory vanished meanwhile, replace the
+  per-file complaints (config missing, metrics missing, …) by one line naming the
+  directory;
+* :func:`warn_on_import` is for what a live run shows on every read (a partial
+  last record, an empty metrics file, a log too large to read whole, a capped
+  list of untracked files). A one-shot ``labbook import`` says so; the watch
+  daemon, which re-reads live runs every time they grow, would repeat it on every
+  write, so it is silent unless the caller asked for these warnings with
+  :func:`import_warnings`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 logger = logging.getLogger("labbook")
+
+Held = list[tuple[str | None, str]]
+
+_held: ContextVar[Held | None] = ContextVar("labbook_held_warnings", default=None)
+_on_import: ContextVar[bool] = ContextVar("labbook_import_warnings", default=False)
 
 
 def warn(path: str | os.PathLike[str] | None, message: str) -> None:
     """Log a one-line warning naming ``path``; newlines in the message are folded."""
-    text = " ".join(str(message).split())
-    if path is None:
+    text = _printable(" ".join(str(message).split()))
+    where = None if path is None else _printable(os.fspath(path))
+    holder = _held.get()
+    if holder is not None:
+        holder.append((where, text))
+    elif where is None:
         logger.warning("%s", text)
     else:
-        logger.warning("%s: %s", os.fspath(path), text)
+        logger.warning("%s: %s", where, text)
+
+
+def _printable(text: str) -> str:
+    """Undecodable bytes of a file name (surrogate escapes) as ``\\xNN``, as the store shows them."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def warn_on_import(path: str | os.PathLike[str], message: str) -> None:
+    """Warn about what a live run shows on every read, inside :func:`import_warnings` only."""
+    if _on_import.get():
+        warn(path, message)
+
+
+@contextlib.contextmanager
+def import_warnings() -> Iterator[None]:
+    """Within this block, :func:`warn_on_import` warns (a one-shot import)."""
+    token = _on_import.set(True)
+    try:
+        yield
+    finally:
+        _on_import.reset(token)
+
+
+@contextlib.contextmanager
+def held() -> Iterator[Held]:
+    """Collect the warnings of this block (this thread) instead of logging them.
+
+    Give the list to :func:`replay` to log them after all, or drop it.
+    """
+    items: Held = []
+    token = _held.set(items)
+    try:
+        yield items
+    finally:
+        _held.reset(token)
+
+
+def replay(items: Held) -> None:
+    """Log warnings collected by :func:`held`, in their order."""
+    for where, text in items:
+        warn(where, text)

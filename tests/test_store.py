@@ -33,19 +33,25 @@ def test_new_database_is_private_wal_and_migrated(db_path):
 
 
 def test_database_of_an_older_schema_is_migrated_in_place(db_path):
+    """A database made by the first release (schema step 1 only) opens and upgrades."""
+    import sqlite_utils
+
+    from labbook.schema import migrations
+
+    steps = migrations()
+    old = sqlite_utils.Database(db_path)
+    steps.apply(old, stop_before="0002_runs_order")
+    old.execute("PRAGMA user_version = 1")
+    old.conn.commit()
+    old.close()
     with Store.open(db_path) as s:
         run_id, _ = s.save_run(facts())
-    conn = sqlite3.connect(db_path)
-    conn.execute("DROP INDEX runs_order")
-    conn.execute("DELETE FROM _sqlite_migrations WHERE name != '0001_initial'")
-    conn.execute("PRAGMA user_version = 1")
-    conn.commit()
-    conn.close()
-    with Store.open(db_path) as s:
         assert s.record(run_id)["id"] == run_id
         assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         names = [r[0] for r in s.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")]
         assert "runs_order" in names
+        applied = [r[0] for r in s.conn.execute("SELECT name FROM _sqlite_migrations")]
+        assert len(applied) == SCHEMA_VERSION
 
 
 def test_default_path_is_under_xdg_data_home(tmp_path, monkeypatch):
@@ -208,3 +214,21 @@ def test_data_version_changes_on_other_connection_commit(db_path):
         before = a.data_version()
         b.save_run(facts())
         assert a.data_version() != before
+
+
+def test_processes_creating_one_database_at_once(tmp_path):
+    """Several processes opening a new database together: one migrates, none fails."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "new.db"
+    code = "import sys; from labbook.store import Store; Store.open(sys.argv[1]).close()"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(db)], stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    conn = sqlite3.connect(db)
+    applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations")]
+    assert len(applied) == len(set(applied)) == SCHEMA_VERSION

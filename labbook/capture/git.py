@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from labbook.model import GitState
-from labbook.warn import warn
+from labbook.warn import warn, warn_on_import
 
 #: Untracked file contents are kept only for text files smaller than this (bytes).
 UNTRACKED_FILE_MAX = 256 * 1024
@@ -483,7 +483,7 @@ def capture_git(path: str | os.PathLike[str]) -> GitState | None:
     if root is None:
         return None
     try:
-        return _capture(root)
+        state = _capture(root)
     except _GitUnavailable as exc:
         if not _unavailable_warned:
             _unavailable_warned = True
@@ -495,3 +495,10 @@ def capture_git(path: str | os.PathLike[str]) -> GitState | None:
     except Exception as exc:  # never let a git problem stop an import
         warn(root, f"git state not recorded: {type(exc).__name__}: {exc}")
         return None
+    if state.untracked_truncated:
+        warn_on_import(
+            root,
+            f"more than {UNTRACKED_LIST_MAX} untracked files; the first "
+            f"{UNTRACKED_LIST_MAX} names were recorded (a .gitignore entry would help)",
+        )
+    return state

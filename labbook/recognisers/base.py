@@ -79,8 +79,15 @@ class Recogniser:
         raise NotImplementedError
 
 
-def list_dir(path: Path) -> DirInfo | None:
-    """List ``path`` (files and real directories; symlinked dirs are not followed)."""
+def list_dir(path: Path, *, unreadable: list[str] | None = None) -> DirInfo | None:
+    """List ``path`` (files and real directories; symlinked dirs are not followed).
+
+    An entry that cannot be looked at (a symlink loop, a link into a directory we
+    may not search) is listed as a file: its name may make the directory a run,
+    and the reader that opens it warns, naming it, why it cannot be read. A
+    dangling symlink is left out. A directory that cannot be listed gives a
+    warning and None, and is added to ``unreadable``.
+    """
     info = DirInfo(path)
     try:
         with os.scandir(path) as it:
@@ -90,8 +97,10 @@ def list_dir(path: Path) -> DirInfo | None:
                         info.dirs.add(entry.name)
                     elif entry.is_file():
                         info.files.add(entry.name)
-                except OSError:
+                except FileNotFoundError:
                     continue
+                except OSError:
+                    info.files.add(entry.name)
     except FileNotFoundError:
         warn(path, "vanished while being read")
         return None
@@ -99,6 +108,8 @@ def list_dir(path: Path) -> DirInfo | None:
         return None
     except OSError as exc:
         warn(path, f"cannot list directory ({exc.strerror or exc})")
+        if unreadable is not None:
+            unreadable.append(str(path))
         return None
     return info
 
@@ -108,12 +119,14 @@ def walk(
     visit: Callable[[DirInfo], bool],
     *,
     skip: frozenset[str] = SKIP_DIRS,
+    unreadable: list[str] | None = None,
 ) -> Iterator[DirInfo]:
     """Walk ``root`` top-down, yielding each directory's listing.
 
     ``visit(d)`` returns whether to descend into ``d``'s sub-directories. Symlinked
     directories are not followed, so symlink loops cannot trap the walk; virtual
     environments (a ``pyvenv.cfg``) and the names in ``skip`` are not entered.
+    Directories that cannot be listed are warned about and added to ``unreadable``.
     """
     seen: set[tuple[int, int]] = set()
     stack = [root]
@@ -129,7 +142,7 @@ def walk(
         if key in seen:
             continue
         seen.add(key)
-        d = list_dir(path)
+        d = list_dir(path, unreadable=unreadable)
         if d is None:
             continue
         if "pyvenv.cfg" in d.files:

@@ -11,6 +11,7 @@ from typing import Any
 
 from labbook.model import Point, RunFacts
 from labbook.recognisers.base import SKIP_DIRS
+from labbook.warn import warn_on_import
 
 LOG_NAMES = ("train.log", "output.log", "stdout.log", "log.txt", "stdout.txt", "console.log")
 #: Where a run keeps files worth scanning below it (bounded, for big run dirs).
@@ -59,6 +60,14 @@ def read_event_files(root: Path, *, max_depth: int = 4) -> EventSummary:
             continue
         batch = read_events(path)
         out.files.append(str(path))
+        if batch.truncated:
+            warn_on_import(
+                path,
+                f"partial last record (the writer was stopped or is still writing); "
+                f"read the {batch.records} complete records before it",
+            )
+        elif batch.records == 0 and batch.offset == 0 and _is_empty(path):
+            warn_on_import(path, "empty event file (nothing written or flushed yet)")
         rel = path.parent.relative_to(root)
         prefix = "" if str(rel) == "." else rel.as_posix()
         in_hparams_dir = bool(rel.parts) and bool(_HPARAMS_DIR.match(rel.parts[-1]))
@@ -79,6 +88,13 @@ def read_event_files(root: Path, *, max_depth: int = 4) -> EventSummary:
     for points in out.metrics.values():
         points.sort(key=lambda p: (p.step, p.wall_time or 0.0))
     return out
+
+
+def _is_empty(path: Path) -> bool:
+    try:
+        return os.stat(path).st_size == 0
+    except OSError:
+        return False
 
 
 def has_event_file(d_files: Iterable[str]) -> bool:
@@ -115,11 +131,21 @@ def apply_log(facts: RunFacts, log_path: Path, *, metrics_from_log: bool) -> Non
     wins over the log (``metrics_from_log`` is False when another source gave metrics).
     """
     from labbook.model import Seed
-    from labbook.readers.logs import read_log
+    from labbook.readers.logs import HEAD_BYTES, TAIL_BYTES, read_log
 
     lf = read_log(log_path)
     if lf is None:
         return
+    try:
+        size = os.stat(log_path).st_size
+    except OSError:
+        size = 0
+    if size > HEAD_BYTES + TAIL_BYTES:
+        warn_on_import(
+            log_path,
+            f"large log ({_size_text(size)}): only its first {_size_text(HEAD_BYTES)} "
+            f"and last {_size_text(TAIL_BYTES)} were read",
+        )
     facts.files.append(str(log_path))
     if not facts.config and lf.config:
         facts.config = dict(lf.config)
@@ -134,6 +160,13 @@ def apply_log(facts: RunFacts, log_path: Path, *, metrics_from_log: bool) -> Non
         facts.truncated = True
     if lf.tail:
         facts.log_tail = lf.tail if not facts.log_tail else facts.log_tail + "\n" + lf.tail
+
+
+def _size_text(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}".replace(".0 ", " ")
+    return f"{n} bytes"
 
 
 def mtime_range(paths: Iterable[str | Path]) -> tuple[float | None, float | None]:

@@ -14,7 +14,9 @@ key is optional::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_config
@@ -35,6 +37,7 @@ from labbook.recognisers.common import (
     mtime_range,
     run_name,
 )
+from labbook.warn import warn_on_import
 
 CONFIG_NAMES = ("config.yaml", "config.yml", "config.json", "config.toml")
 METRIC_NAMES = ("metrics.jsonl", "metrics.csv", "metrics.json")
@@ -78,6 +81,9 @@ class Generic(Recogniser):
                 continue
             path = d.path / name
             facts.files.append(str(path))
+            if _is_empty(path):
+                warn_on_import(path, "empty metrics file")
+                continue
             if name == "metrics.json":
                 # Written once, at the end: its presence is the end marker.
                 more = read_json_metrics(path)
@@ -135,6 +141,13 @@ class Generic(Recogniser):
                 points = _marker_points(value)
                 if points:
                     facts.metrics[str(tag)] = points
+
+
+def _is_empty(path: Path) -> bool:
+    try:
+        return os.stat(path).st_size == 0
+    except OSError:
+        return False
 
 
 def _marker_points(value: Any) -> list[Point]:

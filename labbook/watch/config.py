@@ -1,0 +1,147 @@
+"""What ``labbook watch`` watches: roots and ignore globs, from the command line or config.
+
+``~/.config/labbook/config.toml`` (``$XDG_CONFIG_HOME`` aware) may hold::
+
+    [watch]
+    roots = ["~/experiments", "/scratch/me/runs"]
+    ignore = ["*.npy", "wandb/artifacts/*"]
+    inactivity_timeout = 600
+
+Paths on the command line win over ``roots``; ``--ignore`` globs add to the
+defaults and to the config's.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labbook.paths import config_dir
+from labbook.warn import warn
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10: the tomli backport
+    import tomli as tomllib
+
+#: Directory names whose contents never belong to a run's record.
+IGNORED_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "node_modules",
+        "__pycache__",
+        ".venv",
+        "venv",
+        "site-packages",
+        "dist-packages",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".ipynb_checkpoints",
+        ".cache",
+        ".Trash",
+    }
+)
+
+#: File globs ignored by default: checkpoints and weights (large, rewritten often,
+#: never read by labbook), editor and sync leftovers, SQLite side files.
+DEFAULT_IGNORE = (
+    "*.ckpt",
+    "*.pt",
+    "*.pth",
+    "*.bin",
+    "*.safetensors",
+    "*.h5",
+    "*.onnx",
+    "*.npz",
+    "*.pkl",
+    "*.swp",
+    "*~",
+    "*.tmp",
+    "*.db-journal",
+    "*.db-wal",
+    "*.db-shm",
+)
+
+DEFAULT_INACTIVITY_S = 600.0
+
+
+@dataclass
+class WatchConfig:
+    roots: list[Path]
+    ignore: list[str] = field(default_factory=lambda: list(DEFAULT_IGNORE))
+    inactivity_timeout: float = DEFAULT_INACTIVITY_S
+
+
+def config_file() -> Path:
+    return config_dir() / "config.toml"
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        warn(path, f"cannot read config ({exc}); using defaults")
+        return {}
+    section = data.get("watch", {})
+    return section if isinstance(section, dict) else {}
+
+
+def load_config(
+    paths: Sequence[str] = (), ignore: Iterable[str] = (), *, cwd: str | None = None
+) -> WatchConfig:
+    """Roots (given paths, else the config's ``roots``, else the cwd) and ignore globs."""
+    section = _read_config(config_file())
+    base = cwd or os.getcwd()
+    raw_roots: list[str] = list(paths)
+    if not raw_roots:
+        cfg_roots = section.get("roots", [])
+        if isinstance(cfg_roots, list):
+            raw_roots = [str(r) for r in cfg_roots]
+    if not raw_roots:
+        raw_roots = [base]
+    roots = []
+    for r in raw_roots:
+        p = Path(os.path.abspath(os.path.join(base, os.path.expanduser(r))))
+        if p not in roots:
+            roots.append(p)
+    globs = list(DEFAULT_IGNORE)
+    cfg_ignore = section.get("ignore", [])
+    if isinstance(cfg_ignore, list):
+        globs += [str(g) for g in cfg_ignore]
+    globs += list(ignore)
+    timeout = section.get("inactivity_timeout", DEFAULT_INACTIVITY_S)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        timeout = DEFAULT_INACTIVITY_S
+    return WatchConfig(roots=roots, ignore=globs, inactivity_timeout=float(timeout))
+
+
+class PathFilter:
+    """Whether a path is worth looking at: not in an ignored dir, not matching a glob."""
+
+    def __init__(self, globs: Iterable[str] = DEFAULT_IGNORE) -> None:
+        self.globs = list(globs)
+        # globs with a slash match the whole path; the others the base name only
+        self._name_globs = [g for g in self.globs if "/" not in g]
+        self._path_globs = [g for g in self.globs if "/" in g]
+
+    def ignored(self, path: str) -> bool:
+        parts = path.split(os.sep)
+        if any(p in IGNORED_DIRS for p in parts):
+            return True
+        name = parts[-1]
+        if any(fnmatch.fnmatchcase(name, g) for g in self._name_globs):
+            return True
+        return any(fnmatch.fnmatchcase(path, "*" + g.lstrip("*")) for g in self._path_globs)

@@ -1,0 +1,196 @@
+"""Incremental readers of metric files: read what was appended since the last position.
+
+A position is ``{"offset", "fingerprint", "state"}`` as stored by
+:meth:`labbook.store.Store.tail_commit`. Each reader returns the new points and
+the next position, and says ``reset`` when the file was rewritten or truncated
+(its fingerprint changed or it shrank): the caller then forgets what it had from
+the file and reads it again from 0. Only complete records are consumed: a
+partial last line or event stays for the next read, so nothing is read twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labbook.model import Point
+from labbook.readers import files as metric_files
+from labbook.readers.tfevents import is_event_file, read_events
+from labbook.warn import warn
+
+#: Line files are fingerprinted on their first bytes, at most this many.
+LINE_FINGERPRINT_BYTES = 1024
+#: At most this much is read per call (the rest next time), so one huge append
+#: never stalls the consumer for long.
+MAX_READ_BYTES = 64 << 20
+_HPARAMS_DIR = re.compile(r"^\d{9,}(\.\d+)?$")
+LINE_FILES = ("metrics.jsonl", "metrics.csv")
+
+
+@dataclass
+class TailResult:
+    metrics: dict[str, list[Point]] = field(default_factory=dict)
+    offset: int = 0
+    fingerprint: str = ""
+    state: dict[str, Any] = field(default_factory=dict)
+    reset: bool = False
+    truncated: bool = False
+
+
+def tail_files(run_dir: Path) -> list[str]:
+    """The files whose appends carry a run's metrics: its event files, else metrics.jsonl/csv."""
+    from labbook.recognisers.common import files_below
+
+    events = [str(p) for p in files_below(run_dir) if is_event_file(p.name)]
+    if events:
+        return sorted(events)
+    for name in LINE_FILES:
+        p = run_dir / name
+        if p.is_file():
+            return [str(p)]
+    return []
+
+
+def is_tail_candidate(path: str) -> bool:
+    return is_event_file(path) or os.path.basename(path) in LINE_FILES
+
+
+def tag_prefix(run_dir: Path, path: str) -> str:
+    """The tag prefix of an event file's scalars (as :func:`read_event_files` gives them)."""
+    rel = Path(path).parent.relative_to(run_dir)
+    if str(rel) == "." or _HPARAMS_DIR.match(rel.parts[-1]):
+        return ""
+    return rel.as_posix() + "/"
+
+
+def read_appended(run_dir: Path, path: str, pos: dict[str, Any] | None) -> TailResult:
+    """What was appended to ``path`` since ``pos`` (None: from the start)."""
+    if is_event_file(path):
+        return _tail_events(run_dir, path, pos)
+    if path.endswith(".csv"):
+        return _tail_lines(path, pos, csv=True)
+    return _tail_lines(path, pos, csv=False)
+
+
+def _tail_events(run_dir: Path, path: str, pos: dict[str, Any] | None) -> TailResult:
+    offset = int(pos["offset"]) if pos else 0
+    fingerprint = pos.get("fingerprint") if pos else None
+    batch = read_events(path, offset, fingerprint or None)
+    prefix = tag_prefix(run_dir, path)
+    metrics = {prefix + tag: pts for tag, pts in batch.scalars.items()}
+    return TailResult(
+        metrics=metrics,
+        offset=batch.offset,
+        fingerprint=batch.fingerprint,
+        reset=batch.reset,
+        truncated=batch.truncated,
+    )
+
+
+def _head_hash(f: Any, n: int) -> str:
+    f.seek(0)
+    return f"{n}:" + hashlib.blake2b(f.read(n), digest_size=12).hexdigest()
+
+
+def _tail_lines(path: str, pos: dict[str, Any] | None, *, csv: bool) -> TailResult:
+    offset = int(pos["offset"]) if pos else 0
+    fingerprint = (pos.get("fingerprint") or "") if pos else ""
+    state: dict[str, Any] = dict(pos.get("state") or {}) if pos else {}
+    out = TailResult(offset=offset, fingerprint=fingerprint, state=state)
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        warn(path, f"cannot read: {exc.strerror or exc}")
+        return out
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if offset:
+            n = int(fingerprint.split(":", 1)[0]) if ":" in fingerprint else 0
+            if size < offset or not fingerprint or _head_hash(f, n) != fingerprint:
+                offset, state, out.reset = 0, {}, True
+        f.seek(offset)
+        data = f.read(min(size - offset, MAX_READ_BYTES)) if size > offset else b""
+        end = data.rfind(b"\n")
+        complete = data[: end + 1] if end >= 0 else b""
+        out.truncated = len(complete) < len(data)
+        new_offset = offset + len(complete)
+        if csv:
+            _parse_csv(complete, state, out.metrics)
+        else:
+            _parse_jsonl(complete, state, out.metrics, path)
+        out.offset = new_offset
+        out.state = state
+        out.fingerprint = _head_hash(f, min(new_offset, LINE_FINGERPRINT_BYTES))
+    return out
+
+
+def _parse_jsonl(
+    data: bytes, state: dict[str, Any], into: dict[str, list[Point]], path: str
+) -> None:
+    """Lines of a JSONL file; the step default is the 0-based physical line number."""
+    line_no = int(state.get("lines", 0))
+    bad = 0
+    for raw in data.splitlines():
+        index = line_no
+        line_no += 1
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except (ValueError, RecursionError):
+            record = None
+        if not isinstance(record, dict):
+            bad += 1
+            continue
+        metric_files._record_points(record, index, into)
+    state["lines"] = line_no
+    if bad:
+        warn(path, f"skipped {bad} malformed JSON line(s)")
+
+
+def _parse_csv(data: bytes, state: dict[str, Any], into: dict[str, list[Point]]) -> None:
+    """Rows of a CSV file with a header (kept in ``state``); the step default is the row number."""
+    header: list[str] | None = state.get("header")
+    row_no = int(state.get("rows", 0))
+    for raw in data.splitlines():
+        if not raw.strip():
+            continue
+        row = metric_files._csv_row(raw)
+        if header is None:
+            if row:
+                header = [c.strip() for c in row]
+            continue
+        if row is None or len(row) != len(header):
+            continue
+        lowered = [h.lower() for h in header]
+        step_cols = [lowered.index(k) for k in metric_files.STEP_KEYS if k in lowered]
+        time_cols = [lowered.index(k) for k in metric_files.WALL_TIME_KEYS if k in lowered]
+        step: int | None = None
+        for i in step_cols:
+            step = metric_files._as_step(metric_files._csv_number(row[i]))
+            if step is not None:
+                break
+        if step is None:
+            step = row_no
+        row_no += 1
+        wall: float | None = None
+        wall_col = None
+        for i in time_cols:
+            wall = metric_files._as_wall_time(metric_files._csv_number(row[i]))
+            if wall is not None:
+                wall_col = i
+                break
+        skip = set(step_cols) | ({wall_col} if wall_col is not None else set())
+        for i, name in enumerate(header):
+            if i in skip or not name:
+                continue
+            v = metric_files._csv_number(row[i])
+            if v is not None:
+                into.setdefault(name, []).append(Point(step, v, wall))
+    state["header"] = header
+    state["rows"] = row_no
