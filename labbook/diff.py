@@ -52,7 +52,6 @@ and steps/s are compared only when both runs ran for at least
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import re
@@ -63,7 +62,7 @@ from datetime import datetime
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any
 
-from labbook.capture.seed import SEED_KEYS
+from labbook.configsig import config_signature, is_seed_key, signature_hash
 from labbook.errors import LabbookError, RunNotFound, UsageError
 
 if TYPE_CHECKING:
@@ -87,42 +86,12 @@ PEERS_MAX = 200
 #: Lines of context in the diff of patches.
 CONTEXT = 3
 
-_SEED_NAMES = {*SEED_KEYS, "seed_everything"}
-#: Keys that name where a run writes, not what it computes: ignored when matching peers.
-_IDENTITY_KEY = re.compile(
-    r"^(output_dir|out_dir|outdir|logging_dir|log_dir|logdir|save_dir|run_name|run_id|"
-    r"default_root_dir|dirpath|exp_dir|run_dir)$",
-    re.I,
-)
 _BAD_STATUSES = ("failed", "diverged", "killed")
 #: Config keys that a ``--where`` condition can name as they are.
 _PLAIN_KEY = re.compile(r"[^\s=!<>~]+")
 
 
 # -- small helpers --------------------------------------------------------------------
-
-
-def is_seed_key(key: str) -> bool:
-    """Whether a dotted config key holds a seed (its last component is a seed name)."""
-    return key.rsplit(".", 1)[-1].strip().lower() in _SEED_NAMES
-
-
-def _is_identity_key(key: str) -> bool:
-    return bool(_IDENTITY_KEY.match(key.rsplit(".", 1)[-1]))
-
-
-@functools.lru_cache(maxsize=65536)
-def _outside_signature(key: str) -> bool:
-    # Cached: runs of one project share their keys, and configs can have 10,000 of them.
-    return is_seed_key(key) or _is_identity_key(key)
-
-
-def config_signature(config: dict[str, Any]) -> dict[str, Any]:
-    """The config a run's seed peers share: without seed-like and output-like keys.
-
-    Compared with ``==`` (order-insensitive, cheap even for 10,000 keys).
-    """
-    return {k: v for k, v in config.items() if not _outside_signature(k)}
 
 
 def _signature(rec: dict[str, Any], cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -789,31 +758,6 @@ def _repo_condition(rec: dict[str, Any]) -> tuple[str | None, str | None]:
     return git.get("root"), git.get("remote")
 
 
-def _peer_keys(config: dict[str, Any], limit: int = 4) -> list[tuple[str, Any]]:
-    """A few config keys whose values narrow the candidate runs in SQL (most specific first).
-
-    Floats are the most telling (learning rates, weights), then strings, then ints;
-    the scan stops as soon as enough floats are found (configs can be huge).
-    """
-    from labbook.query import RUN_FIELDS
-
-    buckets: tuple[list[tuple[str, Any]], ...] = ([], [], [])
-    for key, value in config.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            continue
-        if isinstance(value, str) and (not value or not value.isascii()):
-            continue
-        if _outside_signature(key) or key in RUN_FIELDS or not _PLAIN_KEY.fullmatch(key):
-            continue
-        if key.startswith(("metrics.", "metric.", "m:")):
-            continue
-        rank = 0 if isinstance(value, float) else 1 if isinstance(value, str) else 2
-        buckets[rank].append((key, value))
-        if len(buckets[0]) >= limit:
-            break
-    return [kv for bucket in buckets for kv in bucket][:limit]
-
-
 def seed_peers(
     store: Store,
     rec: dict[str, Any],
@@ -831,20 +775,15 @@ def seed_peers(
     for the other run of a diff; new ones are added to it; ``signatures`` likewise
     caches config signatures by run id.
     """
-    from labbook.query import Condition, RunFilter, select_runs
-
     cache = {} if seen is None else seen
     sigs = {} if signatures is None else signatures
-    signature = _signature(rec, sigs)
-    if not signature:
+    digest = signature_hash(rec.get("config") or {})
+    if digest is None:
         return []  # runs without a config cannot be told apart from unrelated ones
-    conds = [Condition(k, "=", v) for k, v in _peer_keys(rec.get("config") or {})]
     root, remote = _repo_condition(rec)
-    if root:
-        conds.append(Condition("git.root", "=", root))
     rows = [
         r
-        for r in select_runs(store, RunFilter(where=conds, limit=limit))
+        for r in store.runs_with_config_sig(digest, limit=limit)
         if r["id"] != rec.get("id")
         and r["status"] not in _BAD_STATUSES
         and (r["git_root"] == root or (remote and r["git_remote"] == remote))
@@ -852,6 +791,8 @@ def seed_peers(
     missing = [r for r in rows if r["id"] not in cache]
     if missing:
         cache.update((p["id"], p) for p in store.records(missing))
+    # The digest found them; comparing the configs themselves rules out a collision.
+    signature = _signature(rec, sigs)
     return [cache[r["id"]] for r in rows if _signature(cache[r["id"]], sigs) == signature]
 
 

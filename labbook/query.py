@@ -168,29 +168,8 @@ def _condition_sql(store: Store, cond: Condition) -> tuple[str, list[Any]]:
 
 def select_runs(store: Store, flt: RunFilter) -> list[dict[str, Any]]:
     """Rows of the runs matching ``flt``, newest first."""
-    clauses: list[str] = []
-    args: list[Any] = []
-    if not flt.include_deleted:
-        clauses.append("r.deleted_at IS NULL")
-    if flt.status:
-        clauses.append(f"r.status IN ({','.join('?' for _ in flt.status)})")
-        args += flt.status
-    if flt.framework:
-        clauses.append(f"r.framework IN ({','.join('?' for _ in flt.framework)})")
-        args += flt.framework
-    for tag in flt.tags:
-        clauses.append("r.id IN (SELECT run_id FROM tags WHERE tag = ?)")
-        args.append(tag)
-    if flt.since:
-        clauses.append("coalesce(r.started_at, r.created_at) >= ?")
-        args.append(flt.since)
-    for cond in flt.where:
-        sql, more = _condition_sql(store, cond)
-        clauses.append(sql)
-        args += more
-    sql = "SELECT r.* FROM runs r"
-    if clauses:
-        sql += " WHERE " + " AND ".join(clauses)
+    where, args = _filter_sql(store, flt)
+    sql = "SELECT r.* FROM runs r" + where
     sql += " ORDER BY " + NEWEST_FIRST.replace("{t}", "r.")
     if flt.limit:
         sql += f" LIMIT {int(flt.limit)}"

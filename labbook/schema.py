@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from sqlite_utils.migrations import Migrations
 
 #: Bump together with adding a step below.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def migrations() -> Migrations:
@@ -192,5 +192,24 @@ def migrations() -> Migrations:
         from labbook.search import create_search_schema
 
         create_search_schema(db.conn)
+
+    @steps(name="0006_config_sig")
+    def config_sig(db: Database) -> None:
+        # A digest of each run's config without seed-like and output-like keys
+        # (labbook.configsig): finding a run's seed peers is one index lookup.
+        import json
+
+        from labbook.configsig import signature_hash
+
+        if "config_sig" not in db["runs"].columns_dict:
+            db.execute("ALTER TABLE runs ADD COLUMN config_sig TEXT")
+        db.execute("CREATE INDEX IF NOT EXISTS runs_config_sig ON runs(config_sig)")
+        configs: dict[str, dict[str, object]] = {}
+        for run_id, key, value in db.execute("SELECT run_id, key, value FROM params"):
+            configs.setdefault(run_id, {})[key] = json.loads(value) if value is not None else None
+        db.conn.executemany(
+            "UPDATE runs SET config_sig = ? WHERE id = ?",
+            [(signature_hash(cfg), rid) for rid, cfg in configs.items()],
+        )
 
     return steps

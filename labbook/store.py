@@ -319,6 +319,11 @@ class Store:
         return run_id, created
 
     def _replace_params(self, run_id: str, config: dict[str, Any]) -> None:
+        from labbook.configsig import signature_hash
+
+        self.conn.execute(
+            "UPDATE runs SET config_sig = ? WHERE id = ?", (signature_hash(config), run_id)
+        )
         self.conn.execute("DELETE FROM params WHERE run_id = ?", (run_id,))
         self.conn.executemany(
             "INSERT INTO params (run_id, key, value, num) VALUES (?, ?, ?, ?)",
@@ -911,6 +916,19 @@ class Store:
                 (key, now_iso(), run_id),
             )
 
+
+    def runs_with_config_sig(self, digest: str, *, limit: int = 200) -> list[dict[str, Any]]:
+        """Rows of runs whose config signature is ``digest`` (see labbook.configsig), newest first."""
+        from labbook.query import NEWEST_FIRST
+
+        cur = self.conn.execute(
+            "SELECT * FROM runs WHERE config_sig = ? AND deleted_at IS NULL ORDER BY "
+            + NEWEST_FIRST.replace("{t}", "")
+            + " LIMIT ?",
+            (digest, int(limit)),
+        )
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row, strict=False)) for row in cur.fetchall()]
 
 def _json_float(value: float | None) -> float | str | None:
     """JSON has no NaN: non-finite values are written as the strings 'nan', 'inf', '-inf'."""
