@@ -53,7 +53,9 @@ def record_of(db: Path, path: Path) -> dict[str, Any] | None:
         return s.record(rid) if rid else None
 
 
-def start_daemon(db: Path, root: Path, **opts: Any) -> tuple[Daemon, io.StringIO]:
+def start_daemon(
+    db: Path, root: Path, *, inactivity: float = 5.0, **opts: Any
+) -> tuple[Daemon, io.StringIO]:
     out = io.StringIO()
     options = DaemonOptions(
         tick=0.2,
@@ -64,7 +66,7 @@ def start_daemon(db: Path, root: Path, **opts: Any) -> tuple[Daemon, io.StringIO
     )
     d = Daemon(
         db,
-        WatchConfig(roots=[root], inactivity_timeout=5.0),
+        WatchConfig(roots=[root], inactivity_timeout=inactivity),
         display=LogDisplay(out),
         options=options,
     )
@@ -270,3 +272,32 @@ def test_catch_up_then_once_is_idempotent(tmp_path: Path, db_path: Path) -> None
         assert s.count() == 1
     rec = record_of(db_path, run)
     assert rec is not None and rec["metrics"]["loss"]["count"] == 5
+
+
+def test_short_run_with_an_end_marker_ends_without_waiting_for_the_timeout(
+    repo: Path, db_path: Path
+) -> None:
+    """A run over before its process was found: its files (metrics.json) say it ended."""
+    from tests.conftest import REPO
+
+    root = repo / "runs"
+    root.mkdir()
+    d, out = start_daemon(db_path, root, inactivity=600.0)
+    try:
+        script = REPO / "examples" / "train.py"
+        for name, lr in (("ok", "0.05"), ("too-high", "5")):
+            subprocess.run(
+                [sys.executable, str(script), "--lr", lr, "--seed", "3", "--out", str(root / name)],
+                check=True,
+                capture_output=True,
+            )
+        ok = wait_for(lambda: (r := record_of(db_path, root / "ok")) and r["ended_at"] and r, 30)
+        bad = wait_for(
+            lambda: (r := record_of(db_path, root / "too-high")) and r["ended_at"] and r, 30
+        )
+    finally:
+        d.stop()
+    assert ok["status"] == "finished" and ok["seed"]["value"] == 3
+    assert bad["status"] == "diverged" and bad["failure"]["kind"] == "nan"
+    log = out.getvalue()
+    assert log.index("started") < log.index("diverged")

@@ -61,6 +61,9 @@ PROCESS_SEARCH_S = 30.0
 PROCESS_RETRY_S = 3.0
 #: At most this many /proc scans per tick (each costs tens of milliseconds).
 MAX_SEARCHES_PER_TICK = 2
+#: A run with no known process whose files say it ended (an end marker, a traceback)
+#: is closed after this long without a change, not after the inactivity timeout.
+END_SETTLE_S = 5.0
 #: Git state captured for a repository is reused this long (a sweep starting many runs).
 GIT_CACHE_S = 2.0
 
@@ -376,14 +379,15 @@ class Ingestor:
         if not run_id:
             return
         self.states[run_dir] = st
-        if mode == "tail":
-            self._tail(st)
         alive = st.pid is not None and procs.is_alive(st.pid, st.create_time)
         recent = self.wall() - st.last_change < self.inactivity_timeout
         if created or alive or (live and recent) or (known or {}).get("active"):
             if alive or recent:
-                self._set_running(st)
+                # "started" first, then what the first read of its metrics says (diverged…).
                 self.emit("started" if created else "resumed", st, self._describe(st, proc))
+                if mode == "tail":
+                    self._tail(st)
+                self._set_running(st)
             else:
                 self.finish(st, lifecycle.INACTIVE)
         else:
@@ -540,8 +544,15 @@ class Ingestor:
                     st.last_process_try = now_mono
                     self._adopt_process(st)
                 if st.pid is None:
-                    if now - st.last_change >= self.inactivity_timeout:
+                    quiet = now - st.last_change
+                    if quiet >= END_SETTLE_S and st.meta_dirty:
+                        # Files changed after the last (throttled) read: read them now.
+                        with self.store.transaction():
+                            self._read_meta(st)
+                    if quiet >= self.inactivity_timeout:
                         self.finish(st, lifecycle.INACTIVE)
+                    elif quiet >= END_SETTLE_S and lifecycle.files_say_ended(st.facts):
+                        self.finish(st, lifecycle.ENDED)
                     continue
             if not procs.is_alive(st.pid, st.create_time):
                 self.finish(st, lifecycle.EXITED)

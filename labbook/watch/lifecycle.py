@@ -22,6 +22,15 @@ from labbook.status import FAILURE_STATUS, LOSS_LIKE, infer_status
 #: Why a run ended.
 EXITED = "exited"
 INACTIVE = "inactive"
+#: No process known, and the files say the run is over (end marker or traceback).
+ENDED = "ended"
+
+
+def files_say_ended(facts: RunFacts | None) -> bool:
+    """Whether a run's files alone show that it is over: an end marker or a failure."""
+    if facts is None:
+        return False
+    return facts.end_marker or (facts.failure is not None and facts.failure.kind != "nan")
 
 
 def divergence(nonfinite_steps: Mapping[str, int]) -> Failure | None:
