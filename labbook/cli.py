@@ -45,17 +45,19 @@ def _render_error(exc: LabbookError) -> None:
         click.echo(f"hint: {exc.hint}", err=True)
 
 
-#: Commands defined in their own modules, imported only when used (or listed by --help).
+#: Commands defined in their own modules, imported only when used. ``--help`` lists
+#: them with the one-line summary here, so that it imports none of them
+#: (tests/test_cli.py checks that each summary is its command's own).
 LAZY_COMMANDS = {
-    "watch": "labbook.cli_watch:watch_cmd",
-    "run": "labbook.cli_memory:run_cmd",
-    "note": "labbook.cli_memory:note_cmd",
-    "tag": "labbook.cli_memory:tag_cmd",
-    "search": "labbook.cli_memory:search_cmd",
-    "check": "labbook.cli_memory:check_cmd",
-    "hooks": "labbook.cli_memory:hooks_cmd",
-    "diff": "labbook.cli_diff:diff_cmd",
-    "compare": "labbook.cli_diff:compare_cmd",
+    "watch": ("labbook.cli_watch:watch_cmd", "Record every run below PATHS as it is written."),
+    "run": ("labbook.cli_memory:run_cmd", "Run COMMAND and record it as a run."),
+    "note": ("labbook.cli_memory:note_cmd", "Attach a note, failure reason or lesson to RUN."),
+    "tag": ("labbook.cli_memory:tag_cmd", "Tag RUN with TAGS (or --remove them)."),
+    "search": ("labbook.cli_memory:search_cmd", "Full-text search over notes, failures, configs."),
+    "check": ("labbook.cli_memory:check_cmd", "Before a run: past runs like it that went wrong."),
+    "hooks": ("labbook.cli_memory:hooks_cmd", "Shell hooks that warn before repeating a mistake."),
+    "diff": ("labbook.cli_diff:diff_cmd", "What changed between two runs."),
+    "compare": ("labbook.cli_diff:compare_cmd", "The params that differ across runs."),
 }
 #: Entry-point group through which other packages add commands (the TUI adds ``tui``).
 PLUGIN_GROUP = "labbook.commands"
@@ -90,17 +92,27 @@ class LabbookGroup(click.Group):
     """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        names = set(super().list_commands(ctx))
-        names |= {n for n, t in LAZY_COMMANDS.items() if _load(t) is not None}
-        names |= set(_plugins())
-        return sorted(names)
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS, *_plugins()})
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_COMMANDS and name not in self.commands:
+                rows.append((name, LAZY_COMMANDS[name][1]))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             return command
         if cmd_name in LAZY_COMMANDS:
-            return _load(LAZY_COMMANDS[cmd_name])
+            return _load(LAZY_COMMANDS[cmd_name][0])
         plugin = _plugins().get(cmd_name)
         if plugin is None:
             return None

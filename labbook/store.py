@@ -916,7 +916,6 @@ class Store:
                 (key, now_iso(), run_id),
             )
 
-
     def runs_with_config_sig(self, digest: str, *, limit: int = 200) -> list[dict[str, Any]]:
         """Rows of runs whose config signature is ``digest`` (see labbook.configsig), newest first."""
         from labbook.query import NEWEST_FIRST
@@ -929,6 +928,7 @@ class Store:
         )
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, row, strict=False)) for row in cur.fetchall()]
+
 
 def _json_float(value: float | None) -> float | str | None:
     """JSON has no NaN: non-finite values are written as the strings 'nan', 'inf', '-inf'."""

@@ -116,3 +116,19 @@ def test_demo_runs_as_in_readme(tmp_path: Path):
     assert r.returncode == 0, r.stderr
     assert "diverged" in r.stdout and "finished" in r.stdout
     assert "imported 3 runs" in r.stdout
+
+
+def test_help_lists_every_command_with_its_own_summary():
+    import click
+
+    from labbook.cli import LAZY_COMMANDS, _load
+
+    out = run_cli("--help").stdout
+    for name, (target, summary) in LAZY_COMMANDS.items():
+        command = _load(target)
+        assert isinstance(command, click.Command) and command.name == name
+        assert summary in out
+        # the summary says what the command's own help says, in short
+        assert summary.split()[0].lower() in (command.help or "").lower()
+    for name in ("import", "ls", "show", "demo", "tui"):
+        assert f"  {name} " in out

@@ -1,0 +1,132 @@
+"""Formatting of run fields for the TUI: pure functions, no Textual, no I/O.
+
+Times are stored as UTC ISO strings and formatted only here, at the edge; the
+time zone is a parameter so that tests and snapshots do not depend on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from datetime import datetime, timezone, tzinfo
+from typing import Any
+
+STATUS_STYLE = {
+    "running": "bold cyan",
+    "finished": "green",
+    "failed": "bold red",
+    "diverged": "bold magenta",
+    "killed": "yellow",
+    "unknown": "dim",
+}
+
+#: Metric tags worth a column first: validation, then loss, then accuracy.
+_KEY_HINTS = ("val", "eval", "test", "loss", "acc")
+
+
+def parse_iso(iso: str | None) -> datetime | None:
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def fmt_time(iso: str | None, tz: tzinfo | None = None, *, short: bool = False) -> str:
+    """``2026-11-22T10:13:28Z`` → ``2026-11-22 10:13`` in ``tz`` (local time when None).
+
+    ``short`` drops the century (``26-11-22 10:13``): two columns matter at 80 wide.
+    """
+    dt = parse_iso(iso)
+    if dt is None:
+        return iso or "—"
+    return dt.astimezone(tz).strftime("%y-%m-%d %H:%M" if short else "%Y-%m-%d %H:%M")
+
+
+def fmt_seconds(secs: float) -> str:
+    secs = max(0, int(secs))
+    if secs < 60:
+        return f"{secs}s"
+    if secs < 3600:
+        return f"{secs // 60}m{secs % 60:02d}s"
+    return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"
+
+
+def duration_seconds(rec: dict[str, Any], now: float | None = None) -> float | None:
+    """Wall time of a run; a running run counts up to ``now`` (an injected clock)."""
+    start = parse_iso(rec.get("started_at"))
+    end = parse_iso(rec.get("ended_at"))
+    if start is None:
+        return None
+    if end is None:
+        if rec.get("status") != "running" or now is None:
+            return None
+        end = datetime.fromtimestamp(now, tz=timezone.utc)
+    return (end - start).total_seconds()
+
+
+def fmt_duration(rec: dict[str, Any], now: float | None = None) -> str:
+    secs = duration_seconds(rec, now)
+    return "—" if secs is None else fmt_seconds(secs)
+
+
+def fmt_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.4g}"
+    if value is None:
+        return "—"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def seed_text(rec: dict[str, Any]) -> str:
+    seed = rec.get("seed") or {}
+    return "not set" if seed.get("value") is None else str(seed["value"])
+
+
+def key_metrics(records: Sequence[dict[str, Any]], limit: int = 3) -> list[str]:
+    """The metric tags most worth a column: common to most runs, validation and loss first."""
+    counts: dict[str, int] = {}
+    for r in records:
+        for tag in r.get("metrics") or {}:
+            counts[tag] = counts.get(tag, 0) + 1
+
+    def score(tag: str) -> tuple[int, int, str]:
+        low = tag.lower()
+        hint = next((i for i, h in enumerate(_KEY_HINTS) if h in low), len(_KEY_HINTS))
+        return (-counts[tag], hint, tag)
+
+    return sorted(counts, key=score)[:limit]
+
+
+def metric_order(tags: Sequence[str]) -> list[str]:
+    """Tags in the order worth looking at: validation, loss, accuracy first; system metrics last."""
+
+    def score(tag: str) -> tuple[int, str]:
+        low = tag.lower()
+        if low.startswith(("gpu", "sys", "system")):
+            return (len(_KEY_HINTS) + 1, tag)
+        return (next((i for i, h in enumerate(_KEY_HINTS) if h in low), len(_KEY_HINTS)), tag)
+
+    return sorted(tags, key=score)
+
+
+def column_value(rec: dict[str, Any], key: str) -> Any:
+    """The value of an extra column: ``metrics.TAG`` (last value) or a config key."""
+    if key.startswith(("metrics.", "metric.")):
+        tag = key.split(".", 1)[1]
+        return ((rec.get("metrics") or {}).get(tag) or {}).get("last")
+    if key in (rec.get("metrics") or {}) and key not in (rec.get("config") or {}):
+        return rec["metrics"][key].get("last")
+    return (rec.get("config") or {}).get(key)
+
+
+def short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"

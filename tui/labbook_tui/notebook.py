@@ -1,0 +1,267 @@
+"""The TUI's one door to the data: labbook's public Store and query API, nothing else.
+
+Screens never touch SQL or the connection; they ask a :class:`Notebook` for a
+window of runs, one run's record, its curves, and to save a note. Keeping this in
+one place makes the TUI a pure view and lets tests swap the database path freely.
+
+All reads are short and run on the UI thread: a window is at most a few hundred
+rows and a record is one run, so they take milliseconds even at 100,000 runs
+(measured by benchmarks/bench_tui.py). The only writes are one note or one set of
+tags, each its own short transaction (``Store.add_note`` / ``Store.add_tags``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labbook.errors import LabbookError
+from labbook.model import Point
+from labbook.store import Store
+
+#: What to tell someone whose notebook is empty or missing.
+EMPTY_HINT = "start `labbook watch` or run `labbook import PATH`"
+
+_HAS_OP = re.compile(r"(==|!=|<=|>=|=|<|>|~)")
+
+
+@dataclass
+class Window:
+    """One window of the runs list: ``records`` are rows ``offset .. offset+len`` of ``total``."""
+
+    offset: int
+    total: int
+    records: list[dict[str, Any]]
+
+
+@dataclass
+class Query:
+    """What the runs screen shows: filter text (``--where`` syntax) and sort order."""
+
+    text: str = ""
+    sort: str | None = None
+    descending: bool = False
+    extra_columns: list[str] = field(default_factory=list)
+
+
+def parse_filter(text: str) -> Any:
+    """Filter-bar text → a ``RunFilter``; raises ``LabbookError`` (e.g. QueryError) if unreadable.
+
+    The syntax is ``labbook ls --where``'s (``optimizer.lr>=0.01 and status=failed``),
+    plus two conveniences for typing: ``tag=NAME`` filters on a tag, and words
+    without an operator match the run name (``resnet`` → ``name~*resnet*``).
+    """
+    from labbook.query import RunFilter, parse_where
+
+    flt = RunFilter(limit=None)
+    parts = [p for p in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE) if p.strip()]
+    where: list[str] = []
+    for part in parts:
+        part = part.strip()
+        m = re.fullmatch(r"tags?\s*=\s*(\S+)", part)
+        if m:
+            flt.tags.append(m[1].strip("'\""))
+        elif not _HAS_OP.search(part):
+            where.append(f"name~*{part}*")
+        else:
+            where.append(part)
+    flt.where = parse_where(where) if where else []
+    return flt
+
+
+class Notebook:
+    """An open (or not yet existing) labbook database, read through the public API.
+
+    ``path`` may name a file that does not exist yet: the notebook is then empty and
+    :meth:`poll` opens it as soon as ``labbook watch`` or ``labbook import`` creates it.
+    """
+
+    def __init__(self, path: str | Path | None) -> None:
+        from labbook.paths import default_db_path
+
+        self.path = Path(path).expanduser() if path else default_db_path()
+        self.store: Store | None = None
+        self.error: str | None = None
+        self._version: int | None = None
+        self._filter_cache: tuple[str, Any] | None = None
+        self.open()
+
+    # -- opening and change detection --------------------------------------------
+
+    def open(self) -> bool:
+        """Open the database if it exists (never create it: the TUI only reads and annotates)."""
+        if self.store is not None:
+            return True
+        if not self.path.exists():
+            self.error = f"no labbook database at {self.path}"
+            return False
+        try:
+            self.store = Store.open(self.path, create=False)
+        except LabbookError as exc:
+            self.error = exc.message if hasattr(exc, "message") else str(exc)
+            return False
+        self.error = None
+        self._version = self.store.data_version()
+        return True
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def poll(self) -> bool:
+        """True when another process committed since the last poll (``PRAGMA data_version``)."""
+        if self.store is None:
+            return self.open()
+        version = self.store.data_version()
+        changed = version != self._version
+        self._version = version
+        return changed
+
+    # -- reading -----------------------------------------------------------------
+
+    def filter_for(self, text: str) -> Any:
+        """Parsed filter for ``text``, cached: typing re-parses only what changed."""
+        if self._filter_cache is None or self._filter_cache[0] != text:
+            self._filter_cache = (text, parse_filter(text))
+        return self._filter_cache[1]
+
+    def window(self, query: Query, offset: int, limit: int) -> Window:
+        """Rows ``offset .. offset+limit`` for ``query`` as ``--json`` records (light)."""
+        if self.store is None:
+            return Window(0, 0, [])
+        from labbook.query import count_runs, select_runs_window
+
+        flt = self.filter_for(query.text)
+        total = count_runs(self.store, flt)
+        offset = max(0, min(offset, max(0, total - limit)))
+        rows = select_runs_window(
+            self.store,
+            flt,
+            offset=offset,
+            limit=limit,
+            sort=query.sort,
+            descending=query.descending,
+        )
+        return Window(offset, total, self.store.records(rows, heavy=False))
+
+    def position_of(self, query: Query, run_id: str, limit: int = 5000) -> int | None:
+        """Index of ``run_id`` among the first ``limit`` rows of ``query`` (to keep a cursor)."""
+        if self.store is None:
+            return None
+        from labbook.query import select_runs_window
+
+        rows = select_runs_window(
+            self.store,
+            self.filter_for(query.text),
+            limit=limit,
+            sort=query.sort,
+            descending=query.descending,
+        )
+        for i, row in enumerate(rows):
+            if row["id"] == run_id:
+                return i
+        return None
+
+    def record(self, run_id: str) -> dict[str, Any] | None:
+        """The whole ``--json`` record of one run (with diff and packages), or None if gone."""
+        if self.store is None:
+            return None
+        try:
+            return self.store.record(run_id, heavy=True)
+        except LabbookError:
+            return None
+
+    def series(self, run_id: str) -> dict[str, list[Point]]:
+        return self.store.series(run_id) if self.store is not None else {}
+
+    def log_tail(self, run_id: str) -> str | None:
+        return self.store.log_tail(run_id) if self.store is not None else None
+
+    def resolve(self, ref: str) -> str | None:
+        """A run reference (id prefix, name, ``@last``…) → id, or None."""
+        if self.store is None:
+            return None
+        from labbook.query import resolve
+
+        try:
+            return resolve(self.store, ref)
+        except LabbookError:
+            return None
+
+    def find_runs(self, text: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Runs whose id starts with, or whose name contains, ``text`` (command palette)."""
+        if self.store is None:
+            return []
+        from labbook.query import RunFilter, parse_where, select_runs_window
+
+        safe = text.replace("'", "").strip()
+        flt = (
+            RunFilter(limit=None, where=parse_where([f"name~'*{safe}*'"])) if safe else RunFilter()
+        )
+        rows = select_runs_window(self.store, flt, limit=limit)
+        if re.fullmatch(r"[0-9a-f]{1,8}", safe):
+            by_id = select_runs_window(
+                self.store, RunFilter(limit=None, where=parse_where([f"id~'{safe}*'"])), limit=limit
+            )
+            seen = {r["id"] for r in by_id}
+            rows = by_id + [r for r in rows if r["id"] not in seen]
+        return rows[:limit]
+
+    def search(self, text: str, limit: int = 50) -> list[Any]:
+        """Full-text search over notes and failures (``labbook.search``); ImportError if absent."""
+        import importlib
+
+        search = importlib.import_module("labbook.search").search
+        if self.store is None:
+            return []
+        return list(search(self.store, text, limit=limit))
+
+    def diff(self, a: str, b: str) -> dict[str, Any]:
+        """The diff engine's sections for runs ``a`` and ``b``; ImportError if it is absent.
+
+        Seed peers (runs that differ from A or B only in the seed) come from the
+        engine's own ``seed_peers``, so the TUI and ``labbook diff`` agree on noise.
+        """
+        import importlib
+
+        engine = importlib.import_module("labbook.diff")
+
+        ra, rb = self.record(a), self.record(b)
+        if ra is None or rb is None or self.store is None:
+            raise LookupError("one of the runs is gone")
+        peers: list[dict[str, Any]] = []
+        finder = getattr(engine, "seed_peers", None)
+        if finder is not None:
+            seen = {a, b}
+            for rec in (ra, rb):
+                for peer in finder(self.store, rec):
+                    if peer["id"] not in seen:
+                        seen.add(peer["id"])
+                        peers.append(peer)
+        return dict(engine.diff_runs(ra, rb, peers=peers))
+
+    # -- writing (one short transaction each) ----------------------------------------
+
+    def add_note(self, run_id: str, text: str, kind: str) -> None:
+        if self.store is None:
+            return
+        self.store.add_note(run_id, text, kind=kind)
+
+    def set_tags(self, run_id: str, add: list[str], remove: list[str]) -> None:
+        if self.store is None:
+            return
+        if add:
+            self.store.add_tags(run_id, add)
+        if remove:
+            self.store.remove_tags(run_id, remove)
+
+    @property
+    def empty(self) -> bool:
+        return self.store is None
+
+
+Clock = Callable[[], float]

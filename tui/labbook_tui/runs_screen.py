@@ -1,0 +1,212 @@
+"""The runs screen: filter bar, status line, the windowed runs table, footer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from labbook.errors import LabbookError
+from labbook_tui.modals import ColumnsModal, SortModal
+from labbook_tui.notebook import EMPTY_HINT
+from labbook_tui.run_table import RunTable
+
+if TYPE_CHECKING:
+    from labbook_tui.app import LabbookApp
+
+
+class RunsScreen(Screen[None]):
+    """All runs, newest first, a window at a time; the app's home screen."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("enter", "open_run", "Open"),
+        Binding("d", "diff", "Diff"),
+        Binding("o", "sort", "Sort", show=False),
+        Binding("c", "columns", "Columns", show=False),
+        Binding("escape", "leave_filter", "Back", show=False),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    app: LabbookApp
+
+    def compose(self) -> ComposeResult:
+        notebook = self.app.notebook
+        yield Input(
+            placeholder="/ filter: optimizer.lr>=0.01 and status=failed · tag=good · name",
+            id="filter",
+            compact=True,
+        )
+        yield Static("", id="status")
+        yield Static("", id="empty")
+        yield RunTable(notebook, tz=self.app.tz, clock=self.app.clock, id="runs")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).cursor_blink = False
+        self.refresh_data(initial=True)
+        self.query_one(RunTable).focus()
+
+    @property
+    def table(self) -> RunTable:
+        return self.query_one(RunTable)
+
+    # -- data ------------------------------------------------------------------------
+
+    def refresh_data(self, *, initial: bool = False) -> None:
+        """Re-read the window (new runs from `labbook watch`, a new note, a new database)."""
+        notebook = self.app.notebook
+        empty = self.query_one("#empty", Static)
+        if notebook.store is None:
+            self.set_class(True, "-empty")
+            empty.update(
+                f"{notebook.error or 'no database'}\n\nTo fill your lab notebook, {EMPTY_HINT}."
+            )
+            self._status("")
+            return
+        if initial:
+            self.table._load_around(0)
+        else:
+            self.table.reload()
+
+    def on_run_table_window_loaded(self, event: RunTable.WindowLoaded) -> None:
+        state = event.state
+        empty = self.query_one("#empty", Static)
+        if state.total == 0:
+            self.set_class(True, "-empty")
+            if self.table.query_state.text.strip():
+                empty.update("No runs match this filter. Esc clears it.")
+            else:
+                empty.update(
+                    f"No runs yet in {self.app.notebook.path}.\n\n"
+                    f"To fill your lab notebook, {EMPTY_HINT}."
+                )
+        else:
+            self.set_class(False, "-empty")
+        self._status_line()
+
+    def on_run_table_marks_changed(self, event: RunTable.MarksChanged) -> None:
+        self._status_line()
+
+    def _status_line(self) -> None:
+        t = self.table
+        q = t.query_state
+        if t.total:
+            parts = [f"{t.start + 1:,}–{t.start + len(t.records):,} of {t.total:,} runs"]
+        else:
+            parts = ["0 runs"]
+        if q.sort:
+            parts.append(f"sort {q.sort} {'▼' if q.descending else '▲'}")
+        if t.marked:
+            parts.append(f"{len(t.marked)} marked (d: diff)")
+        self._status(" · ".join(parts))
+
+    def _status(self, text: str, *, error: bool = False) -> None:
+        status = self.query_one("#status", Static)
+        status.set_class(error, "-error")
+        status.update(text)
+
+    # -- filter ----------------------------------------------------------------------
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "filter":
+            return
+        self.apply_filter(event.value)
+
+    def apply_filter(self, text: str) -> bool:
+        """Show the runs matching ``text``; an unreadable filter leaves the table as it was."""
+        notebook = self.app.notebook
+        if notebook.store is None:
+            return False
+        try:
+            notebook.filter_for(text)
+        except LabbookError as exc:
+            hint = f" — {exc.hint}" if getattr(exc, "hint", None) else ""
+            self._status(f"{exc.message}{hint}", error=True)
+            return False
+        self.table.query_state.text = text
+        self.table._load_around(0)
+        return True
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self.table.focus()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_leave_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.has_focus:
+            self.table.focus()
+        elif box.value:
+            box.value = ""
+
+    # -- actions -----------------------------------------------------------------------
+
+    def current_run_id(self) -> str | None:
+        return self.table.current_run_id()
+
+    def on_data_table_row_selected(self, event: RunTable.RowSelected) -> None:
+        self.action_open_run()
+
+    def action_open_run(self) -> None:
+        rid = self.current_run_id()
+        if rid:
+            self.app.open_run(rid)
+
+    def action_diff(self) -> None:
+        t = self.table
+        ids = list(t.marked)
+        cur = t.current_run_id()
+        if len(ids) == 1 and cur and cur not in ids:
+            ids.append(cur)
+        if len(ids) != 2:
+            self.app.notify("Mark two runs with space (or one, and put the cursor on another).")
+            return
+        self.app.open_diff(ids[0], ids[1])
+
+    def action_sort(self) -> None:
+        t = self.table
+        cols = [(k, label) for k, label in t.columns_spec() if k != "mark"]
+
+        def chosen(key: str | None) -> None:
+            if key is None:
+                return
+            q = t.query_state
+            if key == "__default__":
+                q.sort, q.descending = None, False
+            elif key == q.sort:
+                q.descending = not q.descending
+            else:
+                q.sort, q.descending = key, key.startswith("metrics.") or key == "started"
+            t.reload()
+            self._status_line()
+
+        self.app.push_screen(SortModal(cols, t.query_state.sort), chosen)
+
+    def sort_by(self, key: str | None, descending: bool = False) -> None:
+        q = self.table.query_state
+        q.sort, q.descending = key, descending
+        self.table.reload()
+
+    def on_data_table_header_selected(self, event: Any) -> None:
+        key = str(event.column_key.value)
+        if key == "mark":
+            return
+        q = self.table.query_state
+        self.sort_by(key, not q.descending if q.sort == key else False)
+
+    def action_columns(self) -> None:
+        t = self.table
+
+        def chosen(columns: list[str] | None) -> None:
+            if columns is None:
+                return
+            t.query_state.extra_columns = columns
+            t.reload()
+
+        self.app.push_screen(ColumnsModal(t.query_state.extra_columns), chosen)
