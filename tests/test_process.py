@@ -292,7 +292,7 @@ def test_process_info_of_non_python_and_gone(children: Children) -> None:
 
 
 def _spawn(code: str) -> int:
-    """A child not owned by a Popen object, so that exit_status may reap it."""
+    """A child not owned by a Popen object (the test reaps it at the end)."""
     return os.posix_spawn(sys.executable, [sys.executable, "-c", code], dict(os.environ))
 
 
@@ -313,8 +313,19 @@ def test_is_alive_and_exit_status() -> None:
     _until_exited(pid)
     assert not is_alive(pid, created)  # a zombie is not alive
     assert exit_status(pid) == 3
-    assert exit_status(pid) == 3  # remembered after reaping
+    assert exit_status(pid) == 3  # remembered
     assert not is_alive(pid, created)
+    assert os.waitpid(pid, 0)[1] >> 8 == 3  # not reaped by exit_status: its owner still can
+
+
+def test_exit_status_leaves_a_popen_child_to_its_owner() -> None:
+    """The daemon may look at a process that some Popen started; Popen still gets its code."""
+    import subprocess
+
+    p = subprocess.Popen([sys.executable, "-c", "raise SystemExit(5)"])
+    _until_exited(p.pid)
+    assert exit_status(p.pid) == 5
+    assert p.wait(timeout=DEADLINE) == 5
 
 
 def test_exit_status_of_killed_child_and_running_child() -> None:
@@ -329,6 +340,7 @@ def test_exit_status_of_killed_child_and_running_child() -> None:
         os.kill(pid, signal.SIGKILL)
     _until_exited(pid)
     assert exit_status(pid) == -signal.SIGKILL
+    os.waitpid(pid, 0)
 
 
 def test_exit_status_of_non_child() -> None:

@@ -659,22 +659,22 @@ def exit_status(pid: int) -> int | None:
 
     A negative number is the signal that killed it (as :mod:`subprocess` does).
     None while it runs, or when ``pid`` is not a child of this process (then only
-    logs and end markers can tell how it ended).  The first call after the end
-    reaps the child; the code is remembered, so later calls give it again.  Do
-    not use it for a child owned by a ``subprocess.Popen``: use its ``poll()``.
+    logs and end markers can tell how it ended).  The child is *not* reaped
+    (``waitid`` with ``WNOWAIT``): whoever started it — a ``subprocess.Popen``, a
+    shell — still collects its status. The code is remembered for later calls.
     """
     if pid in _EXIT_CODES:
         return _EXIT_CODES[pid]
     try:
-        got, status = os.waitpid(int(pid), os.WNOHANG)
+        info = os.waitid(os.P_PID, int(pid), os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except (ChildProcessError, OSError, ValueError, OverflowError):
         return None
-    if got == 0:
-        return None
-    if os.WIFSIGNALED(status):
-        code = -os.WTERMSIG(status)
-    elif os.WIFEXITED(status):
-        code = os.WEXITSTATUS(status)
+    if info is None or info.si_pid == 0:
+        return None  # still running
+    if info.si_code == os.CLD_EXITED:
+        code = info.si_status
+    elif info.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+        code = -info.si_status
     else:
         return None
     _EXIT_CODES[pid] = code
