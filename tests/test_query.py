@@ -119,3 +119,14 @@ def test_ambiguous_prefix_lists_candidates(store):
     with pytest.raises(AmbiguousRun) as info:
         resolve(store, prefix)
     assert set(info.value.candidates[0].split()[:1]) <= set(group)
+
+
+def test_count_runs_can_stop_counting(store):
+    from labbook.model import RunFacts
+    from labbook.query import RunFilter, count_runs
+
+    for i in range(7):
+        store.save_run(RunFacts(path=f"/r/{i}", source_key=f"/r/{i}", framework="generic"))
+    assert count_runs(store, RunFilter()) == 7
+    assert count_runs(store, RunFilter(), cap=3) == 4  # "more than 3"
+    assert count_runs(store, RunFilter(), cap=10) == 7

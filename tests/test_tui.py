@@ -199,6 +199,31 @@ async def test_window_pages_through_many_runs(
         assert t.absolute > 5
 
 
+async def test_counting_stops_at_the_cap_and_the_end_is_still_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over a big store the table says "N+ runs" instead of counting on every keystroke."""
+    from labbook_tui.notebook import Notebook
+
+    db = tmp_path / "many.db"
+    fill(db, n=60)
+    monkeypatch.setattr(RunTable, "WINDOW", 10)
+    monkeypatch.setattr(Notebook, "COUNT_CAP", 20)
+    app = app_for(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        t = table(app)
+        assert t.more and t.total == 20
+        assert "of 20+ runs" in status_text(app)
+        for _ in range(25):  # past the cap: the window moves on, counting goes further
+            await pilot.press("down")
+        assert t.absolute == 25 and t.current_record()["name"] == "exp/run34"
+        await pilot.press("G")  # the end: counted exactly, once
+        assert not t.more and t.total == 60
+        assert t.absolute == 59 and t.current_record()["name"] == "exp/run00"
+        assert "of 60 runs" in status_text(app)
+
+
 async def test_live_update_from_another_process(tui_db: Path, tmp_path: Path) -> None:
     """A run written by another process shows up through PRAGMA data_version polling."""
     app = app_for(tui_db, poll_interval=0.05)

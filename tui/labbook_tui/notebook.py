@@ -35,6 +35,8 @@ class Window:
     offset: int
     total: int
     records: list[dict[str, Any]]
+    #: ``total`` is a lower bound: counting stopped there (see Notebook.window)
+    more: bool = False
 
 
 @dataclass
@@ -129,14 +131,25 @@ class Notebook:
             self._filter_cache = (text, parse_filter(text))
         return self._filter_cache[1]
 
-    def window(self, query: Query, offset: int, limit: int) -> Window:
-        """Rows ``offset .. offset+limit`` for ``query`` as ``--json`` records (light)."""
+    #: Counting stops past this many matches (or twice the position asked for): typing
+    #: a filter over 100,000 runs must not count them all on every keystroke.
+    COUNT_CAP = 10_000
+
+    def window(self, query: Query, offset: int, limit: int, *, exact: bool = False) -> Window:
+        """Rows ``offset .. offset+limit`` for ``query`` as ``--json`` records (light).
+
+        ``total`` is exact up to :attr:`COUNT_CAP` (or ``exact``); beyond, the window
+        says ``more`` and ``total`` is where counting stopped.
+        """
         if self.store is None:
             return Window(0, 0, [])
         from labbook.query import count_runs, select_runs_window
 
         flt = self.filter_for(query.text)
-        total = count_runs(self.store, flt)
+        cap = None if exact else max(self.COUNT_CAP, 2 * (offset + limit))
+        total = count_runs(self.store, flt, cap=cap)
+        more = cap is not None and total > cap
+        total = min(total, cap) if cap is not None else total
         offset = max(0, min(offset, max(0, total - limit)))
         rows = select_runs_window(
             self.store,
@@ -146,7 +159,7 @@ class Notebook:
             sort=query.sort,
             descending=query.descending,
         )
-        return Window(offset, total, self.store.records(rows, heavy=False))
+        return Window(offset, total, self.store.records(rows, heavy=False), more)
 
     def position_of(self, query: Query, run_id: str, limit: int = 5000) -> int | None:
         """Index of ``run_id`` among the first ``limit`` rows of ``query`` (to keep a cursor)."""

@@ -91,6 +91,7 @@ class RunTable(DataTable[Any]):
         self.clock = clock
         self.start = 0
         self.total = 0
+        self.more = False  # total is a lower bound (counting stopped)
         self.records: list[dict[str, Any]] = []
         self.marked: list[str] = []
         self.metric_columns: list[str] = []
@@ -113,13 +114,16 @@ class RunTable(DataTable[Any]):
                     absolute = pos
         self._load_around(absolute)
 
-    def _load_around(self, absolute: int) -> None:
+    def _load_around(self, absolute: int, *, exact: bool = False) -> None:
         start = max(0, absolute - self.WINDOW // 2)
-        window = self.notebook.window(self.query_state, start, self.WINDOW)
+        window = self.notebook.window(self.query_state, start, self.WINDOW, exact=exact)
+        if exact and absolute >= window.total:
+            absolute = window.total - 1
         self._show(window, absolute)
 
     def _show(self, window: Window, absolute: int) -> None:
         self.start, self.total, self.records = window.offset, window.total, window.records
+        self.more = window.more
         if not self.metric_columns or self.start == 0:
             picked = key_metrics(self.records)
             if picked or not self.records:
@@ -200,10 +204,11 @@ class RunTable(DataTable[Any]):
     def _goto(self, absolute: int) -> None:
         if self.total == 0:
             return
-        absolute = max(0, min(absolute, self.total - 1))
+        absolute = max(0, absolute if self.more else min(absolute, self.total - 1))
         inside = self.start <= absolute < self.start + len(self.records)
         at_edge = (
-            absolute == self.start + len(self.records) - 1 and absolute < self.total - 1
+            absolute == self.start + len(self.records) - 1
+            and (absolute < self.total - 1 or self.more)
         ) or (absolute == self.start and self.start > 0)
         if inside and not at_edge:
             self.move_cursor(row=absolute - self.start, animate=False)
@@ -229,6 +234,9 @@ class RunTable(DataTable[Any]):
         self._goto(0)
 
     def action_scroll_bottom(self) -> None:
+        if self.more:  # the end is past where counting stopped: count it all, once
+            self._load_around(self.total * 1_000_000, exact=True)
+            return
         self._goto(self.total - 1)
 
     action_scroll_home = action_scroll_top

@@ -95,7 +95,8 @@ class RunsScreen(Screen[None]):
         t = self.table
         q = t.query_state
         if t.total:
-            parts = [f"{t.start + 1:,}–{t.start + len(t.records):,} of {t.total:,} runs"]
+            of = f"{t.total:,}+" if t.more else f"{t.total:,}"
+            parts = [f"{t.start + 1:,}–{t.start + len(t.records):,} of {of} runs"]
         else:
             parts = ["0 runs"]
         if q.sort:
