@@ -57,6 +57,9 @@ def duration(rec: dict[str, Any]) -> str:
 
 
 def fmt_value(value: Any) -> str:
+    """A config or metric value in a table cell: short floats, JSON for containers."""
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, float):
         return f"{value:.4g}"
     if value is None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from labbook.errors import StoreError
-from labbook.model import Point, RunFacts
+from labbook.model import EnvInfo, Point, RunFacts
 from labbook.paths import default_db_path
 from labbook.schema import SCHEMA_VERSION
 from labbook.series import (
@@ -197,6 +197,21 @@ class Store:
         )
         return digest
 
+    def put_env(self, env: EnvInfo) -> str | None:
+        """Store an environment (shared by every run of one interpreter) as a blob."""
+        return self.put_blob(
+            _json(
+                {
+                    "python": env.python,
+                    "platform": env.platform,
+                    "packages": env.packages,
+                    "cuda": env.cuda,
+                    "gpus": env.gpus,
+                    "vars": env.vars,
+                }
+            )
+        )
+
     def get_blob(self, digest: str | None) -> bytes | None:
         if not digest:
             return None
@@ -281,20 +296,7 @@ class Store:
                 )
                 if git
                 else None,
-                "env": self.put_blob(
-                    _json(
-                        {
-                            "python": env.python,
-                            "platform": env.platform,
-                            "packages": env.packages,
-                            "cuda": env.cuda,
-                            "gpus": env.gpus,
-                            "vars": env.vars,
-                        }
-                    )
-                )
-                if env
-                else None,
+                "env": self.put_env(env) if env else None,
                 "env_source": env.source if env else None,
                 "log_tail": self.put_blob(facts.log_tail),
                 "data": self.put_blob(_json(facts.data)) if facts.data else None,

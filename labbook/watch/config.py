@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from labbook.paths import config_dir
+from labbook.recognisers.base import SKIP_DIRS
 from labbook.warn import warn
 
 if sys.version_info >= (3, 11):
@@ -29,28 +30,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10: the tomli backport
     import tomli as tomllib
 
-#: Directory names whose contents never belong to a run's record.
-IGNORED_DIRS = frozenset(
-    {
-        ".git",
-        ".hg",
-        ".svn",
-        "node_modules",
-        "__pycache__",
-        ".venv",
-        "venv",
-        "site-packages",
-        "dist-packages",
-        ".tox",
-        ".nox",
-        ".mypy_cache",
-        ".pytest_cache",
-        ".ruff_cache",
-        ".ipynb_checkpoints",
-        ".cache",
-        ".Trash",
-    }
-)
+#: Directory names whose contents never belong to a run's record (the import walk's list).
+IGNORED_DIRS = SKIP_DIRS
 
 #: File globs ignored by default: checkpoints and weights (large, rewritten often,
 #: never read by labbook), editor and sync leftovers, SQLite side files.

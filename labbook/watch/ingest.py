@@ -575,20 +575,7 @@ class Ingestor:
         fields: dict[str, Any] = {"pid": proc.pid}
         env = procs.env_for(proc)
         if env is not None:
-            from labbook.store import _json
-
-            fields["env"] = self.store.put_blob(
-                _json(
-                    {
-                        "python": env.python,
-                        "platform": env.platform,
-                        "packages": env.packages,
-                        "cuda": env.cuda,
-                        "gpus": env.gpus,
-                        "vars": env.vars,
-                    }
-                )
-            )
+            fields["env"] = self.store.put_env(env)
             fields["env_source"] = env.source
         if proc.argv:
             from labbook.store import _json

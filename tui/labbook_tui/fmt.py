@@ -6,20 +6,27 @@ time zone is a parameter so that tests and snapshots do not depend on the machin
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from datetime import datetime, timezone, tzinfo
 from typing import Any
 
-STATUS_STYLE = {
-    "running": "bold cyan",
-    "finished": "green",
-    "failed": "bold red",
-    "diverged": "bold magenta",
-    "killed": "yellow",
-    "unknown": "dim",
-}
+# One look for a run in the CLI and the TUI: the core's formatting, reused here.
+from labbook.render import STATUS_STYLE, fmt_value, key_metrics, seed_text
+
+__all__ = [
+    "STATUS_STYLE",
+    "column_value",
+    "duration_seconds",
+    "fmt_duration",
+    "fmt_seconds",
+    "fmt_time",
+    "fmt_value",
+    "key_metrics",
+    "metric_order",
+    "parse_iso",
+    "seed_text",
+    "short",
+]
 
 #: Metric tags worth a column first: validation, then loss, then accuracy.
 _KEY_HINTS = ("val", "eval", "test", "loss", "acc")
@@ -70,40 +77,6 @@ def duration_seconds(rec: dict[str, Any], now: float | None = None) -> float | N
 def fmt_duration(rec: dict[str, Any], now: float | None = None) -> str:
     secs = duration_seconds(rec, now)
     return "—" if secs is None else fmt_seconds(secs)
-
-
-def fmt_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        return f"{value:.4g}"
-    if value is None:
-        return "—"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def seed_text(rec: dict[str, Any]) -> str:
-    seed = rec.get("seed") or {}
-    return "not set" if seed.get("value") is None else str(seed["value"])
-
-
-def key_metrics(records: Sequence[dict[str, Any]], limit: int = 3) -> list[str]:
-    """The metric tags most worth a column: common to most runs, validation and loss first."""
-    counts: dict[str, int] = {}
-    for r in records:
-        for tag in r.get("metrics") or {}:
-            counts[tag] = counts.get(tag, 0) + 1
-
-    def score(tag: str) -> tuple[int, int, str]:
-        low = tag.lower()
-        hint = next((i for i, h in enumerate(_KEY_HINTS) if h in low), len(_KEY_HINTS))
-        return (-counts[tag], hint, tag)
-
-    return sorted(counts, key=score)[:limit]
 
 
 def metric_order(tags: Sequence[str]) -> list[str]:
