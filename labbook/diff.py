@@ -60,9 +60,9 @@ import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from difflib import SequenceMatcher
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from labbook.configsig import config_signature, is_seed_key, signature_hash
+from labbook.configsig import is_seed_key, signature_hash
 from labbook.errors import LabbookError, RunNotFound, UsageError
 
 if TYPE_CHECKING:
@@ -94,12 +94,17 @@ _PLAIN_KEY = re.compile(r"[^\s=!<>~]+")
 # -- small helpers --------------------------------------------------------------------
 
 
-def _signature(rec: dict[str, Any], cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """config_signature of a record, computed once per run id."""
+def _signature(rec: dict[str, Any], cache: dict[str, Any]) -> str | None:
+    """The config digest of a record (labbook.configsig), computed once per run id.
+
+    Light peer records from :func:`seed_peers` carry it as ``config_sig``.
+    """
+    if "config_sig" in rec:
+        return cast("str | None", rec["config_sig"])
     rid = str(rec.get("id"))
     if rid not in cache:
-        cache[rid] = config_signature(rec.get("config") or {})
-    return cache[rid]
+        cache[rid] = signature_hash(rec.get("config") or {})
+    return cast("str | None", cache[rid])
 
 
 def _number(value: Any) -> float | None:
@@ -527,7 +532,7 @@ def _noise_groups(
     a: dict[str, Any],
     b: dict[str, Any],
     peers: Sequence[dict[str, Any]],
-    sigs: dict[str, dict[str, Any]],
+    sigs: dict[str, Any],
 ) -> tuple[list[list[dict[str, Any]]], int]:
     """The seed-peer groups of A and B (one when they share a config); count of others."""
     sig_a, sig_b = _signature(a, sigs), _signature(b, sigs)
@@ -547,7 +552,7 @@ def _diff_metrics(
     b: dict[str, Any],
     peers: Sequence[dict[str, Any]],
     include_same: bool,
-    sigs: dict[str, dict[str, Any]],
+    sigs: dict[str, Any],
 ) -> dict[str, Any]:
     ma, mb = a.get("metrics") or {}, b.get("metrics") or {}
     groups, others = _noise_groups(a, b, peers, sigs) if peers else ([], 0)
@@ -656,7 +661,7 @@ def diff_runs(
     include_same: bool = False,
     commits: CommitsLookup | None = None,
     ignore_untracked: Callable[[str], bool] | None = None,
-    signatures: dict[str, dict[str, Any]] | None = None,
+    signatures: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The difference between runs ``a`` and ``b`` (``--json`` records, heavy).
 
@@ -764,7 +769,7 @@ def seed_peers(
     *,
     limit: int = PEERS_MAX,
     seen: dict[str, dict[str, Any]] | None = None,
-    signatures: dict[str, dict[str, Any]] | None = None,
+    signatures: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Records of runs that differ from ``rec`` only in the seed (see the module docstring).
 
@@ -777,7 +782,7 @@ def seed_peers(
     """
     cache = {} if seen is None else seen
     sigs = {} if signatures is None else signatures
-    digest = signature_hash(rec.get("config") or {})
+    digest = _signature(rec, sigs)
     if digest is None:
         return []  # runs without a config cannot be told apart from unrelated ones
     root, remote = _repo_condition(rec)
@@ -788,12 +793,19 @@ def seed_peers(
         and r["status"] not in _BAD_STATUSES
         and (r["git_root"] == root or (remote and r["git_remote"] == remote))
     ]
-    missing = [r for r in rows if r["id"] not in cache]
-    if missing:
-        cache.update((p["id"], p) for p in store.records(missing))
-    # The digest found them; comparing the configs themselves rules out a collision.
-    signature = _signature(rec, sigs)
-    return [cache[r["id"]] for r in rows if _signature(cache[r["id"]], sigs) == signature]
+    # Peers only lend their final metric values: light records, no 10,000-key configs.
+    missing = [r["id"] for r in rows if r["id"] not in cache]
+    metrics = store.metric_summaries(missing) if missing else {}
+    for r in rows:
+        if r["id"] in missing:
+            cache[r["id"]] = {
+                "id": r["id"],
+                "name": r["name"],
+                "status": r["status"],
+                "config_sig": r["config_sig"],
+                "metrics": metrics.get(r["id"], {}),
+            }
+    return [cache[r["id"]] for r in rows]
 
 
 def _glob_literal(text: str) -> str:
