@@ -7,6 +7,7 @@ rate that is too large makes the loss overflow to inf and then NaN: a diverged r
 
     python examples/train.py --lr 0.05 --seed 1 --out runs/baseline
     python examples/train.py --lr 5 --seed 1 --out runs/too-high-lr
+    python examples/train.py --lr 0.05 --seed 2 --step-time 0.05 --out runs/slow   # ~12 s: watch it live
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import json
 import random
 import sys
+import time
 from pathlib import Path
 from typing import TextIO
 
@@ -26,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", default="runs/example")
+    parser.add_argument(
+        "--step-time",
+        type=float,
+        default=0.0,
+        help="seconds each step takes, to watch a run live (labbook watch); default 0",
+    )
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -63,6 +71,8 @@ def _train(args: argparse.Namespace, out: Path, log: TextIO) -> int:
                 gb = sum(2 * (w * x + b - y) for x, y in batch) / len(batch)
                 w, b = w - args.lr * gw, b - args.lr * gb
                 step += 1
+                if args.step_time:
+                    time.sleep(args.step_time)
             train_loss = _mse(train, w, b)
             val_loss = _mse(val, w, b)
             metrics.write(

@@ -84,6 +84,9 @@ class RunState:
     status: str = "running"
     failure: Failure | None = None
     active: bool = True
+    #: the directory's signature when the run ended (late events for writes made
+    #: before the end change nothing and must not reopen it)
+    end_sig: str | None = None
     pid: int | None = None
     create_time: float | None = None
     started_at: float | None = None
@@ -267,6 +270,8 @@ class Ingestor:
         if st.missing:
             st.missing = False
             self.store.mark_missing(st.run_id, False)
+        if not st.active and st.end_sig is not None and dir_signature(run_dir) == st.end_sig:
+            return  # events queued before the end, for files already read at the end
         changed_list = list(changed) if changed is not None else None
         if changed_list is None or any(not is_tail_candidate(p) for p in changed_list):
             st.meta_dirty = True
@@ -601,6 +606,7 @@ class Ingestor:
         st.active = False
         self._apply(st, v, ended_at=st.last_change or self.wall())
         sig = dir_signature(st.path) if st.path.is_dir() else None
+        st.end_sig = sig
         self.store.set_watch_state(st.run_id, active=0, sig=sig, last_change=st.last_change)
         detail = v.failure.message if v.failure else ""
         self.emit(v.status, st, detail)
