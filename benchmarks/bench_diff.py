@@ -216,7 +216,8 @@ def _bench(db: Path, a: str, b: str, repeat: int) -> None:
         goal = "" if "floor" in label else ("pass" if med * 1000 < GOAL_MS else "FAIL")
         print(f"{label:42} {ms(med):>10} {ms(p90):>8} {size / 1024:>7.0f}  {goal}")
 
-    from labbook.diff import config_signature, diff_runs, git_commits_between, seed_peers
+    from labbook.configsig import signature_hash
+    from labbook.diff import diff_runs, git_commits_between, seed_peers
     from labbook.render_diff import render_diff
     from labbook.store import Store
 
@@ -236,7 +237,7 @@ def _bench(db: Path, a: str, b: str, repeat: int) -> None:
             def peers(ra: dict[str, Any] = ra, rb: dict[str, Any] = rb) -> list[dict[str, Any]]:
                 seen = {ra["id"]: ra, rb["id"]: rb}
                 found = seed_peers(store, ra, seen=seen)
-                if config_signature(ra["config"]) != config_signature(rb["config"]):
+                if signature_hash(ra["config"]) != signature_hash(rb["config"]):
                     found += seed_peers(store, rb, seen=seen)
                 return found
 

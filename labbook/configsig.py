@@ -26,6 +26,7 @@ _IDENTITY_KEY = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=65536)
 def is_seed_key(key: str) -> bool:
     """Whether a dotted config key holds a seed (its last component is a seed name)."""
     return key.rsplit(".", 1)[-1].strip().lower() in SEED_NAMES
