@@ -161,6 +161,17 @@ def migrations() -> Migrations:
         if "data" not in db["runs"].columns_dict:  # idempotent, like the CREATE INDEX steps
             db.execute("ALTER TABLE runs ADD COLUMN data TEXT REFERENCES blobs(hash)")
 
+    @steps(name="0004_search")
+    def search(db: Database) -> None:
+        # Full-text search (labbook.search): one document per searchable item (run
+        # name, command, failure, note, tag, config key = value) in search_docs, an
+        # FTS5 index over it with the trigram tokenizer (substring matches in any
+        # script, Chinese included, without word segmentation), and triggers so that
+        # every writer keeps both current without knowing about them.
+        from labbook.search import create_search_schema
+
+        create_search_schema(db.conn)
+
     @steps(name="0005_watch")
     def watch(db: Database) -> None:
         # labbook watch: per-file tail state (CSV header, line count) beside the offset,
@@ -181,17 +192,6 @@ def migrations() -> Migrations:
             CREATE INDEX watch_runs_active ON watch_runs(active);
             """
         )
-
-    @steps(name="0004_search")
-    def search(db: Database) -> None:
-        # Full-text search (labbook.search): one document per searchable item (run
-        # name, command, failure, note, tag, config key = value) in search_docs, an
-        # FTS5 index over it with the trigram tokenizer (substring matches in any
-        # script, Chinese included, without word segmentation), and triggers so that
-        # every writer keeps both current without knowing about them.
-        from labbook.search import create_search_schema
-
-        create_search_schema(db.conn)
 
     @steps(name="0006_config_sig")
     def config_sig(db: Database) -> None:
