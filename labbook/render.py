@@ -141,7 +141,113 @@ def print_runs(records: Sequence[dict[str, Any]]) -> None:
     console.print(table)
 
 
+def _info_rows(rec: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(field, value, rich style of a dim suffix) rows of ``show``'s header block."""
+    rows: list[tuple[str, str, str]] = [
+        ("path", rec.get("path") or "—", ""),
+        ("framework", rec.get("framework") or "—", ""),
+        ("host", f"{rec.get('user') or '?'}@{rec.get('host') or '?'}", ""),
+        ("started", fmt_time(rec.get("started_at")), ""),
+        ("ended", fmt_time(rec.get("ended_at")) + f"  ({duration(rec)})", ""),
+    ]
+    seed = rec.get("seed") or {}
+    if seed.get("value") is None:
+        rows.append(("seed", "not set", "yellow"))
+    else:
+        rows.append(("seed", f"{seed['value']}  ({seed.get('source')})", ""))
+    if rec.get("command"):
+        import shlex
+
+        rows.append(("command", shlex.join(rec["command"]), ""))
+    if rec.get("pid"):
+        rows.append(("pid", str(rec["pid"]), ""))
+    if rec.get("tags"):
+        rows.append(("tags", ", ".join(rec["tags"]), ""))
+    git = rec.get("git")
+    if git:
+        dirty = " (dirty)" if git.get("dirty") else ""
+        where = git.get("branch") or "detached"
+        rows.append(("git", f"{(git.get('commit') or 'no commit')[:12]} on {where}{dirty}", ""))
+        if git.get("remote"):
+            rows.append(("remote", git["remote"], ""))
+        untracked = git.get("untracked") or []
+        if untracked:
+            more = " …" if len(untracked) > 10 else ""
+            rows.append(("untracked", ", ".join(untracked[:10]) + more, ""))
+    env = rec.get("env")
+    if env:
+        pkgs = env.get("packages") or {}
+        bits = [f"python {env.get('python') or '?'}"]
+        bits += [
+            f"{n} {pkgs[n]}"
+            for n in ("torch", "lightning", "transformers", "jax", "tensorflow")
+            if n in pkgs
+        ]
+        if env.get("gpus"):
+            bits.append(", ".join(env["gpus"]))
+        note = (
+            "  (the importing interpreter's, not the run's)"
+            if env.get("source") == "importer"
+            else ""
+        )
+        rows.append(("env", "  ".join(bits) + note, ""))
+    gpu = rec.get("gpu")
+    if gpu:
+        rows.append(
+            (
+                "gpu",
+                f"peak {fmt_value(gpu.get('peak_memory_mib'))} MiB, "
+                f"mean util {fmt_value(gpu.get('mean_util_pct'))} %",
+                "",
+            )
+        )
+    return rows
+
+
+def _metric_rows(rec: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for tag, m in rec.get("metrics", {}).items():
+        nf = m.get("nonfinite_step")
+        rows.append(
+            [
+                tag,
+                fmt_value(m.get("last")),
+                fmt_value(m.get("min")),
+                fmt_value(m.get("max")),
+                "final" if m.get("step") == -1 else fmt_value(m.get("step")),
+                str(m.get("count")),
+                "" if nf is None else str(nf),
+            ]
+        )
+    return rows
+
+
+_METRIC_HEADER = ["tag", "last", "min", "max", "step", "count", "non-finite at"]
+
+
+def _headline(rec: dict[str, Any]) -> tuple[str, str | None]:
+    failure = rec.get("failure")
+    reason = None
+    if failure:
+        step = f" at step {failure['step']}" if failure.get("step") is not None else ""
+        reason = f"{failure['kind']}{step}: {failure['message']}"
+    return f"{rec.get('name') or rec['id']}  {rec['id']}  {rec['status']}", reason
+
+
+def _diff_hint(rec: dict[str, Any]) -> str | None:
+    git = rec.get("git") or {}
+    if not git.get("diff"):
+        return None
+    return f"uncommitted changes ({git['diff'].count(chr(10))} diff lines; `labbook show --json` has them)"
+
+
 def print_run(rec: dict[str, Any]) -> None:
+    """``labbook show``: sections on a terminal (rich), plain aligned text when piped."""
+    import sys
+
+    if not sys.stdout.isatty():
+        _print_run_plain(rec, sys.stdout)
+        return
     from rich.table import Table
 
     console = _console()
@@ -150,59 +256,14 @@ def print_run(rec: dict[str, Any]) -> None:
         f"[bold]{rec.get('name') or rec['id']}[/]  [dim]{rec['id']}[/]  "
         f"[{STATUS_STYLE.get(status, '')}]{status}[/]"
     )
-    if rec.get("failure"):
-        f = rec["failure"]
-        step = f" at step {f['step']}" if f.get("step") is not None else ""
-        console.print(f"  [red]{f['kind']}{step}: {f['message']}[/]", markup=True)
+    reason = _headline(rec)[1]
+    if reason:
+        console.print(f"  {reason}", style="red", markup=False, highlight=False)
     info = Table.grid(padding=(0, 2))
     info.add_column(style="bold")
     info.add_column(overflow="fold")
-    info.add_row("path", rec.get("path") or "—")
-    info.add_row("framework", rec.get("framework") or "—")
-    info.add_row("host", f"{rec.get('user') or '?'}@{rec.get('host') or '?'}")
-    info.add_row("started", fmt_time(rec.get("started_at")))
-    info.add_row("ended", fmt_time(rec.get("ended_at")) + f"  ({duration(rec)})")
-    seed = rec.get("seed") or {}
-    info.add_row(
-        "seed",
-        "[yellow]not set[/]"
-        if seed.get("value") is None
-        else f"{seed['value']}  [dim]({seed.get('source')})[/]",
-    )
-    if rec.get("command"):
-        import shlex
-
-        info.add_row("command", shlex.join(rec["command"]))
-    if rec.get("tags"):
-        info.add_row("tags", ", ".join(rec["tags"]))
-    git = rec.get("git")
-    if git:
-        dirty = " [yellow](dirty)[/]" if git.get("dirty") else ""
-        info.add_row(
-            "git",
-            f"{(git.get('commit') or 'no commit')[:12]} on {git.get('branch') or 'detached'}{dirty}",
-        )
-        if git.get("remote"):
-            info.add_row("remote", git["remote"])
-        if git.get("untracked"):
-            info.add_row(
-                "untracked",
-                ", ".join(git["untracked"][:10]) + (" …" if len(git["untracked"]) > 10 else ""),
-            )
-    env = rec.get("env")
-    if env:
-        pkgs = env.get("packages") or {}
-        bits = [f"python {env.get('python') or '?'}"]
-        for name in ("torch", "lightning", "transformers", "jax", "tensorflow"):
-            if name in pkgs:
-                bits.append(f"{name} {pkgs[name]}")
-        if env.get("gpus"):
-            bits.append(", ".join(env["gpus"]))
-        source = env.get("source")
-        note = (
-            " [dim](the importing interpreter's, not the run's)[/]" if source == "importer" else ""
-        )
-        info.add_row("env", "  ".join(bits) + note)
+    for field, value, style in _info_rows(rec):
+        info.add_row(field, f"[{style}]{value}[/]" if style else value)
     console.print(info)
     if rec.get("config"):
         console.print("\n[bold]config[/]")
@@ -215,31 +276,49 @@ def print_run(rec: dict[str, Any]) -> None:
     if rec.get("metrics"):
         console.print("\n[bold]metrics[/]")
         mt = Table(box=None, header_style="dim", pad_edge=False)
-        for col in ("tag", "last", "min", "max", "step", "count", "non-finite at"):
+        for col in _METRIC_HEADER:
             mt.add_column(col, justify="left" if col == "tag" else "right")
-        for tag, m in rec["metrics"].items():
-            nf = m.get("nonfinite_step")
-            mt.add_row(
-                tag,
-                fmt_value(m.get("last")),
-                fmt_value(m.get("min")),
-                fmt_value(m.get("max")),
-                "final" if m.get("step") == -1 else fmt_value(m.get("step")),
-                str(m.get("count")),
-                f"[red]{nf}[/]" if nf is not None else "",
-            )
+        for row in _metric_rows(rec):
+            row[-1] = f"[red]{row[-1]}[/]" if row[-1] else ""
+            mt.add_row(*row)
         console.print(mt)
-    if git and git.get("diff"):
-        lines = git["diff"].count("\n")
-        console.print(
-            f"\n[bold]uncommitted changes[/] [dim]({lines} diff lines; `labbook show --json` has them)[/]"
-        )
+    hint = _diff_hint(rec)
+    if hint:
+        console.print(f"\n[bold]{hint.split(' (')[0]}[/] [dim]({hint.split(' (', 1)[1]}[/]")
     if rec.get("notes"):
         console.print("\n[bold]notes[/]")
         for n in rec["notes"]:
             console.print(
                 f"  [dim]{fmt_time(n['at'])} {n.get('author') or ''}[/] [{n['kind']}] {n['text']}"
             )
+
+
+def _print_run_plain(rec: dict[str, Any], out: Any) -> None:
+    """The same sections as text: no colour, no wrapping, no rich import."""
+    title, reason = _headline(rec)
+    out.write(title + "\n")
+    if reason:
+        out.write(f"  {reason}\n")
+    rows = _info_rows(rec)
+    width = max(len(f) for f, _, _ in rows)
+    for field, value, _ in rows:
+        out.write(f"{field.ljust(width)}  {value}\n")
+    if rec.get("config"):
+        out.write("\nconfig\n")
+        kw = max(len(k) for k in rec["config"])
+        for k, v in rec["config"].items():
+            out.write(f"{k.ljust(kw)}  {fmt_value(v)}\n")
+    if rec.get("metrics"):
+        out.write("\nmetrics\n")
+        out.flush()
+        print_plain_table(_METRIC_HEADER, _metric_rows(rec))
+    hint = _diff_hint(rec)
+    if hint:
+        out.write(f"\n{hint}\n")
+    if rec.get("notes"):
+        out.write("\nnotes\n")
+        for n in rec["notes"]:
+            out.write(f"  {fmt_time(n['at'])} {n.get('author') or ''} [{n['kind']}] {n['text']}\n")
 
 
 @contextmanager
