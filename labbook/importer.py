@@ -92,8 +92,12 @@ def discover(
 class Completer:
     """Completes recogniser facts with capture; caches per-repository git state."""
 
-    def __init__(self, *, git: bool = True) -> None:
+    def __init__(
+        self, *, git: bool = True, run_dirs: Iterable[str | os.PathLike[str]] = ()
+    ) -> None:
         self.git = git
+        #: every run dir of this import: their files are outputs, not untracked code
+        self.run_dirs = [os.fspath(d) for d in run_dirs]
         self._git_cache: dict[str, object] = {}
         self._host = socket.gethostname()
         try:
@@ -128,7 +132,7 @@ class Completer:
         return facts
 
     def _complete_git(self, facts: RunFacts) -> None:
-        from labbook.capture.git import capture_git, find_repo_root
+        from labbook.capture.git import capture_git, find_repo_root, without_outputs
 
         if facts.git is not None and facts.git.diff:
             return  # the framework recorded the run's own git state
@@ -137,7 +141,10 @@ class Completer:
         if root is None:
             return
         if root not in self._git_cache:
-            self._git_cache[root] = capture_git(root)
+            captured = capture_git(root)
+            if captured is not None and self.run_dirs:
+                captured = without_outputs(captured, self.run_dirs)
+            self._git_cache[root] = captured
         state = self._git_cache[root]
         if state is None:
             return
@@ -165,7 +172,7 @@ def import_paths(
         if progress:
             progress("discover", 0, 0)
         found = discover(paths, missing=report.missing, unreadable=report.failed)
-        completer = Completer(git=git)
+        completer = Completer(git=git, run_dirs=[d.path for _, d in found])
         total = len(found)
         for i, (rec, d) in enumerate(found, 1):
             if progress:

@@ -132,3 +132,17 @@ def test_help_lists_every_command_with_its_own_summary():
         assert summary.split()[0].lower() in (command.help or "").lower()
     for name in ("import", "ls", "show", "demo", "tui"):
         assert f"  {name} " in out
+
+
+def test_runs_outputs_are_not_untracked_code(repo, db_path):
+    """Run dirs inside a repo whose outputs are not git-ignored: only real code is untracked."""
+    for name, seed in (("a", 1), ("b", 2)):
+        run = repo / "runs" / name
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(f"lr: 0.1\nseed: {seed}\n")
+        (run / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    (repo / "new_model.py").write_text("class Net: ...\n")
+    r = run_cli("import", str(repo / "runs"), db=db_path)
+    assert r.returncode == 0, r.stderr
+    for rec in json.loads(run_cli("ls", "--json", db=db_path).stdout):
+        assert rec["git"]["untracked"] == ["new_model.py"], rec["git"]["untracked"]

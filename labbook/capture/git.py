@@ -35,6 +35,7 @@ import os
 import re
 import stat
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -502,3 +503,31 @@ def capture_git(path: str | os.PathLike[str]) -> GitState | None:
             f"{UNTRACKED_LIST_MAX} names were recorded (a .gitignore entry would help)",
         )
     return state
+
+
+def without_outputs(state: GitState, run_dirs: Iterable[str | os.PathLike[str]]) -> GitState:
+    """``state`` without the untracked files that are runs' outputs.
+
+    Run directories inside a repository whose outputs are not git-ignored would
+    otherwise show up as "untracked code" — and differ from run to run.
+    """
+    import dataclasses
+
+    root = os.path.realpath(state.root)
+    prefixes = []
+    for d in run_dirs:
+        rel = os.path.relpath(os.path.realpath(d), root)
+        if rel != "." and not rel.startswith(".."):
+            prefixes.append(rel.replace(os.sep, "/").rstrip("/") + "/")
+    if not prefixes or not state.untracked:
+        return state
+    keep = tuple(prefixes)
+
+    def is_output(name: str) -> bool:
+        return (name.rstrip("/") + "/").startswith(keep)
+
+    return dataclasses.replace(
+        state,
+        untracked=[n for n in state.untracked if not is_output(n)],
+        untracked_contents={k: v for k, v in state.untracked_contents.items() if not is_output(k)},
+    )

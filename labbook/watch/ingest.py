@@ -214,7 +214,7 @@ class Ingestor:
     def _capture_git(self, run_dir: Path) -> GitState | None:
         if not self.git:
             return None
-        from labbook.capture.git import capture_git, find_repo_root
+        from labbook.capture.git import capture_git, find_repo_root, without_outputs
 
         root = find_repo_root(str(run_dir))
         if root is None:
@@ -224,6 +224,8 @@ class Ingestor:
         if hit is not None and (self.catching_up or now - hit[0] < GIT_CACHE_S):
             return hit[1]
         state = capture_git(root)
+        if state is not None:  # runs' outputs are not untracked code
+            state = without_outputs(state, [run_dir, *self.states])
         self._git_cache[root] = (now, state)
         return state
 
