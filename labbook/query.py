@@ -306,6 +306,8 @@ def count_runs(store: Store, flt: RunFilter, *, cap: int | None = None) -> int:
     With ``cap``, counting stops past ``cap`` (the result is then ``cap + 1``): a
     view that says "10,000+ runs" need not visit 100,000 rows on every keystroke.
     """
+    # The subquery form even with a cap: a probe per run would have to walk past
+    # ~cap/density runs to find cap matches (545 ms vs 58 ms for a 14% filter).
     where, args = _filter_sql(store, flt, all_rows=True)
     if cap is None:
         sql = f"SELECT count(*) FROM runs r{where}"

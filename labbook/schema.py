@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from sqlite_utils.migrations import Migrations
 
 #: Bump together with adding a step below.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def migrations() -> Migrations:
@@ -210,6 +210,14 @@ def migrations() -> Migrations:
         db.conn.executemany(
             "UPDATE runs SET config_sig = ? WHERE id = ?",
             [(signature_hash(cfg), rid) for rid, cfg in configs.items()],
+        )
+
+    @steps(name="0007_runs_status_order")
+    def runs_status_order(db: Database) -> None:
+        # `--status failed` (and the TUI's status filter) newest first, without a sort.
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS runs_status_order"
+            " ON runs(status, coalesce(started_at, created_at), created_at)"
         )
 
     return steps

@@ -145,21 +145,38 @@ class Notebook:
             return Window(0, 0, [])
         from labbook.query import count_runs, select_runs_window
 
+        store = self.store
         flt = self.filter_for(query.text)
+
+        def rows_at(offset: int, limit: int) -> list[dict[str, Any]]:
+            return select_runs_window(
+                store,
+                flt,
+                offset=offset,
+                limit=limit,
+                sort=query.sort,
+                descending=query.descending,
+            )
+
+        if offset <= 0:
+            # The first window (every filter keystroke), read first: a filter that
+            # matches less than a window (a name, a tag) then needs no count, which
+            # would scan the whole table once more for those few matches. (Not
+            # ``limit + 1`` rows to tell "exactly a window": proving there is no
+            # next match costs that same full scan.)
+            rows = rows_at(0, limit)
+            if len(rows) < limit:
+                return Window(0, len(rows), store.records(rows, heavy=False))
         cap = None if exact else max(self.COUNT_CAP, 2 * (offset + limit))
-        total = count_runs(self.store, flt, cap=cap)
+        total = count_runs(store, flt, cap=cap)
         more = cap is not None and total > cap
         total = min(total, cap) if cap is not None else total
-        offset = max(0, min(offset, max(0, total - limit)))
-        rows = select_runs_window(
-            self.store,
-            flt,
-            offset=offset,
-            limit=limit,
-            sort=query.sort,
-            descending=query.descending,
-        )
-        return Window(offset, total, self.store.records(rows, heavy=False), more)
+        if offset > 0:
+            offset = max(0, min(offset, max(0, total - limit)))
+            rows = rows_at(offset, limit)
+        else:
+            offset = 0
+        return Window(offset, total, store.records(rows, heavy=False), more)
 
     def position_of(self, query: Query, run_id: str, limit: int = 5000) -> int | None:
         """Index of ``run_id`` among the first ``limit`` rows of ``query`` (to keep a cursor)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -108,7 +108,9 @@ class RunsScreen(Screen[None]):
     def _status(self, text: str, *, error: bool = False) -> None:
         status = self.query_one("#status", Static)
         status.set_class(error, "-error")
-        status.update(text)
+        # one line, its size fixed by the stylesheet: a repaint, not a layout of the screen
+        # (which costs more than the whole table's repaint, on every keystroke)
+        status.update(text, layout=False)
 
     # -- filter ----------------------------------------------------------------------
 
@@ -151,7 +153,7 @@ class RunsScreen(Screen[None]):
     def current_run_id(self) -> str | None:
         return self.table.current_run_id()
 
-    def on_data_table_row_selected(self, event: RunTable.RowSelected) -> None:
+    def on_run_table_row_selected(self, event: RunTable.RowSelected) -> None:
         self.action_open_run()
 
     def action_open_run(self) -> None:
@@ -194,8 +196,8 @@ class RunsScreen(Screen[None]):
         q.sort, q.descending = key, descending
         self.table.reload()
 
-    def on_data_table_header_selected(self, event: Any) -> None:
-        key = str(event.column_key.value)
+    def on_run_table_header_selected(self, event: RunTable.HeaderSelected) -> None:
+        key = event.key
         if key == "mark":
             return
         q = self.table.query_state
