@@ -208,12 +208,19 @@ def test_other_users_processes_not_matched(children: Children, run_dir: Path) ->
         other = children.start(["sleep", "60"], user="nobody", pass_fds=(fh.fileno(),), cwd="/")
     nobody_uid = pwd.getpwnam("nobody").pw_uid
     deadline = time.monotonic() + DEADLINE
-    while psutil.Process(other.pid).uids().real != nobody_uid:  # until it has switched user
+    proc = psutil.Process(other.pid)
+    # until it has switched user *and* exec'd sleep: before the exec the child still
+    # holds subprocess's error pipe, whose fd vanishes under a reader's feet
+    while proc.uids().real != nobody_uid or proc.cmdline() != ["sleep", "60"]:
         assert time.monotonic() < deadline
-    assert any(
-        os.readlink(f"/proc/{other.pid}/fd/{fd}").startswith(str(run_dir))
-        for fd in os.listdir(f"/proc/{other.pid}/fd")
-    )
+
+    def fd_target(fd: str) -> str:
+        try:
+            return os.readlink(f"/proc/{other.pid}/fd/{fd}")
+        except FileNotFoundError:
+            return ""
+
+    assert any(fd_target(fd).startswith(str(run_dir)) for fd in os.listdir(f"/proc/{other.pid}/fd"))
     assert find_writer(str(run_dir)) is None
     other.kill()
 
