@@ -36,6 +36,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -566,10 +567,7 @@ def read_csv_metrics(path: PathLike) -> tuple[dict[str, list[Point]], bool]:
         return metrics, False
     bad = 0
     first_bad: int | None = None
-    header: list[str] | None = None
-    step_cols: list[int] = []
-    time_cols: list[int] = []
-    metric_cols: list[tuple[int, str]] = []
+    columns: CsvColumns | None = None
     row_no = 0
     try:
         with f:
@@ -584,54 +582,73 @@ def read_csv_metrics(path: PathLike) -> tuple[dict[str, list[Point]], bool]:
                 if not raw.strip():
                     continue
                 row = _csv_row(raw)
-                if header is None:
+                if columns is None:
                     if not row:
                         bad += 1
                         first_bad = first_bad or index + 1
                         continue
-                    header = [c.strip() for c in row]
-                    lowered = [h.lower() for h in header]
-                    step_cols = [lowered.index(k) for k in STEP_KEYS if k in lowered]
-                    time_cols = [lowered.index(k) for k in WALL_TIME_KEYS if k in lowered]
-                    skip = set(step_cols) | set(time_cols)
-                    metric_cols = [(i, h) for i, h in enumerate(header) if i not in skip and h]
+                    columns = CsvColumns.of(row)
                     continue
-                if row is None or len(row) != len(header):
+                if row is None or len(row) != len(columns.header):
                     if complete:
                         bad += 1
                         first_bad = first_bad or index + 1
                     else:
                         truncated = True
                     continue
-                step: int | None = None
-                for i in step_cols:
-                    step = _as_step(_csv_number(row[i]))
-                    if step is not None:
-                        break
-                if step is None:
-                    step = row_no
+                columns.add_row(row, row_no, metrics)
                 row_no += 1
-                wall: float | None = None
-                wall_col = None
-                for i in time_cols:
-                    wall = _as_wall_time(_csv_number(row[i]))
-                    if wall is not None:
-                        wall_col = i
-                        break
-                if time_cols and wall_col is None:
-                    # A 'time' column that is not a Unix time (e.g. seconds per step): a metric.
-                    for i in time_cols:
-                        v = _csv_number(row[i])
-                        if v is not None:
-                            metrics.setdefault(header[i], []).append(Point(step, v, None))
-                for i, name in metric_cols:
-                    v = _csv_number(row[i])
-                    if v is not None:
-                        metrics.setdefault(name, []).append(Point(step, v, wall))
     except OSError as exc:
         warn(path, f"read error: {exc.strerror or exc}")
     _warn_malformed(path, bad, first_bad, "CSV")
     return metrics, truncated
+
+
+@dataclass
+class CsvColumns:
+    """What each column of a metrics CSV is, from its header (shared with the live tail)."""
+
+    header: list[str]
+    step_cols: list[int]
+    time_cols: list[int]
+    metric_cols: list[tuple[int, str]]
+
+    @classmethod
+    def of(cls, header_row: list[str]) -> CsvColumns:
+        header = [c.strip() for c in header_row]
+        lowered = [h.lower() for h in header]
+        step_cols = [lowered.index(k) for k in STEP_KEYS if k in lowered]
+        time_cols = [lowered.index(k) for k in WALL_TIME_KEYS if k in lowered]
+        skip = set(step_cols) | set(time_cols)
+        metric_cols = [(i, h) for i, h in enumerate(header) if i not in skip and h]
+        return cls(header, step_cols, time_cols, metric_cols)
+
+    def add_row(self, row: list[str], row_no: int, into: dict[str, list[Point]]) -> None:
+        """Add one data row's points; the step is its step column's, else ``row_no``."""
+        step: int | None = None
+        for i in self.step_cols:
+            step = _as_step(_csv_number(row[i]))
+            if step is not None:
+                break
+        if step is None:
+            step = row_no
+        wall: float | None = None
+        wall_col = None
+        for i in self.time_cols:
+            wall = _as_wall_time(_csv_number(row[i]))
+            if wall is not None:
+                wall_col = i
+                break
+        if self.time_cols and wall_col is None:
+            # A 'time' column that is not a Unix time (e.g. seconds per step): a metric.
+            for i in self.time_cols:
+                v = _csv_number(row[i])
+                if v is not None:
+                    into.setdefault(self.header[i], []).append(Point(step, v, None))
+        for i, name in self.metric_cols:
+            v = _csv_number(row[i])
+            if v is not None:
+                into.setdefault(name, []).append(Point(step, v, wall))
 
 
 def _csv_number(cell: str) -> float | None:

@@ -156,41 +156,20 @@ def _parse_jsonl(
 def _parse_csv(data: bytes, state: dict[str, Any], into: dict[str, list[Point]]) -> None:
     """Rows of a CSV file with a header (kept in ``state``); the step default is the row number."""
     header: list[str] | None = state.get("header")
+    columns = metric_files.CsvColumns.of(header) if header else None
     row_no = int(state.get("rows", 0))
     for raw in data.splitlines():
         if not raw.strip():
             continue
         row = metric_files._csv_row(raw)
-        if header is None:
+        if columns is None:
             if row:
-                header = [c.strip() for c in row]
+                columns = metric_files.CsvColumns.of(row)
+                header = columns.header
             continue
-        if row is None or len(row) != len(header):
+        if row is None or len(row) != len(columns.header):
             continue
-        lowered = [h.lower() for h in header]
-        step_cols = [lowered.index(k) for k in metric_files.STEP_KEYS if k in lowered]
-        time_cols = [lowered.index(k) for k in metric_files.WALL_TIME_KEYS if k in lowered]
-        step: int | None = None
-        for i in step_cols:
-            step = metric_files._as_step(metric_files._csv_number(row[i]))
-            if step is not None:
-                break
-        if step is None:
-            step = row_no
+        columns.add_row(row, row_no, into)
         row_no += 1
-        wall: float | None = None
-        wall_col = None
-        for i in time_cols:
-            wall = metric_files._as_wall_time(metric_files._csv_number(row[i]))
-            if wall is not None:
-                wall_col = i
-                break
-        skip = set(step_cols) | ({wall_col} if wall_col is not None else set())
-        for i, name in enumerate(header):
-            if i in skip or not name:
-                continue
-            v = metric_files._csv_number(row[i])
-            if v is not None:
-                into.setdefault(name, []).append(Point(step, v, wall))
     state["header"] = header
     state["rows"] = row_no
