@@ -60,8 +60,17 @@ def test_import_ls_show_json(three_runs: Path, db_path: Path):
     table = run_cli("ls", db=db_path).stdout
     assert "diverged" in table and "not set" in table
 
-    text = run_cli("show", "@last", db=db_path)
-    assert text.returncode == 0 and "config" in text.stdout
+    text = run_cli("show", "runs/too-high", db=db_path)
+    assert text.returncode == 0
+    out = text.stdout
+    # piped: plain aligned text, every section, no colour codes, nothing wrapped
+    assert "\x1b[" not in out
+    assert out.splitlines()[0].startswith("runs/too-high") and "diverged" in out.splitlines()[0]
+    for section in ("config", "metrics", "uncommitted changes"):
+        assert f"\n{section}" in out
+    assert "optimizer.lr" in out and "non-finite at" in out
+    seed_line = next(line for line in out.splitlines() if line.startswith("seed"))
+    assert "(config:seed)" in seed_line
 
 
 def test_reimport_is_idempotent(three_runs: Path, db_path: Path):
