@@ -205,8 +205,9 @@ def resolve(store: Store, ref: str) -> str:
     """Turn a run reference into a run id, or raise RunNotFound / AmbiguousRun.
 
     Accepted, in this order: ``@last`` and ``@-N`` (N-th newest, ``@-1`` is
-    ``@last``), an exact id, an id prefix, an exact name, a path (a run dir or a
-    file or directory inside one).
+    ``@last``), an exact id, an exact name, an id prefix, a path (a run dir or a
+    file or directory inside one). A name wins over an id prefix: a run named
+    ``b`` stays reachable as ``b`` whatever ids other runs were given.
     """
     conn = store.conn
     m = _RECENT.match(ref)
@@ -222,7 +223,18 @@ def resolve(store: Store, ref: str) -> str:
         if not row:
             raise RunNotFound(f"'{ref}': there are fewer than {n} runs")
         return str(row[0])
-    if re.fullmatch(r"[0-9a-f]{1,16}", ref):
+    is_hex = re.fullmatch(r"[0-9a-f]{1,16}", ref) is not None
+    if is_hex and conn.execute("SELECT 1 FROM runs WHERE id = ?", (ref,)).fetchone():
+        return ref
+    rows = [
+        r[0]
+        for r in conn.execute("SELECT id FROM runs WHERE name = ? AND deleted_at IS NULL", (ref,))
+    ]
+    if len(rows) == 1:
+        return str(rows[0])
+    if len(rows) > 1:
+        raise AmbiguousRun(ref, _describe(store, rows))
+    if is_hex:
         rows = [
             r[0]
             for r in conn.execute(
@@ -233,14 +245,6 @@ def resolve(store: Store, ref: str) -> str:
             return str(rows[0])
         if len(rows) > 1:
             raise AmbiguousRun(ref, _describe(store, rows))
-    rows = [
-        r[0]
-        for r in conn.execute("SELECT id FROM runs WHERE name = ? AND deleted_at IS NULL", (ref,))
-    ]
-    if len(rows) == 1:
-        return str(rows[0])
-    if len(rows) > 1:
-        raise AmbiguousRun(ref, _describe(store, rows))
     path = os.path.abspath(os.path.expanduser(ref))
     probe = path
     while True:

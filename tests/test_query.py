@@ -97,6 +97,15 @@ def test_resolve_forms(store, runs, tmp_path):
         resolve(store, "nothing-like-this")
 
 
+def test_a_name_wins_over_an_id_prefix(store, runs):
+    """A run named like the start of another run's id is reached by its name."""
+    prefix = runs["c"][:3]
+    named = add(store, prefix, 400.0, config={}, status="finished", metrics={})
+    assert resolve(store, prefix) == named
+    assert resolve(store, runs["c"]) == runs["c"]  # the exact id still wins
+    assert resolve(store, runs["c"][:6]) == runs["c"]
+
+
 def test_resolve_path_inside_run_dir(store, tmp_path):
     run_dir = tmp_path / "exp"
     (run_dir / "sub").mkdir(parents=True)
