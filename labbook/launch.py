@@ -163,36 +163,9 @@ def _interpreter_of(argv: Sequence[str]) -> str | None:
 def launch_env(argv: Sequence[str], environ: dict[str, str]) -> EnvInfo:
     """The environment the child starts with (``source="process"``): variables
     selected and redacted, the packages and version of its interpreter."""
-    import platform
+    from labbook.capture.env import interpreter_env
 
-    from labbook.capture.env import (
-        _nvml_info,
-        _visible_gpus,
-        python_version_of,
-        read_packages,
-        select_env_vars,
-        site_packages_of,
-    )
-
-    exe = _interpreter_of(argv)
-    packages: dict[str, str] = {}
-    python = None
-    if exe is not None:
-        try:
-            packages = read_packages(site_packages_of(exe))
-            python = python_version_of(exe)
-        except Exception as exc:  # never let a capture problem stop a launch
-            warn(exe, f"packages not recorded ({type(exc).__name__}: {exc})")
-    cuda, gpus = _nvml_info()
-    return EnvInfo(
-        source="process",
-        python=python,
-        platform=platform.platform(),
-        packages=packages,
-        cuda=cuda,
-        gpus=_visible_gpus(gpus, environ.get("CUDA_VISIBLE_DEVICES")),
-        vars=select_env_vars(environ),
-    )
+    return interpreter_env(_interpreter_of(argv), environ)
 
 
 def launch_facts(

@@ -646,11 +646,21 @@ def process_env(pid: int) -> EnvInfo | None:
     except (psutil.Error, OSError, ValueError, TypeError, OverflowError):
         return None
     exe = _invoked_path(proc, exe, environ)
+    return interpreter_env(exe if exe and _looks_like_python(exe) else None, environ)
+
+
+def interpreter_env(exe: str | None, environ: Mapping[str, str]) -> EnvInfo:
+    """The environment of a process (``source="process"``) started as ``exe`` with
+    ``environ``: selected, redacted variables; the interpreter's version and packages
+    when ``exe`` is a Python interpreter (None: not one, or not known)."""
     packages: dict[str, str] = {}
     python: str | None = None
-    if exe and _looks_like_python(exe):
-        packages = read_packages(site_packages_of(exe))
-        python = python_version_of(exe)
+    if exe is not None:
+        try:
+            packages = read_packages(site_packages_of(exe))
+            python = python_version_of(exe)
+        except Exception as exc:  # never let a capture problem stop the work
+            warn(exe, f"packages not recorded ({type(exc).__name__}: {exc})")
     cuda, gpus = _nvml_info()
     return EnvInfo(
         source="process",
