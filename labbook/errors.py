@@ -48,6 +48,10 @@ class StoreError(LabbookError):
     """The database cannot be opened or used."""
 
 
+class StoreBusy(StoreError):
+    """Another connection held the database's write lock for longer than we wait."""
+
+
 class QueryError(UsageError):
     """A ``--where`` expression or other query cannot be parsed."""
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from labbook.errors import UsageError
+from labbook.errors import LabbookError, UsageError
 from labbook.model import EnvInfo, Failure, RunFacts
 from labbook.warn import warn
 
@@ -129,6 +129,8 @@ class LaunchResult:
     joined: list[str] = field(default_factory=list)
     #: Ids of runs saved for further run directories the command wrote.
     other_runs: list[str] = field(default_factory=list)
+    #: A journal file left with writes the store could not take yet (recorded later).
+    journal: str | None = None
 
 
 # --------------------------------------------------------------------------- #
@@ -210,6 +212,112 @@ def launch_facts(
 
 
 # --------------------------------------------------------------------------- #
+# Writing without standing in the way
+# --------------------------------------------------------------------------- #
+
+#: Seconds a write may wait for the store before the command starts, while it runs
+#: (the output is pumped between writes) and after it has ended.
+BUSY_BEFORE_S = 1.0
+BUSY_DURING_S = 0.25
+BUSY_AFTER_S = 5.0
+#: Seconds between tries to write the journal while the command runs (doubling).
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 30.0
+
+
+class Recorder:
+    """The launch's writes: to the store when it takes them within a short wait, else
+    to the local journal (:mod:`labbook.journal`), written later.
+
+    Nothing here raises: a busy, missing or broken store costs the record a delay,
+    never the command. Writes keep their order: once something is journaled, later
+    writes go to the journal too until it has been written to the store.
+    """
+
+    def __init__(self, store: Store | None, db_path: str | os.PathLike[str] | None) -> None:
+        from labbook.journal import Journal
+
+        self.store = store
+        self.journal = Journal(db_path) if db_path is not None else None
+        self.said = False
+        self.retry_at = 0.0
+        self.retry_interval = RETRY_FIRST_S
+        self.set_budget(BUSY_BEFORE_S)
+
+    def set_budget(self, seconds: float) -> None:
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                self.store.set_busy_timeout(seconds)
+
+    @property
+    def pending(self) -> bool:
+        return self.journal is not None and self.journal.pending > 0
+
+    def write(self, direct: Callable[[Store], Any], op: Callable[[], dict[str, Any]]) -> Any:
+        """``direct(store)`` now if it can be done, else append ``op()`` to the journal."""
+        if self.store is not None and self._catch_up():
+            try:
+                return direct(self.store)
+            except Exception as exc:  # busy, disk full, a bug: the command goes on
+                self._say(exc)
+        if self.journal is not None:
+            try:
+                entry = op()
+            except Exception as exc:
+                warn(None, f"cannot journal a write ({type(exc).__name__}: {exc})")
+                return None
+            self.journal.append(entry)
+        return None
+
+    def _catch_up(self) -> bool:
+        """Write the journal first (keeping order); whether the store is writable now."""
+        if not self.pending:
+            return True
+        if time.monotonic() < self.retry_at:
+            return False
+        try:
+            assert self.journal is not None and self.store is not None
+            self.journal.flush(self.store)
+        except Exception:
+            self.retry_at = time.monotonic() + self.retry_interval
+            self.retry_interval = min(self.retry_interval * 2, RETRY_MAX_S)
+            return False
+        self.retry_interval = RETRY_FIRST_S
+        return True
+
+    def retry(self) -> None:
+        """While the command runs: write the journal when its next try is due."""
+        if self.pending and self.store is not None and time.monotonic() >= self.retry_at:
+            self._catch_up()
+
+    def _say(self, exc: Exception) -> None:
+        """A delayed write is not worth a warning (:meth:`finish` says what is left over);
+        why it was delayed is logged at debug level, with the traceback."""
+        import logging
+
+        if not self.said:
+            self.said = True
+            reason = (
+                exc.message if isinstance(exc, LabbookError) else f"{type(exc).__name__}: {exc}"
+            )
+            logging.getLogger("labbook").debug(
+                "cannot record now (%s); kept in the journal", reason, exc_info=exc
+            )
+
+    def finish(self) -> str | None:
+        """After the command: a last try; a one-line note when something is left over."""
+        self.set_budget(BUSY_AFTER_S)
+        self.retry_at = 0.0
+        left = None
+        if self.pending and not self._catch_up():
+            assert self.journal is not None
+            left = str(self.journal.path)
+        if self.journal is not None:
+            self.journal.close()
+        return left
+
+
+# --------------------------------------------------------------------------- #
 # Joining run directories
 # --------------------------------------------------------------------------- #
 
@@ -280,8 +388,8 @@ def _merge(dir_facts: RunFacts, launch: RunFacts, *, name: str | None) -> RunFac
 class _Joiner:
     """Finds the run directories a launch writes and saves them as the launch's run."""
 
-    def __init__(self, store: Store, run_id: str, launch: RunFacts, name: str | None) -> None:
-        self.store = store
+    def __init__(self, rec: Recorder, run_id: str, launch: RunFacts, name: str | None) -> None:
+        self.rec = rec
         self.run_id = run_id
         self.launch = launch
         self.name = name
@@ -338,10 +446,16 @@ class _Joiner:
         """Whether another run that is still running owns this (pre-existing) directory."""
         from labbook.store import safe_text
 
-        other = self.store.id_for_source(safe_text(source_key) or source_key)
-        if other is None or other == self.run_id or other in self.others.values():
+        store = self.rec.store
+        if store is None:
             return False
-        row = self.store.run_row(other)
+        try:
+            other = store.id_for_source(safe_text(source_key) or source_key)
+            if other is None or other == self.run_id or other in self.others.values():
+                return False
+            row = store.run_row(other)
+        except Exception:  # a broken store: take the directory as this launch's
+            return False
         return row is not None and row["status"] == "running"
 
     def _save(
@@ -371,17 +485,34 @@ class _Joiner:
                 facts.status = status
         if facts.log_tail is None:
             facts.log_tail = self.launch.log_tail
-        try:
-            if self.primary is None or self.primary == key:
-                self.store.adopt_source(self.run_id, key)
-                self.primary = key
-                self.store.save_run(facts)
-                self.saved_final = final
-            else:
-                rid, _ = self.store.save_run(facts)
-                self.others[key] = rid
-        except Exception as exc:
-            warn(facts.path, f"cannot record run ({type(exc).__name__}: {exc})")
+        from labbook.journal import facts_to_json
+        from labbook.store import new_run_id
+
+        if self.primary is None or self.primary == key:
+            run_id = self.run_id
+
+            def primary(store: Store) -> None:
+                with store.transaction():
+                    store.adopt_source(run_id, key)
+                    store.save_run(facts, run_id=run_id)
+
+            self.rec.write(
+                primary,
+                lambda: {
+                    "op": "adopt_and_save",
+                    "run_id": run_id,
+                    "source_key": key,
+                    "facts": facts_to_json(facts),
+                },
+            )
+            self.primary = key
+            self.saved_final = final
+        else:
+            rid = self.others.setdefault(key, new_run_id())
+            self.rec.write(
+                lambda store: store.save_run(facts, run_id=rid),
+                lambda: {"op": "save_run", "run_id": rid, "facts": facts_to_json(facts)},
+            )
 
 
 # --------------------------------------------------------------------------- #
@@ -648,7 +779,7 @@ def _stdout_is_tty() -> bool:
 
 
 def launch(
-    store: Store,
+    store: Store | None,
     argv: Sequence[str],
     *,
     name: str | None = None,
@@ -658,32 +789,72 @@ def launch(
     use_pty: bool | None = None,
     git: bool = True,
     join: bool = True,
+    db_path: str | os.PathLike[str] | None = None,
 ) -> LaunchResult:
     """Run ``argv`` as a recorded run (see the module docstring); return what came of it.
 
     ``use_pty`` None means "a pty when stdout is a terminal". The child's exit code
     (128+N for signal N, 127 when it cannot start) is in the result.
+
+    The command starts whatever the store does: ``store`` may be None (it could not
+    be opened) or busy; what cannot be written within a short wait goes to the
+    journal beside ``db_path`` (default: the store's path) and is written later
+    (:class:`Recorder`). ``LaunchResult.journal`` names a journal left over.
     """
     from labbook.classify import classify, exit_status, status_for
+    from labbook.journal import facts_to_json
     from labbook.readers.logs import clean_lines
+    from labbook.store import new_run_id, now_iso
 
     if not argv:
         raise UsageError("no command to run", hint="labbook run -- python train.py --lr 0.1")
     work = os.path.abspath(cwd or os.getcwd())
     environ = dict(os.environ)
-    facts = launch_facts(argv, cwd=work, environ=environ, name=name, tags=tags, git=git)
-    run_id, _ = store.save_run(facts)
+    rec = Recorder(store, db_path if db_path is not None else (store.path if store else None))
+    try:
+        facts = launch_facts(argv, cwd=work, environ=environ, name=name, tags=tags, git=git)
+    except Exception as exc:  # capture must never stop the command
+        warn(work, f"cannot capture the launch ({type(exc).__name__}: {exc})")
+        facts = RunFacts(
+            path=work,
+            framework="command",
+            source_key=f"command:{uuid.uuid4()}",
+            name=name,
+            status="running",
+            started_at=time.time(),
+            command=list(argv),
+            cwd=work,
+            tags=list(tags),
+        )
+    run_id = new_run_id()
+
+    def save_launch() -> None:
+        rec.write(
+            lambda s: s.save_run(facts, run_id=run_id),
+            lambda: {"op": "save_run", "run_id": run_id, "facts": facts_to_json(facts)},
+        )
+
+    save_launch()
     if note:
-        store.add_note(run_id, note)
+        at = now_iso()
+        rec.write(
+            lambda s: s.add_note(run_id, note, at=at),
+            lambda: {"op": "note", "run_id": run_id, "text": note, "at": at},
+        )
+    rec.set_budget(BUSY_DURING_S)
     child_env = {**environ, RUN_ID_VAR: run_id}
-    joiner = _Joiner(store, run_id, facts, name) if join else None
+    joiner = _Joiner(rec, run_id, facts, name) if join else None
     capture = HeadTail()
 
     def on_start(pid: int) -> None:
         facts.pid = pid
-        store.update_run(run_id, pid=pid)
+        rec.write(
+            lambda s: s.update_run(run_id, pid=pid),
+            lambda: {"op": "update_run", "run_id": run_id, "fields": {"pid": pid}},
+        )
 
     def tick() -> None:
+        rec.retry()
         if joiner is not None and joiner.due():
             joiner.look(final=False)
 
@@ -692,6 +863,7 @@ def launch(
     runner = _run_pty if pty_mode else _run_pipes
     raw = runner(argv, work, child_env, capture, on_start, tick)
     duration = time.monotonic() - t0
+    rec.set_budget(BUSY_AFTER_S)
     if pty_mode:
         if os.WIFSIGNALED(raw):
             returncode = -os.WTERMSIG(raw)
@@ -701,35 +873,58 @@ def launch(
         returncode = raw
     exit_code, signal_name = exit_status(returncode)
     assert exit_code is not None
-    text = capture.text()
-    log_text = "\n".join(clean_lines(text))
-    facts.ended_at = (facts.started_at or time.time()) + duration
-    facts.log_tail = log_text
-    failure = None
-    if exit_code != 127 or facts.pid is not None:
-        failure = classify(
-            exit_code=exit_code,
-            signal_name=signal_name,
-            log_text=log_text,
-            pid=facts.pid,
-            started_at=facts.started_at,
-        )
-    else:
-        failure = Failure("exception", f"could not start {argv[0]}")
-    status = status_for(failure, exit_code)
-    facts.failure = failure
-    facts.status = status
+    failure: Failure | None = None
+    status = "unknown"
     joined: list[str] = []
     others: list[str] = []
-    if joiner is not None:
-        joiner.look(final=True, failure=failure, status=status)
-        if joiner.primary is not None:
-            joined.append(joiner.primary)
-            joined += list(joiner.others)
-            others = list(joiner.others.values())
-    if not joined:
-        store.save_run(facts)
-    elif not joiner or not joiner.saved_final:
-        # the run directory went away before the end: record at least how it ended
-        store.set_status(run_id, status, failure=failure, ended_at=facts.ended_at)
-    return LaunchResult(run_id, exit_code, signal_name, duration, failure, joined, others)
+    try:
+        text = capture.text()
+        log_text = "\n".join(clean_lines(text))
+        facts.ended_at = (facts.started_at or time.time()) + duration
+        facts.log_tail = log_text
+        if exit_code != 127 or facts.pid is not None:
+            failure = classify(
+                exit_code=exit_code,
+                signal_name=signal_name,
+                log_text=log_text,
+                pid=facts.pid,
+                started_at=facts.started_at,
+            )
+        else:
+            failure = Failure("exception", f"could not start {argv[0]}")
+        status = status_for(failure, exit_code)
+        facts.failure = failure
+        facts.status = status
+        if joiner is not None:
+            joiner.look(final=True, failure=failure, status=status)
+            if joiner.primary is not None:
+                joined.append(joiner.primary)
+                joined += list(joiner.others)
+                others = list(joiner.others.values())
+        if not joined:
+            save_launch()
+        elif not joiner or not joiner.saved_final:
+            # the run directory went away before the end: record at least how it ended
+            fields = {
+                "status": status,
+                "failure_kind": failure.kind if failure else None,
+                "failure_message": failure.message if failure else None,
+                "failure_step": failure.step if failure else None,
+                "ended_at": _iso(facts.ended_at),
+            }
+            rec.write(
+                lambda s: s.update_run(run_id, **fields),
+                lambda: {"op": "update_run", "run_id": run_id, "fields": fields},
+            )
+    except Exception as exc:  # the command has ended: its exit code is what matters
+        warn(work, f"cannot record how the run ended ({type(exc).__name__}: {exc})")
+    left = rec.finish()
+    return LaunchResult(
+        run_id, exit_code, signal_name, duration, failure, joined, others, journal=left
+    )
+
+
+def _iso(ts: float | None) -> str | None:
+    from labbook.store import utc_iso
+
+    return utc_iso(ts)

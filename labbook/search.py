@@ -45,6 +45,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from labbook.errors import StoreError
+
 if TYPE_CHECKING:
     from labbook.query import RunFilter
     from labbook.store import Store
@@ -349,7 +351,7 @@ def refresh_config_docs(store: Store) -> int:
                 )
                 conn.execute(_CONFIG_DOCS.format(where=f"WHERE p.run_id IN ({marks})"), chunk)
                 conn.execute(f"DELETE FROM search_dirty WHERE run_id IN ({marks})", chunk)
-    except sqlite3.OperationalError:  # read-only file or busy: search what is indexed
+    except (sqlite3.OperationalError, StoreError):  # read-only or busy: search what is indexed
         return 0
     return len(dirty)
 

@@ -11,13 +11,16 @@ which keeps ``labbook ls`` and ``labbook show`` fast to start.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import json
 import os
+import random
 import secrets
 import socket
 import sqlite3
+import stat
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from labbook.errors import StoreError
+from labbook.errors import StoreBusy, StoreError
 from labbook.model import EnvInfo, Point, RunFacts
 from labbook.paths import default_db_path
 from labbook.schema import SCHEMA_VERSION
@@ -45,6 +48,11 @@ if TYPE_CHECKING:
 
 BUSY_TIMEOUT_S = 10.0
 ID_BYTES = 4  # 8 hex characters
+
+
+def new_run_id() -> str:
+    """A random run id (``labbook run`` names its run before it can write it)."""
+    return secrets.token_hex(ID_BYTES)
 
 
 def utc_iso(ts: float | None) -> str | None:
@@ -88,6 +96,9 @@ class Store:
         self.conn = conn
         self.path = path
         self._db: Database | None = None
+        self._savepoints = 0
+        #: seconds a write waits for the write lock, in all (see :meth:`transaction`)
+        self.busy_timeout = BUSY_TIMEOUT_S
 
     # -- opening -----------------------------------------------------------------
 
@@ -99,7 +110,10 @@ class Store:
         users on a shared machine cannot read configs, diffs or environments.
         """
         db_path = Path(path).expanduser() if path is not None else default_db_path()
-        exists = db_path.exists()
+        try:
+            exists = db_path.exists()
+        except OSError as exc:
+            raise StoreError(f"cannot open {db_path}: {exc.strerror or exc}") from exc
         if not exists:
             if not create:
                 raise StoreError(
@@ -114,8 +128,18 @@ class Store:
                 raise StoreError(f"cannot create database {db_path}: {exc.strerror}") from exc
         elif db_path.is_dir():
             raise StoreError(f"{db_path} is a directory, not a labbook database")
+        _make_private(db_path)
         try:
-            conn = sqlite3.connect(str(db_path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+            # Autocommit mode: no implicit (deferred) transactions. Every write goes
+            # through :meth:`transaction`, which begins IMMEDIATE so that the busy
+            # timeout applies to taking the write lock (a deferred transaction that
+            # read first gets SQLITE_BUSY_SNAPSHOT at once, whatever the timeout).
+            conn = sqlite3.connect(
+                str(db_path),
+                timeout=BUSY_TIMEOUT_S,
+                check_same_thread=False,
+                isolation_level=None,
+            )
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
@@ -123,12 +147,18 @@ class Store:
         store = cls(conn, db_path)
         if version != SCHEMA_VERSION:
             if version > SCHEMA_VERSION:
+                conn.close()
                 raise StoreError(
                     f"{db_path} was written by a newer labbook (schema {version})",
                     hint="upgrade labbook",
                 )
             store._migrate()
         return store
+
+    def set_busy_timeout(self, seconds: float) -> None:
+        """How long a write waits for another writer before :class:`StoreBusy`."""
+        self.busy_timeout = seconds
+        self.conn.execute(f"PRAGMA busy_timeout = {max(0, int(seconds * 1000))}")
 
     def _migrate(self) -> None:
         """Create or upgrade the schema; one process at a time (others wait, then find it done)."""
@@ -149,7 +179,6 @@ class Store:
             self.conn.execute("PRAGMA journal_mode = WAL")
             migrations().apply(self.db)
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self.conn.commit()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot set up database {self.path}: {exc}") from exc
         finally:
@@ -176,8 +205,66 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self.db.atomic():
+        """One write transaction; nested blocks are savepoints.
+
+        The outermost block begins ``IMMEDIATE``: it takes the write lock first,
+        waiting for other writers up to the busy timeout, so what it reads stays
+        true until it commits. A lock that is still held after that is retried
+        with backoff until :attr:`busy_timeout` has passed in all, then
+        :class:`~labbook.errors.StoreBusy` is raised (nothing was written).
+        """
+        conn = self.conn
+        if conn.in_transaction:
+            self._savepoints += 1
+            name = f"labbook_{self._savepoints}"
+            conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                    conn.execute(f"RELEASE SAVEPOINT {name}")
+                raise
+            else:
+                conn.execute(f"RELEASE SAVEPOINT {name}")
+            finally:
+                self._savepoints -= 1
+            return
+        self._retry_busy("BEGIN IMMEDIATE")
+        try:
             yield
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        try:
+            self._retry_busy("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+
+    def _retry_busy(self, sql: str) -> None:
+        """Run ``sql`` (BEGIN IMMEDIATE or COMMIT), retrying while the database is locked."""
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                self.conn.execute(sql)
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise StoreError(f"cannot write to {self.path}: {exc}") from exc
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreBusy(
+                        f"{self.path} is busy: another labbook held it for {self.busy_timeout:g} s",
+                        hint="try again; `labbook watch` or a long import may be writing",
+                    ) from exc
+                time.sleep(min(left, delay * (0.5 + random.random())))
+                delay = min(delay * 2, 0.25)
 
     def data_version(self) -> int:
         """Changes when another connection commits (for views that poll)."""
@@ -230,7 +317,7 @@ class Store:
 
     def _new_id(self) -> str:
         while True:
-            run_id = secrets.token_hex(ID_BYTES)
+            run_id = new_run_id()
             if not self.conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
                 return run_id
 
@@ -240,17 +327,25 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
-    def save_run(self, facts: RunFacts) -> tuple[str, bool]:
+    def save_run(self, facts: RunFacts, *, run_id: str | None = None) -> tuple[str, bool]:
         """Insert or update the run for ``facts.source_key``; return ``(id, created)``.
 
         Re-saving the same source replaces what was read from its files (config,
-        metrics, git, env) and keeps what people added (notes, manual tags).
+        metrics, git, env) and keeps what people added (notes, manual tags). A new
+        run gets ``run_id`` when given and free, else a new random id.
         """
+        wanted = run_id
         with self.transaction():
             run_id = self.id_for_source(safe_text(facts.source_key))  # type: ignore[arg-type]
             created = run_id is None
             if run_id is None:
-                run_id = self._new_id()
+                free = (
+                    wanted is not None
+                    and not self.conn.execute(
+                        "SELECT 1 FROM runs WHERE id = ?", (wanted,)
+                    ).fetchone()
+                )
+                run_id = wanted if wanted is not None and free else self._new_id()
             now = now_iso()
             git = facts.git
             env = facts.env
@@ -449,12 +544,27 @@ class Store:
             )
 
     def add_note(
-        self, run_id: str, text: str, kind: str = "note", author: str | None = None
+        self,
+        run_id: str,
+        text: str,
+        kind: str = "note",
+        author: str | None = None,
+        *,
+        at: str | None = None,
     ) -> int:
+        """Append a note; with ``at`` given, a note of the same run, time, kind and
+        text already there is not added twice (a journal replayed again)."""
         with self.transaction():
+            if at is not None:
+                row = self.conn.execute(
+                    "SELECT id FROM notes WHERE run_id = ? AND at = ? AND kind = ? AND text = ?",
+                    (run_id, at, kind, text),
+                ).fetchone()
+                if row:
+                    return int(row[0])
             cur = self.conn.execute(
                 "INSERT INTO notes (run_id, at, author, kind, text) VALUES (?, ?, ?, ?, ?)",
-                (run_id, now_iso(), author or _current_user(), kind, text),
+                (run_id, at or now_iso(), author or _current_user(), kind, text),
             )
         return int(cur.lastrowid or 0)
 
@@ -957,6 +1067,57 @@ def _json_float(value: float | None) -> float | str | None:
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether an error means another connection holds a lock (worth retrying)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (any extended code)
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+def _make_private(db_path: Path) -> None:
+    """The database and its ``-wal``/``-shm``/journal are the user's own and private.
+
+    A file of this user's with group or other permission bits is made 0600. A file
+    owned by another user is refused: in a shared directory another user could
+    create ``labbook.db-wal`` first and read everything written through it. The
+    ``-wal`` and ``-shm`` files are created private before SQLite opens them, so
+    nobody can slip one in between.
+    """
+    uid = os.getuid()
+    for suffix in ("", "-wal", "-shm"):
+        p = db_path.with_name(db_path.name + suffix)
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            if suffix:
+                with contextlib.suppress(OSError):  # a read-only directory: SQLite decides
+                    os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW, 0o600))
+            continue
+        except OSError as exc:
+            raise StoreError(f"cannot open {p}: {exc.strerror or exc}") from exc
+        if stat.S_ISLNK(st.st_mode) and suffix:
+            raise StoreError(f"{p} is a symbolic link; refusing to use it", hint="remove it")
+        if st.st_uid != uid:
+            raise StoreError(
+                f"{p} belongs to {_user_name(st.st_uid)}, not to you; refusing to use it",
+                hint="use your own database (--db or LABBOOK_DB), or remove that file",
+            )
+        if st.st_mode & 0o077 and st.st_uid == uid and stat.S_ISREG(st.st_mode):
+            with contextlib.suppress(OSError):
+                os.chmod(p, 0o600)
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _current_user() -> str:
