@@ -43,6 +43,16 @@ from typing import Any
 import yaml
 
 from labbook.model import Point
+from labbook.readers.values import (
+    STEP_MAX,
+    STEP_MIN,
+    BadValues,
+    as_float,
+    bad_step,
+    check_name,
+    shown_value,
+    without_surrogates,
+)
 from labbook.warn import warn
 
 if sys.version_info >= (3, 11):
@@ -57,6 +67,7 @@ __all__ = [
     "MAX_YAML_VALUES",
     "STEP_KEYS",
     "WALL_TIME_KEYS",
+    "MetricLines",
     "load_config",
     "load_json",
     "load_toml",
@@ -210,13 +221,20 @@ def load_json(path: PathLike) -> Any | None:
     """Parse a JSON document; None (with one warning) if unreadable, empty or malformed.
 
     Bare ``NaN``/``Infinity`` tokens (which Python's and many trackers' writers
-    emit) are accepted as floats.
+    emit) are accepted as floats. A key that is not valid text (a lone surrogate,
+    from a ``\\ud800`` escape) is dropped with one warning; lone surrogates in
+    string values are replaced by U+FFFD, like undecodable bytes.
     """
     text = _text_or_none(path, "JSON")
     if text is None:
         return None
     try:
-        return json.loads(text)
+        doc = json.loads(text)
+        if "\\u" in text:  # \ud800 escapes decode to lone surrogates, which UTF-8 cannot store
+            bad = BadValues()
+            doc = without_surrogates(doc, bad)
+            bad.report(path)
+        return doc
     except json.JSONDecodeError as exc:
         warn(path, f"malformed JSON: {exc.msg} (line {exc.lineno} column {exc.colno})")
     except (ValueError, RecursionError) as exc:
@@ -385,27 +403,30 @@ def load_config(path: PathLike) -> dict[str, Any] | None:
 
 
 def _number(value: Any) -> float | None:
-    """A metric value as float: ints and floats (not bools), and 'nan'/'inf' strings."""
+    """A metric value as float: ints and floats (not bools), and 'nan'/'inf' strings.
+
+    None for anything else, and for an integer too large for a float.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        try:
-            return float(value)
-        except OverflowError:
-            return None
+        return as_float(value)
     if isinstance(value, str) and value.strip() in _NONFINITE_STRINGS:
         return float(value.strip())
     return None
 
 
 def _as_step(value: Any) -> int | None:
-    """An integral step from a record field (an int, or a float with no fraction)."""
+    """An integral step from a record field (an int, or a float with no fraction).
+
+    None also for steps no store can hold (see :func:`values.bad_step`).
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        return value if STEP_MIN <= value <= STEP_MAX else None
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
+        return _as_step(int(value))
     return None
 
 
@@ -421,23 +442,49 @@ def _as_wall_time(value: Any) -> float | None:
     return None
 
 
-def _flat_numbers(obj: dict[Any, Any], prefix: str, out: dict[str, float]) -> None:
-    """Numeric leaves of a (nested) record; nested keys are joined with '/' like TB tags."""
+def _flat_numbers(
+    obj: dict[Any, Any], prefix: str, out: dict[str, float], bad: BadValues, where: str
+) -> None:
+    """Numeric leaves of a (nested) record; nested keys are joined with '/' like TB tags.
+
+    A key that is not valid text, or an integer too large for a float, is counted
+    in ``bad`` and skipped.
+    """
     for key, value in obj.items():
         name = f"{prefix}/{key}" if prefix else str(key)
+        if not check_name(name, bad, where):
+            continue
         if isinstance(value, dict):
-            _flat_numbers(value, name, out)
+            _flat_numbers(value, name, out, bad, where)
             continue
         num = _number(value)
         if num is not None:
             out[name] = num
+        elif isinstance(value, int) and not isinstance(value, bool):
+            bad.add(name, f"{shown_value(value)} is too large for a float; skipped", where)
 
 
-def _record_points(record: dict[Any, Any], default_step: int, into: dict[str, list[Point]]) -> None:
-    """Add one record's metrics to ``into``: index keys give the step, time keys the wall time."""
+def _record_points(
+    record: dict[Any, Any],
+    default_step: int,
+    into: dict[str, list[Point]],
+    bad: BadValues | None = None,
+    where: str = "",
+) -> None:
+    """Add one record's metrics to ``into``: index keys give the step, time keys the wall time.
+
+    A step field holding a number that cannot be a step (infinite, beyond 64 bits)
+    makes the whole record bad: it is counted in ``bad`` and skipped.
+    """
+    if bad is None:
+        bad = BadValues()
     step: int | None = None
     for key in STEP_KEYS:
         if key in record:
+            why = bad_step(record[key])
+            if why is not None:
+                bad.add(key, f"{why}; record skipped", where)
+                return
             step = _as_step(record[key])
             if step is not None:
                 break
@@ -452,7 +499,7 @@ def _record_points(record: dict[Any, Any], default_step: int, into: dict[str, li
                 wall_key = key
                 break
     values: dict[str, float] = {}
-    _flat_numbers(record, "", values)
+    _flat_numbers(record, "", values, bad, where)
     for name, value in values.items():
         if name in STEP_KEYS or name == wall_key:
             continue
@@ -477,19 +524,147 @@ def _lines(f: Any) -> Iterator[tuple[bytes, bool]]:
         yield line, False
 
 
-def _sniff_binary(path: PathLike, f: Any) -> bool:
-    head = f.read(SNIFF_BYTES)
-    f.seek(0)
-    if _looks_binary(head):
-        warn(path, "binary data (NUL bytes), not text; skipped")
+def _has_surrogate_escape(raw: bytes) -> bool:
+    """Whether a JSON text may decode to lone surrogates (``\\udXXX`` escapes, CESU bytes)."""
+    return b"\\u" in raw or b"\xed" in raw
+
+
+class MetricLines:
+    """The complete lines of a ``metrics.jsonl`` or ``metrics.csv`` file, parsed in order.
+
+    One parser for the full read (:func:`read_jsonl_metrics`, :func:`read_csv_metrics`)
+    and the live tail (:mod:`labbook.watch.tail`), so that both read the same points
+    from the same bytes. :meth:`state` is what a later call needs to go on (the
+    physical line number, the CSV header and data row number), JSON-safe.
+
+    A line that cannot be parsed is malformed: bad JSON or not an object, a CSV row
+    with the wrong number of fields, and any line holding NUL bytes (a file
+    preallocated or zero-filled after a crash). Malformed lines and bad values
+    (see :mod:`labbook.readers.values`) are counted and reported by :meth:`report`,
+    one warning each for the file.
+    """
+
+    def __init__(self, path: PathLike, *, csv: bool, state: dict[str, Any] | None = None) -> None:
+        state = state or {}
+        self.path = path
+        self.csv = csv
+        self.line_no = int(state.get("lines", 0))
+        header = state.get("header")
+        self.columns: CsvColumns | None = CsvColumns.of(header) if header else None
+        self.rows = int(state.get("rows", 0))
+        self.malformed = 0
+        self.first_malformed: int | None = None
+        self.nul = 0
+        self.bad = BadValues()
+
+    def state(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"lines": self.line_no}
+        if self.csv:
+            out["header"] = self.columns.header if self.columns else None
+            out["rows"] = self.rows
+        return out
+
+    def overlong(self) -> None:
+        """A line longer than MAX_LINE_BYTES was skipped unread."""
+        self._malformed(self.line_no)
+        self.line_no += 1
+
+    def line(self, raw: bytes, into: dict[str, list[Point]], *, partial: bool = False) -> bool:
+        """Parse one physical line; False if it is malformed and ``partial`` (not counted).
+
+        ``partial``: the line is the file's last and has no newline (the writer may
+        be in the middle of it); if it does not parse, the caller calls the file
+        truncated instead of counting a malformed line.
+        """
+        index = self.line_no
+        self.line_no += 1
+        if not raw.strip():
+            return True
+        if b"\x00" in raw:  # never a record being written: zeros or binary data
+            self.nul += 1
+            self._malformed(index)
+            return True
+        if self.csv:
+            return self._csv_line(raw, index, into, partial)
+        try:
+            record = json.loads(raw)
+        except (ValueError, RecursionError):
+            record = None
+        if not isinstance(record, dict):
+            if partial and record is None:
+                return False
+            self._malformed(index)
+            return True
+        if _has_surrogate_escape(raw):
+            record = without_surrogates(record, self.bad)
+        _record_points(record, index, into, self.bad, f"on line {index + 1}")
         return True
-    return False
+
+    def _csv_line(
+        self, raw: bytes, index: int, into: dict[str, list[Point]], partial: bool
+    ) -> bool:
+        row = _csv_row(raw)
+        if self.columns is None:
+            if not row:
+                if partial:
+                    return False
+                self._malformed(index)
+                return True
+            self.columns = CsvColumns.of(row)
+            return True
+        if row is None or len(row) != len(self.columns.header):
+            if partial:
+                return False
+            self._malformed(index)
+            return True
+        self.columns.add_row(row, self.rows, into)
+        self.rows += 1
+        return True
+
+    def _malformed(self, index: int) -> None:
+        self.malformed += 1
+        if self.first_malformed is None:
+            self.first_malformed = index + 1
+
+    def report(self) -> None:
+        """Warn about malformed lines and bad values seen since the last report."""
+        if self.malformed:
+            what = "CSV" if self.csv else "JSON"
+            plural = "s" if self.malformed != 1 else ""
+            nul = (
+                f"; {self.nul} of them hold NUL bytes (binary data)"
+                if self.nul and self.nul != self.malformed
+                else "; they hold NUL bytes (binary data)"
+                if self.nul
+                else ""
+            )
+            warn(
+                self.path,
+                f"{self.malformed} malformed {what} line{plural} skipped "
+                f"(first at line {self.first_malformed}){nul}",
+            )
+        self.malformed, self.first_malformed, self.nul = 0, None, 0
+        self.bad.report(self.path)
 
 
-def _warn_malformed(path: PathLike, bad: int, first_bad: int | None, what: str) -> None:
-    if bad:
-        where = f" (first at line {first_bad})" if first_bad is not None else ""
-        warn(path, f"{bad} malformed {what} line{'s' if bad != 1 else ''} skipped{where}")
+def _read_lines(path: PathLike, *, csv: bool) -> tuple[dict[str, list[Point]], bool]:
+    metrics: dict[str, list[Point]] = {}
+    truncated = False
+    f = _open_regular(path)
+    if f is None:
+        return metrics, False
+    lines = MetricLines(path, csv=csv)
+    try:
+        with f:
+            for raw, overlong in _lines(f):
+                if overlong:
+                    lines.overlong()
+                elif not lines.line(raw, metrics, partial=not raw.endswith(b"\n")):
+                    truncated = True
+    except OSError as exc:
+        warn(path, f"read error: {exc.strerror or exc}")
+    lines.report()
+    return metrics, truncated
 
 
 def read_jsonl_metrics(path: PathLike) -> tuple[dict[str, list[Point]], bool]:
@@ -500,44 +675,11 @@ def read_jsonl_metrics(path: PathLike) -> tuple[dict[str, list[Point]], bool]:
     ``epoch``, else the 0-based physical line number. Returns ``(metrics,
     truncated)``: ``truncated`` is True when the last line has no trailing newline
     and does not parse (the writer died mid-record). Malformed lines elsewhere
-    (bad JSON, not an object, overlong) are skipped with one warning for the file
-    counting them. Blank lines are ignored; an empty file gives ``({}, False)``.
+    (bad JSON, not an object, NUL bytes, overlong) are skipped with one warning for
+    the file counting them; bad values (see :class:`MetricLines`) likewise. Blank
+    lines are ignored; an empty file gives ``({}, False)``.
     """
-    metrics: dict[str, list[Point]] = {}
-    truncated = False
-    f = _open_regular(path)
-    if f is None:
-        return metrics, False
-    bad = 0
-    first_bad: int | None = None
-    try:
-        with f:
-            if _sniff_binary(path, f):
-                return metrics, False
-            for index, (raw, overlong) in enumerate(_lines(f)):
-                if overlong:
-                    bad += 1
-                    first_bad = first_bad or index + 1
-                    continue
-                complete = raw.endswith(b"\n")
-                if not raw.strip():
-                    continue
-                try:
-                    record = json.loads(raw)
-                except (ValueError, RecursionError):
-                    record = None
-                if not isinstance(record, dict):
-                    if complete or record is not None:
-                        bad += 1
-                        first_bad = first_bad or index + 1
-                    else:
-                        truncated = True
-                    continue
-                _record_points(record, index, metrics)
-    except OSError as exc:
-        warn(path, f"read error: {exc.strerror or exc}")
-    _warn_malformed(path, bad, first_bad, "JSON")
-    return metrics, truncated
+    return _read_lines(path, csv=False)
 
 
 def _csv_row(raw: bytes) -> list[str] | None:
@@ -556,52 +698,11 @@ def read_csv_metrics(path: PathLike) -> tuple[dict[str, list[Point]], bool]:
     row number; a wall-time column (``time``, ``timestamp``, …) holding Unix times
     gives ``Point.wall_time``. Every other column is a metric: rows are sparse, so
     an empty cell means "not logged in this row", ``nan``/``inf`` parse as floats,
-    and non-numeric cells are ignored. A row with the wrong number of fields is
-    malformed (one warning for the file), or, as the last line without a trailing
-    newline, a sign of truncation (``truncated`` True).
+    and non-numeric cells are ignored. A row with the wrong number of fields or
+    with NUL bytes is malformed (one warning for the file), or, as the last line
+    without a trailing newline, a sign of truncation (``truncated`` True).
     """
-    metrics: dict[str, list[Point]] = {}
-    truncated = False
-    f = _open_regular(path)
-    if f is None:
-        return metrics, False
-    bad = 0
-    first_bad: int | None = None
-    columns: CsvColumns | None = None
-    row_no = 0
-    try:
-        with f:
-            if _sniff_binary(path, f):
-                return metrics, False
-            for index, (raw, overlong) in enumerate(_lines(f)):
-                if overlong:
-                    bad += 1
-                    first_bad = first_bad or index + 1
-                    continue
-                complete = raw.endswith(b"\n")
-                if not raw.strip():
-                    continue
-                row = _csv_row(raw)
-                if columns is None:
-                    if not row:
-                        bad += 1
-                        first_bad = first_bad or index + 1
-                        continue
-                    columns = CsvColumns.of(row)
-                    continue
-                if row is None or len(row) != len(columns.header):
-                    if complete:
-                        bad += 1
-                        first_bad = first_bad or index + 1
-                    else:
-                        truncated = True
-                    continue
-                columns.add_row(row, row_no, metrics)
-                row_no += 1
-    except OSError as exc:
-        warn(path, f"read error: {exc.strerror or exc}")
-    _warn_malformed(path, bad, first_bad, "CSV")
-    return metrics, truncated
+    return _read_lines(path, csv=True)
 
 
 @dataclass
@@ -678,31 +779,38 @@ def read_json_metrics(path: PathLike) -> dict[str, list[Point]]:
     """
     doc = load_json(path)
     metrics: dict[str, list[Point]] = {}
+    bad = BadValues()
     if isinstance(doc, list):
         for index, record in enumerate(doc):
             if isinstance(record, dict):
-                _record_points(record, index, metrics)
+                _record_points(record, index, metrics, bad, f"in item {index}")
+        bad.report(path)
         return metrics
     if not isinstance(doc, dict):
         if doc is not None:
             warn(path, f"metrics JSON is a {type(doc).__name__}, not an object or list; ignored")
         return metrics
     scalars = {k: v for k, v in doc.items() if not isinstance(v, list)}
-    _record_points(scalars, FINAL_STEP, metrics)
+    _record_points(scalars, FINAL_STEP, metrics, bad)
     for key, value in doc.items():
         if isinstance(value, list):
-            points = _series(value)
+            points = _series(str(key), value, bad)
             if points:
                 metrics[str(key)] = points
+    bad.report(path)
     return metrics
 
 
-def _series(items: list[Any]) -> list[Point]:
+def _series(key: str, items: list[Any], bad: BadValues) -> list[Point]:
     points: list[Point] = []
     for index, item in enumerate(items):
         if isinstance(item, dict):
             v = _number(item.get("value"))
             if v is None:
+                continue
+            why = bad_step(item.get("step"))
+            if why is not None:
+                bad.add(key, f"{why}; item skipped", f"item {index}")
                 continue
             step = _as_step(item.get("step"))
             wall = next(

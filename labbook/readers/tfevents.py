@@ -57,6 +57,7 @@ __all__ = [
     "EventBatch",
     "file_fingerprint",
     "is_event_file",
+    "number_stepless",
     "read_events",
 ]
 
@@ -234,6 +235,37 @@ def read_events(
     finally:
         if collecting:
             gc.enable()
+
+
+def number_stepless(scalars: dict[str, list[Point]], state: dict[str, int]) -> None:
+    """Give step-less scalars their order of arrival as their step, in place.
+
+    ``add_scalar(tag, value)`` without ``global_step`` writes no step field, and
+    proto3 omits a step of 0 too, so all such points read step 0. TensorBoard's
+    ``EventAccumulator`` returns them all at step 0, in file order (its charts
+    draw them on one x). labbook numbers them in the same order: while every step
+    of a tag in this file has been 0, each point's step is its index among the
+    tag's points (0, 1, 2, …); from the first non-zero step on, steps are kept as
+    written (so a series that starts at step 0 and goes on is unchanged).
+
+    ``state`` (tag -> points numbered so far, or -1 once the tag has had a
+    non-zero step) carries the numbering from one read of a file to the next, so
+    that the full read (import) and the live tail (watch) give the same steps.
+    Start each file, and each re-read from byte 0, with an empty ``state``.
+    """
+    for tag, points in scalars.items():
+        n = state.get(tag, 0)
+        if n < 0:
+            continue
+        for i, p in enumerate(points):
+            if p.step != 0:
+                n = -1
+                break
+            if n + i:
+                points[i] = Point(n + i, p.value, p.wall_time)
+        else:
+            n += len(points)
+        state[tag] = n
 
 
 def _os_reason(exc: OSError) -> str:
@@ -536,8 +568,10 @@ class _Decoder:
                         try:
                             # summary: 2a L 0a L 0a L tag 42 L <tensor: 08 dtype ... value> ...
                             tag_end = k + 6 + data[k + 5]
-                            if data[tag_end] == 0x42:
-                                tensor_end = tag_end + 2 + data[tag_end + 1]
+                            tensor_end = tag_end + 2 + data[tag_end + 1]
+                            # The value must lie inside the record: a field that runs
+                            # past it makes the record undecodable (see _slow).
+                            if data[tag_end] == 0x42 and tensor_end <= n:
                                 width = 4 if data[tag_end + 3] == _DT_FLOAT else 8
                                 a = tensor_end - width
                                 key = data[k:a] + data[tensor_end:]
@@ -589,7 +623,12 @@ class _Decoder:
                 records -= 1
                 continue
             self.first_wall, self.last_wall = first_wall, last_wall
-            self._slow(data, k, at)
+            try:
+                self._slow(data, k, at)
+            except (struct.error, IndexError, ValueError, OverflowError):
+                # A field that protobuf accepts but whose contents do not fit
+                # (a tensor_content of the wrong size, …): one undecodable record.
+                self._undecodable(at)
             first_wall, last_wall = self.first_wall, self.last_wall
         self.first_wall, self.last_wall = first_wall, last_wall
         self.records += records
@@ -629,7 +668,7 @@ class _Decoder:
         slots = []
         per = 0  # fields per period
         for header, n, k, a, width, key, points in unit:
-            v = k - 10  # step varint length; 0 (k == 9): no step field
+            v = max(k - 10, 0)  # step varint length; 0 (k == 9): no step field
             rest = n - k - a - width
             field_units.append(
                 "13sd"  # header + wall-time field tag, wall time
@@ -802,6 +841,11 @@ class _Decoder:
         self._tensor[key] = (self._series(known[0]), known[1])
         return True
 
+    def _undecodable(self, at: int) -> None:
+        self.undecodable += 1
+        if self.first_undecodable_at is None:
+            self.first_undecodable_at = at
+
     def _slow(self, data: bytes, k: int, at: int) -> None:
         """Decode one record with protobuf; learn a template from it when possible."""
         from google.protobuf.message import DecodeError
@@ -809,9 +853,7 @@ class _Decoder:
         try:
             event = self._event_from_string(data)
         except (DecodeError, ValueError, RuntimeError):
-            self.undecodable += 1
-            if self.first_undecodable_at is None:
-                self.first_undecodable_at = at
+            self._undecodable(at)
             return
         wall = event.wall_time or None
         if wall is not None:

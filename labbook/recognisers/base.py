@@ -11,6 +11,7 @@ the walk does not descend into a matched directory unless the recogniser says
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -63,10 +64,27 @@ class DirInfo:
 
 
 class Recogniser:
-    """Base class: subclasses set ``framework`` and implement match/read."""
+    """Base class: subclasses set ``framework`` and implement match/read.
+
+    Every subclass's ``read`` is wrapped by :func:`checked_facts`: whatever a
+    reader let through, a point or name no store can hold costs only itself.
+    """
 
     framework: str = "generic"
     owns_subtree: bool = True
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        read = cls.__dict__.get("read")
+        if read is not None and not getattr(read, "_checked", False):
+
+            @functools.wraps(read)
+            def checked(self: Recogniser, d: DirInfo) -> Iterator[RunFacts]:
+                for facts in read(self, d):
+                    yield checked_facts(facts)
+
+            checked._checked = True  # type: ignore[attr-defined]
+            cls.read = checked  # type: ignore[method-assign]
 
     def match(self, d: DirInfo) -> bool:
         raise NotImplementedError
@@ -77,6 +95,39 @@ class Recogniser:
 
     def read(self, d: DirInfo) -> Iterable[RunFacts]:
         raise NotImplementedError
+
+
+def checked_facts(facts: RunFacts) -> RunFacts:
+    """``facts`` without metric points, tags and config keys that cannot be stored.
+
+    Readers skip bad values themselves and name the file and field; this is the
+    net under them (one warning naming the run dir), checked in C-level passes.
+    """
+    from labbook.readers.values import (
+        BadValues,
+        as_float,
+        checked_points,
+        shown_value,
+        storable_name,
+    )
+
+    bad = BadValues()
+    for tag in list(facts.metrics):
+        points = checked_points(tag, facts.metrics[tag], bad, "in the metrics")
+        if points is None:
+            del facts.metrics[tag]
+        elif points is not facts.metrics[tag]:
+            facts.metrics[tag] = points
+    for key in list(facts.config):
+        value = facts.config[key]
+        if not storable_name(key):
+            bad.add(key, "the config key is not valid text (a lone surrogate); skipped")
+            del facts.config[key]
+        elif type(value) is int and as_float(value) is None:
+            bad.add(key, f"config value {shown_value(value)} is too large to store; skipped")
+            del facts.config[key]
+    bad.report(facts.path)
+    return facts
 
 
 def list_dir(path: Path, *, unreadable: list[str] | None = None) -> DirInfo | None:

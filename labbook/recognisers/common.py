@@ -44,6 +44,22 @@ def files_below(root: Path, *, max_depth: int = 4) -> Iterable[Path]:
             yield Path(dirpath) / name
 
 
+def dir_signature(run_dir: Path, extra: Iterable[str | os.PathLike[str]] = ()) -> str:
+    """A digest of the names, sizes and mtimes of a run dir's files, and of ``extra``
+    files read from elsewhere (a console log above it): equal digests, same files."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=12)
+    for p in [*files_below(run_dir), *(Path(e) for e in extra)]:
+        try:
+            st = p.stat()
+        except OSError:
+            h.update(f"{p}\0-\n".encode("utf-8", "surrogateescape"))
+            continue
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
 def read_event_files(root: Path, *, max_depth: int = 4) -> EventSummary:
     """Merge every TensorBoard event file at or below ``root`` into one summary.
 
@@ -52,13 +68,14 @@ def read_event_files(root: Path, *, max_depth: int = 4) -> EventSummary:
     → ``loss_train/loss``), except ``add_hparams``' timestamp-named directories,
     whose tags are kept as written and whose hparams become config.
     """
-    from labbook.readers.tfevents import is_event_file, read_events
+    from labbook.readers.tfevents import is_event_file, number_stepless, read_events
 
     out = EventSummary()
     for path in files_below(root, max_depth=max_depth):
         if not is_event_file(path.name):
             continue
         batch = read_events(path)
+        number_stepless(batch.scalars, {})
         out.files.append(str(path))
         if batch.truncated:
             warn_on_import(

@@ -19,6 +19,7 @@ from typing import Any, TypeGuard
 
 from labbook.model import Point, RunFacts, Seed, flatten
 from labbook.readers.files import load_json
+from labbook.readers.values import BadValues, as_float, bad_step, shown_value
 from labbook.recognisers.base import DirInfo, Recogniser
 from labbook.recognisers.common import (
     apply_log,
@@ -65,9 +66,13 @@ class HFTrainer(Recogniser):
         state = load_json(state_path) if state_path.is_file() else None
         if isinstance(state, dict):
             facts.files.append(str(state_path))
-            self._read_state(state, facts)
+            self._read_state(state, facts, state_path)
+        final_step = 0
+        if isinstance(state, dict):
+            final_step = _step(state.get("global_step")) or 0
         for name in _RESULT_FILES:
             if name in d.files:
+                bad = BadValues()
                 res = load_json(d.path / name)
                 facts.files.append(str(d.path / name))
                 if isinstance(res, dict):
@@ -79,10 +84,12 @@ class HFTrainer(Recogniser):
                             and key not in _NOT_METRICS
                             and key not in facts.metrics
                         ):
-                            step = (
-                                int(state.get("global_step", 0)) if isinstance(state, dict) else 0
-                            )
-                            facts.metrics[key] = [Point(step, float(value))]
+                            number = as_float(value)
+                            if number is None:
+                                bad.add(key, f"{shown_value(value)} is too large for a float")
+                                continue
+                            facts.metrics[key] = [Point(final_step, number)]
+                bad.report(d.path / name)
         ev = read_event_files(d.path)
         facts.files += ev.files
         args = _json_text(ev.texts.get("args"))
@@ -107,19 +114,35 @@ class HFTrainer(Recogniser):
         yield facts
 
     @staticmethod
-    def _read_state(state: dict[str, Any], facts: RunFacts) -> None:
-        history = state.get("log_history") or []
-        for entry in history:
+    def _read_state(state: dict[str, Any], facts: RunFacts, path: Path) -> None:
+        bad = BadValues()
+        history = state.get("log_history")
+        if history is None:
+            history = []
+        elif not isinstance(history, list):
+            bad.add("log_history", f"{shown_value(history)} is not a list; ignored")
+            history = []
+        for index, entry in enumerate(history):
             if not isinstance(entry, dict):
                 continue
-            step = entry.get("step")
-            step = int(step) if _is_number(step) else 0
+            where = f"in log_history[{index}]"
+            raw_step = entry.get("step")
+            why = bad_step(raw_step) if _is_number(raw_step) else None
+            if why is not None:
+                bad.add("step", f"{why}; entry skipped", where)
+                continue
+            step = _step(raw_step) or 0
             if "train_runtime" in entry:
                 facts.end_marker = True
             for key, value in entry.items():
                 if key in _NOT_METRICS or not _is_number(value):
                     continue
-                facts.metrics.setdefault(key, []).append(Point(step, float(value)))
+                number = as_float(value)
+                if number is None:
+                    bad.add(key, f"{shown_value(value)} is too large for a float; skipped", where)
+                    continue
+                facts.metrics.setdefault(key, []).append(Point(step, number))
+        bad.report(path)
         max_steps, global_step = state.get("max_steps"), state.get("global_step")
         if (
             not facts.end_marker
@@ -138,6 +161,16 @@ class HFTrainer(Recogniser):
         ):
             if key in state and key not in facts.config:
                 facts.config[key] = state[key]
+
+
+def _step(value: Any) -> int | None:
+    """A step from trainer_state.json (an int, or a float such as 10.0); None if none fits."""
+    if not _is_number(value) or bad_step(value) is not None:
+        return None
+    try:
+        return int(value)
+    except (OverflowError, ValueError):
+        return None
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:

@@ -11,7 +11,6 @@ partial last line or event stays for the next read, so nothing is read twice.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 
 from labbook.model import Point
 from labbook.readers import files as metric_files
-from labbook.readers.tfevents import is_event_file, read_events
+from labbook.readers.tfevents import is_event_file, number_stepless, read_events
 from labbook.warn import warn
 
 #: Line files are fingerprinted on their first bytes, at most this many.
@@ -81,12 +80,18 @@ def _tail_events(run_dir: Path, path: str, pos: dict[str, Any] | None) -> TailRe
     offset = int(pos["offset"]) if pos else 0
     fingerprint = pos.get("fingerprint") if pos else None
     batch = read_events(path, offset, fingerprint or None)
+    # Step-less tags are numbered per file, as the full read numbers them.
+    state: dict[str, Any] = {} if batch.reset or not pos else dict(pos.get("state") or {})
+    stepless = dict(state.get("stepless") or {})
+    number_stepless(batch.scalars, stepless)
+    state["stepless"] = stepless
     prefix = tag_prefix(run_dir, path)
     metrics = {prefix + tag: pts for tag, pts in batch.scalars.items()}
     return TailResult(
         metrics=metrics,
         offset=batch.offset,
         fingerprint=batch.fingerprint,
+        state=state,
         reset=batch.reset,
         truncated=batch.truncated,
     )
@@ -119,57 +124,16 @@ def _tail_lines(path: str, pos: dict[str, Any] | None, *, csv: bool) -> TailResu
         complete = data[: end + 1] if end >= 0 else b""
         out.truncated = len(complete) < len(data)
         new_offset = offset + len(complete)
-        if csv:
-            _parse_csv(complete, state, out.metrics)
-        else:
-            _parse_jsonl(complete, state, out.metrics, path)
+        lines = metric_files.MetricLines(path, csv=csv, state=state)
+        # Lines end at b"\n" only, as the full read's readline() has them.
+        for raw in complete.split(b"\n")[:-1]:
+            if len(raw) + 1 > metric_files.MAX_LINE_BYTES:
+                lines.overlong()
+            else:
+                lines.line(raw + b"\n", out.metrics)
+        lines.report()
+        state = lines.state()
         out.offset = new_offset
         out.state = state
         out.fingerprint = _head_hash(f, min(new_offset, LINE_FINGERPRINT_BYTES))
     return out
-
-
-def _parse_jsonl(
-    data: bytes, state: dict[str, Any], into: dict[str, list[Point]], path: str
-) -> None:
-    """Lines of a JSONL file; the step default is the 0-based physical line number."""
-    line_no = int(state.get("lines", 0))
-    bad = 0
-    for raw in data.splitlines():
-        index = line_no
-        line_no += 1
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except (ValueError, RecursionError):
-            record = None
-        if not isinstance(record, dict):
-            bad += 1
-            continue
-        metric_files._record_points(record, index, into)
-    state["lines"] = line_no
-    if bad:
-        warn(path, f"skipped {bad} malformed JSON line(s)")
-
-
-def _parse_csv(data: bytes, state: dict[str, Any], into: dict[str, list[Point]]) -> None:
-    """Rows of a CSV file with a header (kept in ``state``); the step default is the row number."""
-    header: list[str] | None = state.get("header")
-    columns = metric_files.CsvColumns.of(header) if header else None
-    row_no = int(state.get("rows", 0))
-    for raw in data.splitlines():
-        if not raw.strip():
-            continue
-        row = metric_files._csv_row(raw)
-        if columns is None:
-            if row:
-                columns = metric_files.CsvColumns.of(row)
-                header = columns.header
-            continue
-        if row is None or len(row) != len(columns.header):
-            continue
-        columns.add_row(row, row_no, into)
-        row_no += 1
-    state["header"] = header
-    state["rows"] = row_no
