@@ -351,7 +351,9 @@ def format_warning(w: CheckWarning) -> list[str]:
     for n in w.notes:
         text = " ".join(str(n["text"]).split())
         lines.append(f"  {n['kind']} ({n.get('author') or '?'}, {n['at']}): {text}")
-    return lines
+    from labbook.textsafe import printable
+
+    return [printable(line) for line in lines]  # names and notes: no raw control characters
 
 
 def _show(value: Any) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 import click
 
 from labbook import __version__
-from labbook.errors import LabbookError, NothingReadable
+from labbook.errors import AmbiguousRun, LabbookError, NothingReadable, StoreError
+from labbook.textsafe import json_text, printable
 
 
 class _WarningHandler(logging.Handler):
@@ -29,7 +30,7 @@ class _WarningHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.count += 1
-        line = f"labbook: warning: {record.getMessage()}"
+        line = f"labbook: warning: {printable(record.getMessage())}"
         if self.console is not None:
             self.console.print(line, markup=False, highlight=False, style="yellow")
         else:
@@ -40,9 +41,42 @@ WARNINGS = _WarningHandler()
 
 
 def _render_error(exc: LabbookError) -> None:
-    click.echo(f"labbook: error: {exc.message}", err=True)
+    """``labbook: error: MESSAGE`` (and ``hint: …``), control characters escaped.
+
+    A message is one line; only an ambiguous run reference lists its candidates on
+    lines of their own (each escaped: a run's name cannot add lines).
+    """
+    if isinstance(exc, AmbiguousRun):
+        n = len(exc.candidates)
+        ref = exc.message.split(f" matches {n} runs:", 1)[0]
+        lines = [f"{printable(ref)} matches {n} runs:"]
+        lines += [f"  {printable(c)}" for c in exc.candidates[:20]]
+        if n > 20:
+            lines.append(f"  … and {n - 20} more")
+        message = "\n".join(lines)
+    else:
+        message = printable(exc.message)
+    click.echo(f"labbook: error: {message}", err=True)
     if exc.hint:
-        click.echo(f"hint: {exc.hint}", err=True)
+        click.echo(f"hint: {printable(exc.hint)}", err=True)
+
+
+def _environment_error(exc: BaseException) -> LabbookError | None:
+    """A database or file-system error that escaped the library, as a one-line error.
+
+    The library turns what it expects into :class:`StoreError`; this is the net for
+    the rest (a read-only database met in the middle of a write, a directory without
+    search permission on the way to ``--db``), so that no bad path prints a traceback.
+    Anything else is a bug and keeps its traceback.
+    """
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(exc, sqlite3.Error):
+        return StoreError(f"database: {exc}")
+    if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+        where = exc.filename if exc.filename is not None else None
+        what = exc.strerror or str(exc)
+        return StoreError(f"{where}: {what}" if where is not None else what)
+    return None
 
 
 #: Commands defined in their own modules, imported only when used. ``--help`` lists
@@ -137,6 +171,12 @@ class LabbookGroup(click.Group):
             # `labbook ls | head`: the reader went away; that is not an error.
             sys.stderr.close()
             ctx.exit(0)
+        except Exception as exc:  # the environment's errors; anything else is re-raised
+            error = _environment_error(exc)
+            if error is None:
+                raise
+            _render_error(error)
+            ctx.exit(error.exit_code)
 
 
 def _store(ctx: click.Context, *, create: bool = True) -> Any:
@@ -146,7 +186,8 @@ def _store(ctx: click.Context, *, create: bool = True) -> Any:
 
 
 def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    """The true values, JSON-escaped: no control or bidi character reaches the terminal raw."""
+    click.echo(json_text(json.dumps(value, indent=2, ensure_ascii=False, default=str)))
 
 
 json_option = click.option(
@@ -157,7 +198,7 @@ json_option = click.option(
 @click.group(cls=LabbookGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
-    type=click.Path(dir_okay=False),
+    type=click.Path(readable=False),  # the store says what is wrong with it, in one line
     envvar="LABBOOK_DB",
     help="Database file. Default: $LABBOOK_DB, else ~/.local/share/labbook/labbook.db.",
 )

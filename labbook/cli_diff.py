@@ -25,7 +25,9 @@ def _store(ctx: click.Context) -> Any:
 
 
 def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    from labbook.textsafe import json_text
+
+    click.echo(json_text(json.dumps(value, indent=2, ensure_ascii=False, default=str)))
 
 
 def _colour() -> bool:

@@ -18,6 +18,7 @@ import click
 
 from labbook.cli import _echo_json, _filter_options, _store, json_option
 from labbook.errors import LabbookError, StoreError, UsageError
+from labbook.textsafe import printable
 
 # --------------------------------------------------------------------------- #
 # run
@@ -99,7 +100,9 @@ def run_cmd(
     with _store(ctx) as store:
         result = launch(store, argv, name=name, tags=tags, note=note, git=not no_git)
     how = "finished" if result.failure is None and result.exit_code == 0 else "ended"
-    detail = f"{result.failure.kind}: {result.failure.message}" if result.failure else "ok"
+    detail = (
+        printable(f"{result.failure.kind}: {result.failure.message}") if result.failure else "ok"
+    )
     click.echo(
         f"labbook: run {result.run_id} {how} ({detail}; exit {result.exit_code},"
         f" {result.duration:.1f} s)",
@@ -189,7 +192,7 @@ def tag_cmd(ctx: click.Context, run: str, tags: tuple[str, ...], remove: bool) -
         else:
             store.add_tags(run_id, tags)
         now = store.tags_of([run_id])[run_id]
-    click.echo(f"{run_id}: {' '.join(now) if now else '(no tags)'}")
+    click.echo(f"{run_id}: {printable(' '.join(now)) if now else '(no tags)'}")
 
 
 # --------------------------------------------------------------------------- #
@@ -252,9 +255,11 @@ def search_cmd(
     for h in hits:
         rec = records.get(h.run_id, {})
         head = f"{h.run_id}  {rec.get('name') or ''}  {rec.get('status', '')}".rstrip()
-        click.secho(head, bold=True)
-        snippet = mark.sub(lambda m: click.style(m.group(1), fg="yellow", bold=True), h.snippet)
-        click.echo(f"  {h.field}: {snippet}")
+        click.secho(printable(head), bold=True)
+        snippet = mark.sub(
+            lambda m: click.style(m.group(1), fg="yellow", bold=True), printable(h.snippet)
+        )
+        click.echo(f"  {printable(h.field)}: {snippet}")
 
 
 # --------------------------------------------------------------------------- #

@@ -1,4 +1,9 @@
-"""Terminal rendering of runs for the CLI (rich). Only formatting: no queries here."""
+"""Terminal rendering of runs for the CLI (rich). Only formatting: no queries here.
+
+Every name, path, tag, note and value passes through :func:`labbook.textsafe.printable`
+(control characters, escapes and bidi overrides shown escaped), and rich gets
+:class:`rich.text.Text` for them, never markup, so ``[red]`` in a name is just text.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
+
+from labbook.textsafe import printable, printable_lines
 
 STATUS_STYLE = {
     "running": "bold cyan",
@@ -109,11 +116,13 @@ def print_plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> N
     """Aligned columns without colour or wrapping, for pipes, grep and awk (no rich import)."""
     import sys
 
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    lines = [[printable(c) for c in row] for row in (header, *rows)]
+    widths = [max(len(c) for c in col) for col in zip(*lines, strict=False)]
     out = sys.stdout
-    for row in (header, *rows):
-        cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=False)]
-        out.write("  ".join(cells).rstrip() + "\n")
+    for cells in lines:
+        out.write(
+            "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip() + "\n"
+        )
 
 
 def print_runs(records: Sequence[dict[str, Any]]) -> None:
@@ -128,16 +137,19 @@ def print_runs(records: Sequence[dict[str, Any]]) -> None:
         print_plain_table(header, list(_run_rows(records, metrics)))
         return
     from rich.table import Table
+    from rich.text import Text
 
     console = _console()
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col in header:
-        table.add_column(col, no_wrap=col in ("id", "status", "started"), overflow="fold")
+        table.add_column(
+            Text(printable(col)), no_wrap=col in ("id", "status", "started"), overflow="fold"
+        )
     for row in _run_rows(records, metrics):
-        status, seed = row[2], row[6]
-        row[2] = f"[{STATUS_STYLE.get(status, '')}]{status}[/]"
-        row[6] = f"[yellow]{seed}[/]" if seed == "not set" else seed
-        table.add_row(*row)
+        styles = [""] * len(row)
+        styles[2] = STATUS_STYLE.get(row[2], "")
+        styles[6] = "yellow" if row[6] == "not set" else ""
+        table.add_row(*[Text(printable(c), style=st) for c, st in zip(row, styles, strict=True)])
     console.print(table)
 
 
@@ -249,21 +261,30 @@ def print_run(rec: dict[str, Any]) -> None:
         _print_run_plain(rec, sys.stdout)
         return
     from rich.table import Table
+    from rich.text import Text
+
+    def text(value: Any, style: str = "") -> Text:
+        return Text(printable(value), style=style)
 
     console = _console()
     status = rec["status"]
     console.print(
-        f"[bold]{rec.get('name') or rec['id']}[/]  [dim]{rec['id']}[/]  "
-        f"[{STATUS_STYLE.get(status, '')}]{status}[/]"
+        Text.assemble(
+            text(rec.get("name") or rec["id"], "bold"),
+            "  ",
+            text(rec["id"], "dim"),
+            "  ",
+            text(status, STATUS_STYLE.get(status, "")),
+        )
     )
     reason = _headline(rec)[1]
     if reason:
-        console.print(f"  {reason}", style="red", markup=False, highlight=False)
+        console.print(text(f"  {reason}", "red"))
     info = Table.grid(padding=(0, 2))
     info.add_column(style="bold")
     info.add_column(overflow="fold")
     for field, value, style in _info_rows(rec):
-        info.add_row(field, f"[{style}]{value}[/]" if style else value)
+        info.add_row(field, text(value, style))
     console.print(info)
     if rec.get("config"):
         console.print("\n[bold]config[/]")
@@ -271,7 +292,7 @@ def print_run(rec: dict[str, Any]) -> None:
         cfg.add_column(style="cyan")
         cfg.add_column(overflow="fold")
         for k, v in rec["config"].items():
-            cfg.add_row(k, fmt_value(v))
+            cfg.add_row(text(k), text(fmt_value(v)))
         console.print(cfg)
     if rec.get("metrics"):
         console.print("\n[bold]metrics[/]")
@@ -279,8 +300,7 @@ def print_run(rec: dict[str, Any]) -> None:
         for col in _METRIC_HEADER:
             mt.add_column(col, justify="left" if col == "tag" else "right")
         for row in _metric_rows(rec):
-            row[-1] = f"[red]{row[-1]}[/]" if row[-1] else ""
-            mt.add_row(*row)
+            mt.add_row(*[text(c) for c in row[:-1]], text(row[-1], "red"))
         console.print(mt)
     hint = _diff_hint(rec)
     if hint:
@@ -289,25 +309,37 @@ def print_run(rec: dict[str, Any]) -> None:
         console.print("\n[bold]notes[/]")
         for n in rec["notes"]:
             console.print(
-                f"  [dim]{fmt_time(n['at'])} {n.get('author') or ''}[/] [{n['kind']}] {n['text']}"
+                Text.assemble(
+                    "  ",
+                    text(f"{fmt_time(n['at'])} {n.get('author') or ''}", "dim"),
+                    " ",
+                    text(f"[{n['kind']}] "),
+                    Text(note_text(n["text"])),
+                )
             )
+
+
+def note_text(text: str) -> str:
+    """A note's text: a multi-line note keeps its lines (indented under the first), escaped."""
+    return printable_lines(str(text).strip()).replace("\n", "\n    ")
 
 
 def _print_run_plain(rec: dict[str, Any], out: Any) -> None:
     """The same sections as text: no colour, no wrapping, no rich import."""
     title, reason = _headline(rec)
-    out.write(title + "\n")
+    out.write(printable(title) + "\n")
     if reason:
-        out.write(f"  {reason}\n")
+        out.write(f"  {printable(reason)}\n")
     rows = _info_rows(rec)
     width = max(len(f) for f, _, _ in rows)
     for field, value, _ in rows:
-        out.write(f"{field.ljust(width)}  {value}\n")
+        out.write(f"{field.ljust(width)}  {printable(value)}\n")
     if rec.get("config"):
         out.write("\nconfig\n")
-        kw = max(len(k) for k in rec["config"])
+        keys = {k: printable(k) for k in rec["config"]}
+        kw = max(len(k) for k in keys.values())
         for k, v in rec["config"].items():
-            out.write(f"{k.ljust(kw)}  {fmt_value(v)}\n")
+            out.write(f"{keys[k].ljust(kw)}  {printable(fmt_value(v))}\n")
     if rec.get("metrics"):
         out.write("\nmetrics\n")
         out.flush()
@@ -318,7 +350,8 @@ def _print_run_plain(rec: dict[str, Any], out: Any) -> None:
     if rec.get("notes"):
         out.write("\nnotes\n")
         for n in rec["notes"]:
-            out.write(f"  {fmt_time(n['at'])} {n.get('author') or ''} [{n['kind']}] {n['text']}\n")
+            head = printable(f"{fmt_time(n['at'])} {n.get('author') or ''} [{n['kind']}]")
+            out.write(f"  {head} {note_text(n['text'])}\n")
 
 
 @contextmanager

@@ -4,10 +4,17 @@ Text is built as one string so that the CLI can decide where it goes: straight t
 stdout (piped: plain, no colour), or through a pager when it is longer than the
 terminal (as git does). Colour is ANSI through ``click.style`` and only added when
 ``color=True``.
+
+Recorded text (names, paths, keys, values, commit subjects, patches) is shown through
+:func:`labbook.textsafe.printable` where it is put into a line; and every line is
+passed through it again as it is added (plain), or all of it but the colour codes
+that :meth:`_Out.style` made (``color=True``), so no control character or escape
+sequence from a run reaches the terminal.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from datetime import datetime, timezone
 from typing import Any
@@ -16,8 +23,11 @@ import click
 
 from labbook.diff import SECTIONS
 from labbook.render import fmt_value
+from labbook.textsafe import printable as _p
 
 _SECTION_STYLE: dict[str, Any] = {"bold": True, "fg": "cyan"}
+#: The SGR (colour) sequences click.style writes; nothing else in a line is left raw.
+_SGR = re.compile(r"(\x1b\[[0-9;]*m)")
 
 
 class _Out:
@@ -28,10 +38,16 @@ class _Out:
         self.lines: list[str] = []
 
     def style(self, text: str, **kw: Any) -> str:
-        return click.style(text, **kw) if self.color else text
+        return click.style(_p(text, tabs=True), **kw) if self.color else _p(text, tabs=True)
 
     def add(self, text: str = "") -> None:
-        self.lines.append(text)
+        if not self.color:
+            self.lines.append(_p(text, tabs=True))
+        else:
+            parts = _SGR.split(text)  # odd parts are the colour codes
+            self.lines.append(
+                "".join(p if i % 2 else _p(p, tabs=True) for i, p in enumerate(parts))
+            )
 
     def section(self, name: str, note: str = "") -> None:
         if self.lines:
@@ -45,7 +61,7 @@ class _Out:
 
 
 def _v(value: Any) -> str:
-    return "(unset)" if value is None else fmt_value(value)
+    return "(unset)" if value is None else _p(fmt_value(value))
 
 
 def _signed(x: float) -> str:
@@ -82,7 +98,7 @@ def _secs(seconds: float | None) -> str:
 
 def _run_label(rec: dict[str, Any]) -> str:
     name = rec.get("name") or ""
-    return f"{rec['id']}  {name}".rstrip()
+    return _p(f"{rec['id']}  {name}".rstrip())
 
 
 def noise_statement(tag: str, entry: dict[str, Any]) -> str | None:
@@ -92,7 +108,9 @@ def noise_statement(tag: str, entry: dict[str, Any]) -> str | None:
     if not noise or delta is None:
         return None
     verdict = "is within" if noise["within"] else "exceeds"
-    return f"Δ {tag} {_signed(delta)} {verdict} seed noise (σ {noise['std']:.2g}, n {noise['n']})"
+    return (
+        f"Δ {_p(tag)} {_signed(delta)} {verdict} seed noise (σ {noise['std']:.2g}, n {noise['n']})"
+    )
 
 
 # -- sections -------------------------------------------------------------------------------
@@ -101,11 +119,11 @@ def noise_statement(tag: str, entry: dict[str, Any]) -> str | None:
 def _config(o: _Out, d: dict[str, Any]) -> None:
     rows: list[tuple[str, str, str]] = []
     for k, (va, vb) in d.get("changed", {}).items():
-        rows.append(("~", k, f"{_v(va)} → {_v(vb)}"))
+        rows.append(("~", _p(k), f"{_v(va)} → {_v(vb)}"))
     for k, v in d.get("added", {}).items():
-        rows.append(("+", k, _v(v)))
+        rows.append(("+", _p(k), _v(v)))
     for k, v in d.get("removed", {}).items():
-        rows.append(("-", k, _v(v)))
+        rows.append(("-", _p(k), _v(v)))
     rows.sort(key=lambda r: r[1])
     width = min(max((len(r[1]) for r in rows), default=0), 40)
     colours = {"~": "yellow", "+": "green", "-": "red"}
@@ -116,13 +134,13 @@ def _config(o: _Out, d: dict[str, Any]) -> None:
 def _seed_text(s: dict[str, Any]) -> str:
     if s.get("value") is None:
         return "not set"
-    return f"{s['value']} ({s.get('source') or '?'})"
+    return _p(f"{s['value']} ({s.get('source') or '?'})")
 
 
 def _seed(o: _Out, d: dict[str, Any]) -> None:
     o.add(f"  {_seed_text(d['a'])} → {_seed_text(d['b'])}")
     for k, (va, vb) in d.get("config", {}).items():
-        o.add(f"  {k}: {_v(va)} → {_v(vb)}")
+        o.add(f"  {_p(k)}: {_v(va)} → {_v(vb)}")
 
 
 def _diff_lines(o: _Out, text: str, indent: str = "    ") -> None:
@@ -136,18 +154,18 @@ def _diff_lines(o: _Out, text: str, indent: str = "    ") -> None:
         elif line.startswith("-"):
             o.add(indent + o.style(line, fg="red"))
         else:
-            o.add(indent + line)
+            o.add(indent + _p(line, tabs=True))
 
 
 def _code(o: _Out, d: dict[str, Any], stat: bool) -> None:
     ca, cb = d.get("commit", [None, None])
     if d.get("note"):
-        o.add(f"  {d['note']}")
+        o.add(f"  {_p(d['note'])}")
     commits = d.get("commits")
     if commits is None:
-        o.add(f"  same commit {(ca or 'none')[:12]}")
+        o.add(f"  same commit {_p((ca or 'none')[:12])}")
     else:
-        o.add(f"  commit {(ca or 'none')[:12]} → {(cb or 'none')[:12]}")
+        o.add(f"  commit {_p((ca or 'none')[:12])} → {_p((cb or 'none')[:12])}")
         if not commits.get("available"):
             o.add(f"    {o.style(commits.get('note') or 'commits unknown', fg='yellow')}")
         for key, label in (("a_to_b", "in B, not in A"), ("b_to_a", "in A, not in B")):
@@ -157,9 +175,9 @@ def _code(o: _Out, d: dict[str, Any], stat: bool) -> None:
                 o.add(f"    {len(entries)}{more} commit{'s' if len(entries) != 1 else ''} {label}:")
                 if not stat:
                     for e in entries:
-                        o.add(f"      {o.style(e['commit'][:10], fg='yellow')} {e['subject']}")
+                        o.add(f"      {o.style(e['commit'][:10], fg='yellow')} {_p(e['subject'])}")
     if d.get("root"):
-        o.add(f"  repositories: {d['root'][0]} → {d['root'][1]}")
+        o.add(f"  repositories: {_p(d['root'][0])} → {_p(d['root'][1])}")
     patch = d.get("patch")
     if patch:
         parts = []
@@ -169,7 +187,7 @@ def _code(o: _Out, d: dict[str, Any], stat: bool) -> None:
             ("files_a_only", "edited in A only"),
         ):
             if patch.get(key):
-                parts.append(f"{label}: {', '.join(patch[key])}")
+                parts.append(f"{label}: {_p(', '.join(patch[key]))}")
         o.add("  uncommitted changes differ" + (f" ({'; '.join(parts)})" if parts else ""))
         if not stat and patch.get("diff"):
             _diff_lines(o, patch["diff"])
@@ -199,7 +217,7 @@ def _data(o: _Out, d: dict[str, Any]) -> None:
         what = ch["what"]
         bits = []
         if "path" in what:
-            bits.append(f"path {fa.get('path')} → {fb.get('path')}")
+            bits.append(f"path {_p(fa.get('path'))} → {_p(fb.get('path'))}")
         if "size" in what or "files" in what:
             bits.append(f"{_fp(fa)} → {_fp(fb)}")
         if "content" in what:
@@ -211,11 +229,11 @@ def _data(o: _Out, d: dict[str, Any]) -> None:
             if set(what) - {"mtime"}
             else "touched (same size and sampled content)"
         )
-        o.add(f"  {o.style(key, fg='yellow')} ({fb.get('path')}) {verdict}: " + "; ".join(bits))
+        o.add(f"  {o.style(key, fg='yellow')} ({_p(fb.get('path'))}) {verdict}: " + "; ".join(bits))
     for key, f in d.get("added", {}).items():
-        o.add(f"  {o.style('+' + key, fg='green')} ({f.get('path')}): {_fp(f)}")
+        o.add(f"  {o.style('+' + key, fg='green')} ({_p(f.get('path'))}): {_fp(f)}")
     for key, f in d.get("removed", {}).items():
-        o.add(f"  {o.style('-' + key, fg='red')} ({f.get('path')}): {_fp(f)}")
+        o.add(f"  {o.style('-' + key, fg='red')} ({_p(f.get('path'))}): {_fp(f)}")
 
 
 def _env(o: _Out, d: dict[str, Any], stat: bool) -> None:
@@ -234,13 +252,13 @@ def _env(o: _Out, d: dict[str, Any], stat: bool) -> None:
         o.add(f"  packages: {counts}")
         if not stat:
             for n, (va, vb) in pk.get("changed", {}).items():
-                o.add(f"    {o.style('~', fg='yellow')} {n} {va} → {vb}")
+                o.add(f"    {o.style('~', fg='yellow')} {_p(n)} {_p(va)} → {_p(vb)}")
             for n, v in pk.get("added", {}).items():
-                o.add(f"    {o.style('+', fg='green')} {n} {v}")
+                o.add(f"    {o.style('+', fg='green')} {_p(n)} {_p(v)}")
             for n, v in pk.get("removed", {}).items():
-                o.add(f"    {o.style('-', fg='red')} {n} {v}")
+                o.add(f"    {o.style('-', fg='red')} {_p(n)} {_p(v)}")
     for k, (va, vb) in (d.get("vars") or {}).items():
-        o.add(f"  ${k}: {_v(va)} → {_v(vb)}")
+        o.add(f"  ${_p(k)}: {_v(va)} → {_v(vb)}")
 
 
 def _command(o: _Out, d: dict[str, Any]) -> None:
@@ -252,7 +270,7 @@ def _command(o: _Out, d: dict[str, Any]) -> None:
 def _metrics(o: _Out, d: dict[str, Any], stat: bool) -> None:
     rows = [
         (
-            tag,
+            _p(tag),
             _v(e.get("a")),
             _v(e.get("b")),
             _signed(e["delta"]) if e.get("delta") is not None else "",
@@ -298,12 +316,12 @@ def _failure(f: dict[str, Any] | None) -> str:
     if not f:
         return "none"
     step = f" at step {f['step']}" if f.get("step") is not None else ""
-    return f"{f.get('kind')}{step}: {f.get('message')}"
+    return _p(f"{f.get('kind')}{step}: {f.get('message')}")
 
 
 def _outcome(o: _Out, d: dict[str, Any]) -> None:
     if "status" in d:
-        o.add(f"  status: {d['status'][0]} → {d['status'][1]}")
+        o.add(f"  status: {_p(d['status'][0])} → {_p(d['status'][1])}")
     if "failure" in d:
         o.add(f"  failure: {_failure(d['failure'][0])} → {_failure(d['failure'][1])}")
 
@@ -318,7 +336,7 @@ def _stat_line(section: str, d: dict[str, Any]) -> str:
         return f"{_seed_text(d['a'])} → {_seed_text(d['b'])}"
     if section == "code":
         parts = [k for k in ("commits", "patch", "untracked") if k in d]
-        return ", ".join(parts) or d.get("note", "")
+        return ", ".join(parts) or _p(d.get("note", ""))
     keys = [k for k in d if k not in ("a", "b")]
     return ", ".join(keys) if keys else "differs"
 
@@ -354,7 +372,7 @@ def render_diff(
     for s in shown:
         body = d[s]
         if body.get("same"):
-            detail = ", ".join(f"{k} {fmt_value(v)}" for k, v in body.items() if k != "same")
+            detail = ", ".join(f"{_p(k)} {_v(v)}" for k, v in body.items() if k != "same")
             o.section(s, "same" + (f" ({detail})" if detail else ""))
             continue
         o.section(s)
@@ -383,15 +401,15 @@ def render_compare(table: dict[str, Any], *, color: bool = False) -> str:
     """The text of ``labbook compare``: a row per differing param and key metric, a column per run."""
     o = _Out(color)
     runs = table["runs"]
-    header = ["", *[r["id"] for r in runs]]
-    names = ["name", *[r.get("name") or "" for r in runs]]
+    header = ["", *[_p(r["id"]) for r in runs]]
+    names = ["name", *[_p(r.get("name") or "") for r in runs]]
     rows: list[tuple[str, list[str]]] = [("head", header), ("head", names)]
     for key, values in table["params"].items():
-        rows.append(("param", [key, *[_v(v) for v in values]]))
+        rows.append(("param", [_p(key), *[_v(v) for v in values]]))
     if not table["params"]:
         rows.append(("note", ["(no param differs)", *["" for _ in runs]]))
     for tag, values in table["metrics"].items():
-        rows.append(("metric", [tag, *[_v(v) for v in values]]))
+        rows.append(("metric", [_p(tag), *[_v(v) for v in values]]))
     widths = [max(len(r[1][i]) for r in rows) for i in range(len(header))]
     for kind, cells in rows:
         text = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()

@@ -26,6 +26,8 @@ import os
 from collections.abc import Iterator
 from contextvars import ContextVar
 
+from labbook.textsafe import printable
+
 logger = logging.getLogger("labbook")
 
 Held = list[tuple[str | None, str]]
@@ -35,9 +37,15 @@ _on_import: ContextVar[bool] = ContextVar("labbook_import_warnings", default=Fal
 
 
 def warn(path: str | os.PathLike[str] | None, message: str) -> None:
-    """Log a one-line warning naming ``path``; newlines in the message are folded."""
-    text = _printable(" ".join(str(message).split()))
-    where = None if path is None else _printable(os.fspath(path))
+    """Log a one-line warning naming ``path``.
+
+    Whitespace runs in the message are folded to a space; control characters, bidi
+    overrides and undecodable bytes in the message and the path are shown escaped
+    (:func:`labbook.textsafe.printable`), so a file name cannot split the line or
+    reach the reader's terminal as an escape sequence.
+    """
+    text = printable(" ".join(str(message).split()))
+    where = None if path is None else printable(os.fspath(path))
     holder = _held.get()
     if holder is not None:
         holder.append((where, text))
@@ -45,15 +53,6 @@ def warn(path: str | os.PathLike[str] | None, message: str) -> None:
         logger.warning("%s", text)
     else:
         logger.warning("%s: %s", where, text)
-
-
-def _printable(text: str) -> str:
-    """Undecodable bytes of a file name (surrogate escapes) as ``\\xNN``, as the store shows them."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def warn_on_import(path: str | os.PathLike[str], message: str) -> None:

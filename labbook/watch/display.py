@@ -3,6 +3,11 @@
 Both are driven only from the daemon's consumer thread: ``event()`` for the
 feed (run started / finished / diverged / failed, with the reason), ``refresh()``
 once per tick with the runs being followed and the latest GPU readings.
+
+Run names, paths and failure reasons come from the watched directories: they are
+shown through :func:`labbook.textsafe.printable` (no newline, escape sequence or bidi
+override reaches the terminal), and the live pane gives rich plain ``Text``, never
+markup.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from labbook.textsafe import printable
 from labbook.watch.ingest import RunState
 
 
@@ -63,7 +69,7 @@ class LogDisplay:
         self.out.flush()
 
     def message(self, text: str) -> None:
-        print(f"{_clock()} {text}", file=self.out, flush=True)
+        print(f"{_clock()} {printable(text)}", file=self.out, flush=True)
 
     def event(self, kind: str, st: RunState, detail: str) -> None:
         tail = f": {detail}" if detail else ""
@@ -98,12 +104,12 @@ class LiveDisplay:
             self._live = None
 
     def message(self, text: str) -> None:
-        self.feed.append(f"{_clock()} {text}")
+        self.feed.append(f"{_clock()} {printable(text)}")
         self._update()
 
     def event(self, kind: str, st: RunState, detail: str) -> None:
         tail = f": {detail}" if detail else ""
-        self.feed.append(f"{_clock()} {kind} {st.name}{tail}")
+        self.feed.append(f"{_clock()} {printable(f'{kind} {st.name}{tail}')}")
         self._update()
 
     def refresh(self, states: Sequence[RunState], gpus: Sequence[str]) -> None:
@@ -124,7 +130,7 @@ class LiveDisplay:
             table.add_column(col, no_wrap=col != "name", overflow="fold")
         now = time.time()
         for st in self._states:
-            table.add_row(
+            cells = (
                 st.run_id,
                 st.name,
                 st.framework,
@@ -134,8 +140,9 @@ class LiveDisplay:
                 _elapsed(now - st.started_at if st.started_at else None),
                 _gpu_text(st),
             )
+            table.add_row(*[Text(printable(c or "")) for c in cells])
         parts: list[Any] = [table]
         if self._gpus:
-            parts.append(Text("\n".join(self._gpus)))
+            parts.append(Text("\n".join(printable(g) for g in self._gpus)))
         parts.append(Text("\n".join(self.feed) if self.feed else "waiting for runs…", style="dim"))
         return Group(*parts)

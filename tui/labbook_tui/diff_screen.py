@@ -14,7 +14,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from labbook_tui.fmt import fmt_value, metric_order
+from labbook_tui.fmt import fmt_value, metric_order, printable, safe, safe_lines
 from labbook_tui.plot import CurvePlot, Series
 from labbook_tui.run_screen import curves
 
@@ -26,24 +26,25 @@ SECTION_ORDER = ("outcome", "config", "seed", "code", "data", "env", "command", 
 
 
 def _value(v: Any) -> str:
+    """A value on one line, control characters escaped (never markup: cells are ``Text``)."""
     if isinstance(v, (dict, list)):
-        return json.dumps(v, ensure_ascii=False, default=str)
-    return fmt_value(v)
+        return printable(json.dumps(v, ensure_ascii=False, default=str))
+    return printable(fmt_value(v))
 
 
 def render_section(name: str, body: Any) -> RenderableType:
     """One section of ``diff_runs``'s result, whatever its exact shape (it may grow)."""
-    title = Text(name, style="bold underline")
+    title = safe(name, "bold underline")
     if name == "config" and isinstance(body, dict):
         t = Table(box=None, show_header=False, pad_edge=False)
         t.add_column(no_wrap=True)
         t.add_column(overflow="fold")
         for key, (a, b) in sorted((body.get("changed") or {}).items()):
-            t.add_row(Text(f"~ {key}", "yellow"), f"{_value(a)} → {_value(b)}")
+            t.add_row(safe(f"~ {key}", "yellow"), Text(f"{_value(a)} → {_value(b)}"))
         for key, b in sorted((body.get("added") or {}).items()):
-            t.add_row(Text(f"+ {key}", "green"), _value(b))
+            t.add_row(safe(f"+ {key}", "green"), Text(_value(b)))
         for key, a in sorted((body.get("removed") or {}).items()):
-            t.add_row(Text(f"- {key}", "red"), _value(a))
+            t.add_row(safe(f"- {key}", "red"), Text(_value(a)))
         return Group(title, t)
     if name == "metrics" and isinstance(body, dict):
         t = Table(box=None, pad_edge=False, header_style="bold")
@@ -51,7 +52,7 @@ def render_section(name: str, body: Any) -> RenderableType:
             t.add_column(col, justify="left" if col in ("metric", "seed noise") else "right")
         for tag, entry in sorted(body.items()):
             if not isinstance(entry, dict):
-                t.add_row(tag, _value(entry), "", "", "")
+                t.add_row(safe(tag), Text(_value(entry)), "", "", "")
                 continue
             noise = entry.get("seed_noise") or {}
             noise_text: Text | str = ""
@@ -62,10 +63,10 @@ def render_section(name: str, body: Any) -> RenderableType:
                     style="green" if noise.get("within") else "bold",
                 )
             t.add_row(
-                tag,
-                _value(entry.get("a")),
-                _value(entry.get("b")),
-                _value(entry.get("delta")),
+                safe(tag),
+                Text(_value(entry.get("a"))),
+                Text(_value(entry.get("b"))),
+                Text(_value(entry.get("delta"))),
                 noise_text,
             )
         return Group(title, t)
@@ -75,11 +76,11 @@ def render_section(name: str, body: Any) -> RenderableType:
         t.add_column(overflow="fold")
         for key, value in body.items():
             if isinstance(value, str) and "\n" in value:
-                t.add_row(str(key), Text(value))
+                t.add_row(safe(key), safe_lines(value))
             elif isinstance(value, (list, tuple)) and len(value) == 2 and name != "code":
-                t.add_row(str(key), f"{_value(value[0])} → {_value(value[1])}")
+                t.add_row(safe(key), Text(f"{_value(value[0])} → {_value(value[1])}"))
             else:
-                t.add_row(str(key), _value(value))
+                t.add_row(safe(key), Text(_value(value)))
         return Group(title, t)
     if isinstance(body, list):
         return Group(title, *[Text(_value(item)) for item in body])
@@ -127,10 +128,10 @@ class DiffScreen(Screen[None]):
         self.query_one("#title", Static).update(
             Text.assemble(
                 ("A ", "bold"),
-                (self.a, "dodger_blue2"),
+                safe(self.a, "dodger_blue2"),
                 ("  vs  ", "dim"),
                 ("B ", "bold"),
-                (self.b, "dark_orange"),
+                safe(self.b, "dark_orange"),
                 ("   (notes go to B)", "dim"),
             )
         )
@@ -147,7 +148,7 @@ class DiffScreen(Screen[None]):
             )
         except LookupError as exc:
             self.result = None
-            body.append(Text(str(exc), style="red"))
+            body.append(safe(str(exc), "red"))
         if self.result is not None:
             sections = [k for k in SECTION_ORDER if k in self.result]
             sections += [k for k in self.result if k not in SECTION_ORDER and k not in ("a", "b")]

@@ -12,6 +12,7 @@ from typing import Any
 
 # One look for a run in the CLI and the TUI: the core's formatting, reused here.
 from labbook.render import STATUS_STYLE, fmt_value, key_metrics, seed_text
+from labbook.textsafe import printable, printable_lines
 
 __all__ = [
     "STATUS_STYLE",
@@ -24,6 +25,10 @@ __all__ = [
     "key_metrics",
     "metric_order",
     "parse_iso",
+    "printable",
+    "printable_lines",
+    "safe",
+    "safe_lines",
     "seed_text",
     "short",
 ]
@@ -103,3 +108,32 @@ def column_value(rec: dict[str, Any], key: str) -> Any:
 
 def short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def safe(text: Any, style: str = "") -> Any:
+    """Recorded text as a rich ``Text`` on one line: control characters and bidi
+    overrides escaped (:func:`labbook.textsafe.printable`), and never read as markup
+    (a run named ``[red]x`` shows its brackets)."""
+    from rich.text import Text
+
+    return Text(printable("" if text is None else text), style=style)
+
+
+def safe_lines(text: Any, style: str = "") -> Any:
+    """Like :func:`safe` for text of several lines (a note): newlines kept."""
+    from rich.text import Text
+
+    return Text(printable_lines("" if text is None else text), style=style)
+
+
+def log_text(log: str) -> Any:
+    """A run's log as it looked on a terminal: colours kept, other escape sequences
+    dropped, a progress bar's ``\r`` redraws shown as their last state; anything a
+    terminal would still act on (C1 controls, bidi overrides) shown escaped."""
+    from rich.text import Text
+
+    text = Text.from_ansi(log)
+    plain = text.plain
+    if printable_lines(plain) != plain:
+        return Text(printable_lines(plain))
+    return text

@@ -17,6 +17,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from labbook_tui.fmt import safe
+
 NOTE_TITLES = {
     "note": "Note",
     "failure": "Failure reason",
@@ -37,7 +39,7 @@ class NoteModal(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(
-                f"{NOTE_TITLES.get(self.kind, 'Note')} for {self.run_label}", classes="title"
+                safe(f"{NOTE_TITLES.get(self.kind, 'Note')} for {self.run_label}"), classes="title"
             )
             yield Input(placeholder="type, then Enter to save", id="text")
             yield Label("Enter save · Esc cancel", classes="hint")
@@ -65,9 +67,9 @@ class TagsModal(ModalScreen[tuple[list[str], list[str]] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"Tags for {self.run_label}", classes="title")
+            yield Label(safe(f"Tags for {self.run_label}"), classes="title")
             now = ", ".join(self.current) if self.current else "none"
-            yield Label(f"now: {now}", classes="hint")
+            yield Label(safe(f"now: {now}"), classes="hint")
             yield Input(placeholder="baseline good  -bad   (a leading - removes)", id="text")
             yield Label("Enter save · Esc cancel", classes="hint")
 

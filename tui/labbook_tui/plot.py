@@ -17,6 +17,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from labbook.textsafe import printable
+
 #: Colours that read on dark and light backgrounds and exist in the 256-colour palette.
 PALETTE = ("dodger_blue2", "dark_orange", "green3", "magenta", "gold3", "cyan")
 
@@ -123,7 +125,7 @@ def render_plot(series: Sequence[Series], width: int, height: int, *, log: bool 
     text.append(" " * _AXIS_W + left + " " * gap + right + "\n", style="dim")
     for index, (s, _pts) in enumerate(usable):
         text.append("━━ ", style=PALETTE[index % len(PALETTE)])
-        text.append(s.label + "  ")
+        text.append(printable(s.label) + "  ")  # a metric tag or run id: no raw controls
     if log:
         text.append("(log scale)", style="dim")
     return text

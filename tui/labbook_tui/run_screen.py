@@ -20,7 +20,11 @@ from labbook_tui.fmt import (
     fmt_duration,
     fmt_time,
     fmt_value,
+    log_text,
     metric_order,
+    printable,
+    safe,
+    safe_lines,
     seed_text,
 )
 from labbook_tui.plot import CurvePlot, Series
@@ -44,41 +48,43 @@ def overview(rec: dict[str, Any], tz: Any, now: float | None) -> RenderableType:
     """The overview tab: what a user wants first — outcome, how it was run, notes."""
     t = _kv_table()
     status = rec.get("status") or "unknown"
-    t.add_row("run", Text.assemble((rec["id"], "bold"), "  ", rec.get("name") or ""))
-    t.add_row("status", Text(status, style=STATUS_STYLE.get(status, "")))
+    t.add_row("run", Text.assemble(safe(rec["id"], "bold"), "  ", safe(rec.get("name"))))
+    t.add_row("status", safe(status, STATUS_STYLE.get(status, "")))
     failure = rec.get("failure")
     if failure:
         where = f" at step {failure['step']}" if failure.get("step") is not None else ""
         t.add_row(
-            "failure", Text(f"{failure['kind']}{where}: {failure.get('message') or ''}", "red")
+            "failure", safe(f"{failure['kind']}{where}: {failure.get('message') or ''}", "red")
         )
     t.add_row(
         "time",
         f"{fmt_time(rec.get('started_at'), tz)} → {fmt_time(rec.get('ended_at'), tz)}"
         f"  ({fmt_duration(rec, now)})",
     )
-    t.add_row("framework", rec.get("framework") or "—")
-    t.add_row("path", rec.get("path") or "—")
+    t.add_row("framework", safe(rec.get("framework") or "—"))
+    t.add_row("path", safe(rec.get("path") or "—"))
     if rec.get("command"):
-        t.add_row("command", " ".join(rec["command"]))
+        t.add_row("command", safe(" ".join(rec["command"])))
     seed = seed_text(rec)
     source = (rec.get("seed") or {}).get("source")
     t.add_row(
         "seed",
-        Text(seed, style="bold yellow") if seed == "not set" else f"{seed}  ({source or '?'})",
+        Text(seed, style="bold yellow")
+        if seed == "not set"
+        else safe(f"{seed}  ({source or '?'})"),
     )
     git = rec.get("git")
     if git:
         commit = (git.get("commit") or "?")[:10]
         dirty = "  + uncommitted changes" if git.get("dirty") else ""
-        t.add_row("git", f"{commit} on {git.get('branch') or '?'}{dirty}")
+        t.add_row("git", safe(f"{commit} on {git.get('branch') or '?'}{dirty}"))
         if git.get("remote"):
-            t.add_row("", git["remote"])
+            t.add_row("", safe(git["remote"]))
     else:
         t.add_row("git", Text("not recorded", "dim"))
-    t.add_row("host", f"{rec.get('host') or '?'} ({rec.get('user') or '?'})")
+    t.add_row("host", safe(f"{rec.get('host') or '?'} ({rec.get('user') or '?'})"))
     t.add_row("gpu", gpu_summary(rec))
-    t.add_row("tags", ", ".join(rec.get("tags") or []) or Text("none (t adds)", "dim"))
+    t.add_row("tags", safe(", ".join(rec.get("tags") or [])) or Text("none (t adds)", "dim"))
     notes = rec.get("notes") or []
     parts: list[RenderableType] = [t, Text("")]
     if notes:
@@ -88,7 +94,11 @@ def overview(rec: dict[str, Any], tz: Any, now: float | None) -> RenderableType:
             style = {"failure": "red", "lesson": "green"}.get(kind, "cyan")
             parts.append(
                 Text.assemble(
-                    (f"{kind:8}", style), " ", (fmt_time(n.get("at"), tz), "dim"), "  ", n["text"]
+                    safe(f"{kind:8}", style),
+                    " ",
+                    (fmt_time(n.get("at"), tz), "dim"),
+                    "  ",
+                    safe_lines(str(n["text"]).strip()),
                 )
             )
     else:
@@ -101,7 +111,7 @@ def gpu_summary(rec: dict[str, Any]) -> Text | str:
     env = rec.get("env") or {}
     if not gpu:
         names = env.get("gpus") or []
-        return ", ".join(names) if names else Text("no GPU readings", "dim")
+        return safe(", ".join(names)) if names else Text("no GPU readings", "dim")
     bits = []
     if gpu.get("mean_util_pct") is not None:
         bits.append(f"mean util {gpu['mean_util_pct']:.0f}%")
@@ -119,20 +129,20 @@ def environment(rec: dict[str, Any]) -> RenderableType:
         return Text("No environment recorded for this run.", style="dim")
     t = _kv_table()
     for key in ("source", "python", "platform", "cuda"):
-        t.add_row(key, fmt_value(env.get(key)))
-    t.add_row("gpus", ", ".join(env.get("gpus") or []) or "none")
+        t.add_row(key, safe(fmt_value(env.get(key))))
+    t.add_row("gpus", safe(", ".join(env.get("gpus") or []) or "none"))
     parts: list[RenderableType] = [t, Text("")]
     variables = env.get("vars") or {}
     parts.append(Text(f"Variables ({len(variables)})", style="bold underline"))
     vt = _kv_table()
     for k in sorted(variables):
-        vt.add_row(k, str(variables[k]))
+        vt.add_row(safe(k), safe(variables[k]))
     parts += [vt, Text("")]
     packages = env.get("packages") or {}
     parts.append(Text(f"Packages ({len(packages)})", style="bold underline"))
     pt = _kv_table()
     for k in sorted(packages, key=str.lower):
-        pt.add_row(k, str(packages[k]))
+        pt.add_row(safe(k), safe(packages[k]))
     parts.append(pt)
     return Group(*parts)
 
@@ -144,10 +154,10 @@ def code(rec: dict[str, Any], dark: bool) -> RenderableType:
     parts: list[RenderableType] = []
     diff = git.get("diff") or ""
     head = f"{(git.get('commit') or '?')[:10]} on {git.get('branch') or '?'}"
-    parts.append(Text(head, style="bold"))
+    parts.append(safe(head, "bold"))
     if diff.strip():
         lines = diff.splitlines()
-        shown = "\n".join(lines[:MAX_PATCH_LINES])
+        shown = "\n".join(printable(line, tabs=True) for line in lines[:MAX_PATCH_LINES])
         # ANSI themes use the terminal's own palette: right in 256 colours, light or dark
         parts.append(Syntax(shown, "diff", theme="ansi_dark" if dark else "ansi_light"))
         if len(lines) > MAX_PATCH_LINES:
@@ -161,12 +171,11 @@ def code(rec: dict[str, Any], dark: bool) -> RenderableType:
     parts.append(Text(f"Untracked files ({len(untracked)})", style="bold underline"))
     contents = git.get("untracked_contents") or {}
     for path in untracked:
-        parts.append(Text(f"  {path}"))
+        parts.append(safe(f"  {path}"))
         body = contents.get(path)
         if body:
-            parts.append(
-                Syntax(body[:4000], _lexer(path), theme="ansi_dark" if dark else "ansi_light")
-            )
+            shown = "\n".join(printable(line, tabs=True) for line in body[:4000].splitlines())
+            parts.append(Syntax(shown, _lexer(path), theme="ansi_dark" if dark else "ansi_light"))
     if git.get("untracked_truncated"):
         parts.append(Text("(more untracked files than the size budget kept)", style="yellow"))
     return Group(*parts)
@@ -241,18 +250,18 @@ class RunScreen(Screen[None]):
         notebook = self.app.notebook
         rec = notebook.record(self.run_id)
         if rec is None:
-            self.query_one("#title", Static).update(f"run {self.run_id} is gone")
+            self.query_one("#title", Static).update(safe(f"run {self.run_id} is gone"))
             return
         self.record = rec
         now = self.app.clock() if self.app.clock else None
         status = rec.get("status") or "unknown"
         self.query_one("#title", Static).update(
             Text.assemble(
-                (rec["id"], "bold"),
+                safe(rec["id"], "bold"),
                 "  ",
-                rec.get("name") or "",
+                safe(rec.get("name")),
                 "  ",
-                (status, STATUS_STYLE.get(status, "")),
+                safe(status, STATUS_STYLE.get(status, "")),
             )
         )
         self.query_one("#overview-body", Static).update(overview(rec, self.app.tz, now))
@@ -264,7 +273,7 @@ class RunScreen(Screen[None]):
         options = self.query_one("#metric-tags", OptionList)
         highlighted = self.tag
         options.clear_options()
-        options.add_options([Option(t, id=t) for t in tags])
+        options.add_options([Option(safe(t), id=t) for t in tags])
         if tags:
             self.tag = highlighted if highlighted in tags else tags[0]
             options.highlighted = tags.index(self.tag)
@@ -272,7 +281,7 @@ class RunScreen(Screen[None]):
         self._draw_gpu(tags)
         log = notebook.log_tail(self.run_id)
         self.query_one("#log-body", Static).update(
-            Text(log) if log else Text("No log recorded for this run.", style="dim")
+            log_text(log) if log else Text("No log recorded for this run.", style="dim")
         )
 
     # -- config tree ---------------------------------------------------------------------
@@ -295,9 +304,9 @@ class RunScreen(Screen[None]):
             for depth in range(1, len(parts)):
                 prefix = ".".join(parts[:depth])
                 if prefix not in nodes:
-                    nodes[prefix] = parent.add(parts[depth - 1], expand=True)
+                    nodes[prefix] = parent.add(safe(parts[depth - 1]), expand=True)
                 parent = nodes[prefix]
-            label = Text.assemble((parts[-1], "bold"), " = ", value)
+            label = Text.assemble(safe(parts[-1], "bold"), " = ", safe(value))
             parent.add_leaf(label, data=key)
         if not shown:
             tree.root.add_leaf(Text("no matching keys" if low else "no config recorded", "dim"))

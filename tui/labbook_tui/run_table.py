@@ -38,6 +38,7 @@ from labbook_tui.fmt import (
     fmt_time,
     fmt_value,
     key_metrics,
+    printable,
     seed_text,
     short,
 )
@@ -77,13 +78,14 @@ MARK_STYLE = "bold yellow"
 #: One laid-out cell: its text, exactly the column's width, and its own style (or None).
 Cell = tuple[str, Style | None]
 
-#: Control characters (a newline in a run name, an escape) would break the line: blanks.
-_CONTROL = {c: " " for c in [*range(32), 127]}
-
 
 def fit(text: str, width: int) -> str:
-    """``text`` on one line, exactly ``width`` cells: padded, or cut with an ellipsis."""
-    text = text.translate(_CONTROL)
+    """``text`` on one line, exactly ``width`` cells: padded, or cut with an ellipsis.
+
+    Control characters (a newline in a run name, an escape sequence), bidi overrides
+    and undecodable bytes are shown escaped (``\\n``, ``\\x1b``), as ``labbook ls`` does.
+    """
+    text = printable(text)
     if cell_len(text) > width:
         return set_cell_size(text, max(0, width - 1)) + "…" if width else ""
     return set_cell_size(text, width)
@@ -287,7 +289,7 @@ class RunTable(ScrollView, can_focus=True):
         cells: list[tuple[str, str | None]] = [
             (MARK, MARK_STYLE) if marked else (" ", None),
             (rec["id"], None),
-            (short(rec.get("name") or "", 18), None),
+            (short(printable(rec.get("name") or ""), 18), None),
             (status, STATUS_STYLE.get(status)),
             (fmt_time(rec.get("started_at"), self.tz, short=True), None),
             (fmt_duration(rec, now), None),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from labbook.errors import LabbookError
+from labbook_tui.fmt import safe, safe_lines
 from labbook_tui.modals import ColumnsModal, SortModal
 from labbook_tui.notebook import EMPTY_HINT
 from labbook_tui.run_table import RunTable
@@ -63,7 +65,9 @@ class RunsScreen(Screen[None]):
         if notebook.store is None:
             self.set_class(True, "-empty")
             empty.update(
-                f"{notebook.error or 'no database'}\n\nTo fill your lab notebook, {EMPTY_HINT}."
+                safe_lines(
+                    f"{notebook.error or 'no database'}\n\nTo fill your lab notebook, {EMPTY_HINT}."
+                )
             )
             self._status("")
             return
@@ -81,8 +85,10 @@ class RunsScreen(Screen[None]):
                 empty.update("No runs match this filter. Esc clears it.")
             else:
                 empty.update(
-                    f"No runs yet in {self.app.notebook.path}.\n\n"
-                    f"To fill your lab notebook, {EMPTY_HINT}."
+                    Text.assemble(
+                        safe(f"No runs yet in {self.app.notebook.path}."),
+                        f"\n\nTo fill your lab notebook, {EMPTY_HINT}.",
+                    )
                 )
         else:
             self.set_class(False, "-empty")
@@ -110,7 +116,7 @@ class RunsScreen(Screen[None]):
         status.set_class(error, "-error")
         # one line, its size fixed by the stylesheet: a repaint, not a layout of the screen
         # (which costs more than the whole table's repaint, on every keystroke)
-        status.update(text, layout=False)
+        status.update(safe(text), layout=False)
 
     # -- filter ----------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from labbook.errors import LabbookError
-from labbook_tui.fmt import short
+from labbook_tui.fmt import printable, safe, short
 
 if TYPE_CHECKING:
     from labbook_tui.app import LabbookApp
@@ -25,7 +25,7 @@ def snippet_text(snippet: str, width: int = 200) -> Text:
     text = Text()
     marked = False
     for part in flat.replace(MARK_END, MARK_START).split(MARK_START):
-        text.append(part, style="bold reverse" if marked else "")
+        text.append(printable(part), style="bold reverse" if marked else "")
         marked = not marked
     return text
 
@@ -96,12 +96,12 @@ class SearchScreen(Screen[None]):
             status.update(Text("Search not available (labbook.search is missing).", "yellow"))
             return
         except LabbookError as exc:
-            status.update(Text(exc.message, "red"))
+            status.update(safe(exc.message, "red"))
             return
         for i, hit in enumerate(self.hits):
             table.add_row(
-                hit.run_id,
-                hit.field,
+                safe(hit.run_id),
+                safe(hit.field),
                 snippet_text(str(hit.snippet)),
                 key=str(i),
             )
