@@ -118,7 +118,9 @@ def config_from_argv(argv: list[str]) -> dict[str, Any]:
             name, _, value = arg.partition("=")
             if name and " " not in name:
                 out[_norm(name)] = parse_value(value)
-    return out
+    from labbook.redact import redact_config
+
+    return redact_config(out)  # as stored: a past run's --token is "<redacted>"
 
 
 _OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.\-/@]*=")

@@ -332,8 +332,12 @@ class Store:
 
         Re-saving the same source replaces what was read from its files (config,
         metrics, git, env) and keeps what people added (notes, manual tags). A new
-        run gets ``run_id`` when given and free, else a new random id.
+        run gets ``run_id`` when given and free, else a new random id. Secrets are
+        redacted first (:func:`labbook.redact.redact_facts`): nothing else reaches the store.
         """
+        from labbook.redact import redact_facts
+
+        facts = redact_facts(facts)
         wanted = run_id
         with self.transaction():
             run_id = self.id_for_source(safe_text(facts.source_key))  # type: ignore[arg-type]
@@ -903,11 +907,13 @@ class Store:
         ended_at: float | None = None,
     ) -> None:
         """Set a run's status, its failure (a :class:`~labbook.model.Failure` or None), its end."""
+        from labbook.redact import redact_text  # a failure message quotes the log
+
         self.update_run(
             run_id,
             status=status,
             failure_kind=failure.kind if failure else None,
-            failure_message=failure.message if failure else None,
+            failure_message=redact_text(failure.message) if failure else None,
             failure_step=failure.step if failure else None,
             ended_at=utc_iso(ended_at),
         )

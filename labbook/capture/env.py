@@ -32,41 +32,18 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from labbook.model import EnvInfo
+
+# The rules live in labbook.redact (one redaction for every path into the store);
+# these names are kept here for the code and tests that import them from here.
+from labbook.redact import (  # noqa: F401
+    _HIGH_ENTROPY,
+    REDACTED,
+    SECRET_PATTERN,
+    TOKEN_VALUE_PATTERN,
+    redact_env_vars,
+    redact_text,
+)
 from labbook.warn import warn
-
-#: What a redacted value is replaced with.
-REDACTED = "<redacted>"
-
-#: Variable (or flag, or key) names that look like they hold a secret.  Matched
-#: case-insensitively anywhere in the name, so ``WANDB_API_KEY``,
-#: ``AWS_SECRET_ACCESS_KEY``, ``HF_TOKEN`` and ``MY_PASSWORD`` all match.
-#: ``TOKENIZER…`` and ``…TOKENS`` (``TOKENIZERS_PARALLELISM``, ``--max-tokens``)
-#: and ``AUTHOR`` (but not ``AUTHORIZATION``) are not secrets and are excluded.
-SECRET_PATTERN = re.compile(
-    r"TOKEN(?!IZER|S(?![A-Za-z]))|SECRET|PASSWORD|PASSWD|PASSPHRASE|KEY|CREDENTIAL"
-    r"|AUTH(?!OR(?!IZ))|COOKIE|SESSION|PRIVATE",
-    re.IGNORECASE,
-)
-
-#: Values that look like tokens whatever the name they are stored under: Hugging
-#: Face ``hf_…``, OpenAI/Anthropic ``sk-…``, GitHub ``ghp_…``/``github_pat_…``,
-#: GitLab ``glpat-…``, Slack ``xox?-…``, AWS access key ids ``AKIA…``/``ASIA…``,
-#: Google ``AIza…``, npm, PyPI and JWTs.
-TOKEN_VALUE_PATTERN = re.compile(
-    r"(?<![A-Za-z0-9])(?:"
-    r"hf_[A-Za-z0-9]{20,}"
-    r"|sk-[A-Za-z0-9_\-]{20,}"
-    r"|gh[pousr]_[A-Za-z0-9]{20,}"
-    r"|github_pat_[A-Za-z0-9_]{20,}"
-    r"|glpat-[A-Za-z0-9_\-]{20,}"
-    r"|xox[abposr]-[A-Za-z0-9\-]{10,}"
-    r"|(?:AKIA|ASIA)[0-9A-Z]{16}"
-    r"|AIza[0-9A-Za-z_\-]{35}"
-    r"|npm_[A-Za-z0-9]{36}"
-    r"|pypi-[A-Za-z0-9_\-]{50,}"
-    r"|eyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]*"
-    r")"
-)
 
 #: Variables recorded by :func:`select_env_vars`: exact names, or prefixes written
 #: ``PREFIX_*``.  They are the ones that change what a training run does or where it
@@ -102,62 +79,6 @@ KEPT_VARS: tuple[str, ...] = (
 _KEPT_EXACT = frozenset(v for v in KEPT_VARS if not v.endswith("*"))
 _KEPT_PREFIXES = tuple(v[:-1] for v in KEPT_VARS if v.endswith("*"))
 
-# scheme://user:password@  ->  scheme://
-_URL_CREDENTIALS = re.compile(
-    r"(?P<scheme>(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://)[^\s/:@?#]*:[^\s/@?#]*@"
-)
-# Authorization header values
-_BEARER = re.compile(r"\b(?P<kind>Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{8,}", re.IGNORECASE)
-_SECRET_WORD = SECRET_PATTERN.pattern
-# --api-key XYZ, --token=XYZ (a value starting with "-" is the next flag, not a value)
-_FLAG = re.compile(
-    r"(?<![\w\-])(?P<flag>--?[A-Za-z]?[\w\-.]*?(?:" + _SECRET_WORD + r")[\w\-.]*)"
-    r"(?P<sep>=|[ \t]+)(?P<value>\"[^\"]*\"|'[^']*'|[^\s\-][^\s]*)",
-    re.IGNORECASE,
-)
-# token=XYZ, "api_key": "XYZ", password: XYZ, ?access_token=XYZ&
-_KEY_VALUE = re.compile(
-    r"(?<![\w.\-])(?P<q>[\"']?)(?P<key>[A-Za-z_]?[\w.\-]*?(?:" + _SECRET_WORD + r")[\w.\-]*)"
-    r"(?P=q)(?P<sep>[ \t]*[=:][ \t]*)(?!(?:Bearer|Basic)\s)(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&\"'}\]]+)",
-    re.IGNORECASE,
-)
-# a whole value that is a long random-looking string: upper, lower and digits mixed
-# (hex ids, UUIDs and paths are not matched)
-_HIGH_ENTROPY = re.compile(r"^(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])[A-Za-z0-9+/=_\-]{32,}$")
-
-
-def _redacted_value(value: str) -> str:
-    if value[:1] in "\"'" and value[-1:] == value[:1] and len(value) >= 2:
-        return value[0] + REDACTED + value[0]
-    return REDACTED
-
-
-def redact_text(text: str) -> str:
-    """Redact secrets in free text such as a command line or a log line.
-
-    Removes ``user:password@`` from URLs, the values of secret-looking flags
-    (``--api-key XYZ``, ``--token=XYZ``) and keys (``token=XYZ``, ``"api_key": "XYZ"``),
-    ``Bearer``/``Basic`` credentials, and anything matching :data:`TOKEN_VALUE_PATTERN`.
-    Over-redaction is preferred to a leak.
-    """
-    if not isinstance(text, str):
-        text = "" if text is None else str(text)
-    if not text:
-        return text
-    text = _URL_CREDENTIALS.sub(lambda m: m.group("scheme"), text)
-    text = _BEARER.sub(lambda m: f"{m.group('kind')} {REDACTED}", text)
-
-    def flag(m: re.Match[str]) -> str:
-        return m.group("flag") + m.group("sep") + _redacted_value(m.group("value"))
-
-    def key_value(m: re.Match[str]) -> str:
-        head = m.group("q") + m.group("key") + m.group("q") + m.group("sep")
-        return head + _redacted_value(m.group("value"))
-
-    text = _FLAG.sub(flag, text)
-    text = _KEY_VALUE.sub(key_value, text)
-    return TOKEN_VALUE_PATTERN.sub(REDACTED, text)
-
 
 def is_kept_var(name: str) -> bool:
     """Whether ``name`` is one of :data:`KEPT_VARS` (exactly or by prefix)."""
@@ -172,20 +93,16 @@ def select_env_vars(environ: Mapping[str, str]) -> dict[str, str]:
     still see that it was set; secret-looking values under other names are
     redacted too, and URLs lose their ``user:password@``.
     """
-    out: dict[str, str] = {}
     try:
         items = list(environ.items())
     except Exception:  # a broken mapping: record nothing rather than fail
-        return out
-    for name, value in items:
-        if not isinstance(name, str) or not is_kept_var(name):
-            continue
-        value = value if isinstance(value, str) else str(value)
-        if SECRET_PATTERN.search(name) or _HIGH_ENTROPY.match(value):
-            out[name] = REDACTED
-        else:
-            out[name] = redact_text(value)
-    return dict(sorted(out.items()))
+        return {}
+    kept = {
+        name: value if isinstance(value, str) else str(value)
+        for name, value in items
+        if isinstance(name, str) and is_kept_var(name)
+    }
+    return dict(sorted(redact_env_vars(kept).items()))
 
 
 # --- packages -----------------------------------------------------------------------

@@ -49,6 +49,7 @@ from typing import Any
 
 from labbook.capture import env as capenv
 from labbook.model import EnvInfo
+from labbook.redact import redact_argv
 
 #: Programs that often sit in or read from a run directory without writing it: a
 #: match by one of these ranks below any other process.  Compared with the
@@ -500,26 +501,6 @@ def select_vars(environ: Mapping[str, str]) -> dict[str, str]:
     for k, v in capenv.select_env_vars(extra).items():
         kept[k[len(prefix) :]] = v
     return dict(sorted(kept.items()))
-
-
-def redact_argv(argv: Sequence[str]) -> list[str]:
-    """A command line with secrets redacted, element by element.
-
-    :func:`labbook.capture.env.redact_text` sees one element at a time, so the value
-    after a separate secret-looking flag (``--api-key XYZ``) is redacted here.
-    """
-    out: list[str] = []
-    secret_next = False
-    for arg in argv:
-        if secret_next and not arg.startswith("-"):
-            out.append(capenv.REDACTED)
-            secret_next = False
-            continue
-        secret_next = (
-            arg.startswith("-") and "=" not in arg and bool(capenv.SECRET_PATTERN.search(arg))
-        )
-        out.append(capenv.redact_text(arg))
-    return out
 
 
 def process_info(pid: int, *, with_packages: bool = True) -> ProcInfo | None:
