@@ -31,11 +31,13 @@ import re
 import signal as _signal
 import stat
 import sysconfig
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from labbook.model import Failure, Point, Seed, flatten
+from labbook.readers.contain import outside
 from labbook.warn import warn
 
 __all__ = [
@@ -156,6 +158,8 @@ def _windows(
     (text after a run of NUL bytes — the zero-filled gap a crash can leave — counts
     as a line start).
     """
+    if outside(path):
+        return None
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(os.fspath(path), flags)
@@ -674,7 +678,7 @@ def _parse_dict(text: str) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         obj = None
         try:
-            obj = ast.literal_eval(_BARE_NONFINITE.sub(r"'\1\2'", text))
+            obj = _quietly(ast.literal_eval, _BARE_NONFINITE.sub(r"'\1\2'", text))
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             return None
     if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) for k in obj):
@@ -723,13 +727,15 @@ def _dict_record(d: dict[str, Any]) -> _Record | None:
     return rec if rec.values else None
 
 
-def _assign_steps(records: list[_Record]) -> dict[str, list[Point]]:
+def _assign_steps(records: list[_Record], path: str | os.PathLike[str]) -> dict[str, list[Point]]:
     """Give every record a step: its own step, else its epoch (if every epoch that
     would be used is a whole number), else the step of the last record that had
-    one, else a running counter (0-based index among metric records)."""
+    one, else a running counter (0-based index among metric records). A record
+    whose step does not fit in 64 bits is skipped (one warning naming ``path``)."""
     epoch_ok = all(r.epoch.is_integer() for r in records if r.step is None and r.epoch is not None)
     metrics: dict[str, list[Point]] = {}
     last: int | None = None
+    out_of_range: list[int] = []
     for counter, r in enumerate(records):
         if r.step is not None:
             step = r.step
@@ -739,10 +745,19 @@ def _assign_steps(records: list[_Record]) -> dict[str, list[Point]]:
             step = last
         else:
             step = counter
+        if not -(2**63) <= step < 2**63:
+            out_of_range.append(step)
+            continue
         if r.step is not None or (r.epoch is not None and epoch_ok):
             last = step
         for name, value in r.values.items():
             metrics.setdefault(name, []).append(Point(step, value))
+    if out_of_range:
+        warn(
+            path,
+            f"skipped {len(out_of_range)} metric line(s) whose step does not fit in 64 bits "
+            f"(the first: {str(out_of_range[0])[:30]})",
+        )
     return metrics
 
 
@@ -763,10 +778,22 @@ def _namespace(text: str) -> dict[str, Any] | None:
     becomes a dict; anything else (``device(type='cuda')``) is kept as its source text.
     """
     try:
-        tree = ast.parse(text, mode="eval")
+        tree = _quietly(ast.parse, text, mode="eval")
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
     return _namespace_call(tree.body)
+
+
+def _quietly(parse: Any, *args: Any, **kwargs: Any) -> Any:
+    """``parse(*args, **kwargs)`` without the compiler's warnings reaching stderr.
+
+    Parsing a printed config warns about what is fine in a log and odd in source
+    (``SyntaxWarning: invalid decimal literal`` for ``1if``, invalid escapes such as
+    ``'C:\\data'``); those lines would leak to stderr as Python warnings.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return parse(*args, **kwargs)
 
 
 def _namespace_call(node: ast.AST) -> dict[str, Any] | None:
@@ -787,7 +814,7 @@ def _namespace_call(node: ast.AST) -> dict[str, Any] | None:
         if kw.arg is None:
             continue
         try:
-            out[kw.arg] = ast.literal_eval(kw.value)
+            out[kw.arg] = _quietly(ast.literal_eval, kw.value)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             nested = _namespace_call(kw.value)
             out[kw.arg] = nested if nested is not None else ast.unparse(kw.value)
@@ -1191,7 +1218,7 @@ def read_log(
         facts.config = flatten(cfg_dict)
     if seed is not None:
         facts.seed = Seed(seed[1], f"log:{seed[2]}")
-    facts.metrics = _assign_steps(records)
+    facts.metrics = _assign_steps(records, path)
     facts.finished_marker = finished_at >= 0
 
     # Failure and traceback from the end of what was read.

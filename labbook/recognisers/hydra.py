@@ -10,6 +10,7 @@ below the job directory (TensorBoard, Lightning, CSV metrics) feeds the same run
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from labbook.capture.seed import pick_seed, seed_from_config, seed_from_overrides
 from labbook.model import RunFacts, flatten
@@ -49,13 +50,18 @@ class Hydra(Recogniser):
         hydra_cfg = load_yaml(hdir / "hydra.yaml") if (hdir / "hydra.yaml").is_file() else None
         job_name = None
         if isinstance(hydra_cfg, dict):
-            h = hydra_cfg.get("hydra", {}) or {}
-            job = h.get("job", {}) or {}
-            job_name = job.get("name")
-            runtime = h.get("runtime", {}) or {}
-            facts.cwd = runtime.get("cwd")
+            h = _mapping(hydra_cfg.get("hydra"))
+            job_name = _mapping(h.get("job")).get("name")
+            if not isinstance(job_name, str):
+                job_name = None
+            cwd = _mapping(h.get("runtime")).get("cwd")
+            facts.cwd = cwd if isinstance(cwd, str) else None
             if job_name:
-                facts.command = ["python", f"{job_name}.py", *[str(o) for o in (overrides or [])]]
+                facts.command = [
+                    "python",
+                    f"{job_name}.py",
+                    *[str(o) for o in (overrides if isinstance(overrides, list) else [])],
+                ]
         facts.files += [str(hdir / n) for n in ("config.yaml", "overrides.yaml", "hydra.yaml")]
         if isinstance(overrides, list):
             facts.seed = pick_seed(
@@ -80,3 +86,8 @@ class Hydra(Recogniser):
             apply_log(facts, log, metrics_from_log=not facts.metrics)
         facts.started_at, facts.ended_at = mtime_range(facts.files)
         yield facts
+
+
+def _mapping(value: object) -> dict[Any, Any]:
+    """``value`` if it is a mapping, else {} (a hand-edited hydra.yaml may hold anything)."""
+    return value if isinstance(value, dict) else {}

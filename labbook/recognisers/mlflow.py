@@ -53,7 +53,7 @@ def _apply_tags(facts: RunFacts, tags: dict[str, str]) -> None:
 
 
 def _apply_status(facts: RunFacts, status: Any, start_ms: Any, end_ms: Any) -> None:
-    mapped = _STATUS.get(status)
+    mapped = _STATUS.get(status) if isinstance(status, int | str) else None
     if mapped == "finished":
         facts.end_marker = True
     elif mapped is not None:
@@ -62,10 +62,21 @@ def _apply_status(facts: RunFacts, status: Any, start_ms: Any, end_ms: Any) -> N
         from labbook.model import Failure
 
         facts.failure = Failure("exception", "MLflow run ended with status FAILED")
-    if isinstance(start_ms, (int, float)):
-        facts.started_at = start_ms / 1000
-    if isinstance(end_ms, (int, float)):
-        facts.ended_at = end_ms / 1000
+    started, ended = _seconds(start_ms), _seconds(end_ms)
+    if started is not None:
+        facts.started_at = started
+    if ended is not None:
+        facts.ended_at = ended
+
+
+def _seconds(ms: Any) -> float | None:
+    """A time in milliseconds as Unix seconds; None for what is no number (or too large)."""
+    if not isinstance(ms, (int, float)) or isinstance(ms, bool):
+        return None
+    try:
+        return ms / 1000
+    except OverflowError:
+        return None
 
 
 class MLflowFileStore(Recogniser):
@@ -78,12 +89,15 @@ class MLflowFileStore(Recogniser):
         return isinstance(meta, dict) and bool(meta.get("run_id") or meta.get("run_uuid"))
 
     def read(self, d: DirInfo) -> Iterable[RunFacts]:
-        meta = load_yaml(d.path / "meta.yaml") or {}
+        meta = load_yaml(d.path / "meta.yaml")
+        if not isinstance(meta, dict):
+            meta = {}
+        name = meta.get("run_name")
         facts = RunFacts(
             path=str(d.path),
             framework=self.framework,
             source_key=str(d.path),
-            name=meta.get("run_name") or run_name(d.path),
+            name=name if isinstance(name, str) and name else run_name(d.path),
             files=[str(d.path / "meta.yaml")],
         )
         facts.config = {k: _param_value(v) for k, v in _read_tree(d.path / "params").items()}
@@ -188,7 +202,7 @@ def read_mlflow_db(db_path: Path) -> list[RunFacts]:
                 path=f"{db_path}#{run_uuid}",
                 framework="mlflow",
                 source_key=f"{db_path}#{run_uuid}",
-                name=name or run_uuid[:8],
+                name=name if isinstance(name, str) and name else str(run_uuid)[:8],
                 files=[str(db_path)],
             )
             facts.config = {
@@ -199,15 +213,21 @@ def read_mlflow_db(db_path: Path) -> list[RunFacts]:
             }
             tags = dict(conn.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_uuid,)))
             _apply_tags(facts, tags)
+            bad = 0
             for key, value, ts, step, is_nan in conn.execute(
                 "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = ?"
                 " ORDER BY key, step, timestamp",
                 (run_uuid,),
             ):
-                v = float("nan") if is_nan else float(value)
-                facts.metrics.setdefault(key, []).append(
-                    Point(int(step), v, ts / 1000 if ts else None)
-                )
+                try:  # SQLite keeps whatever was written: text in a FLOAT column, say
+                    v = float("nan") if is_nan else float(value)
+                    point = Point(int(step), v, float(ts) / 1000 if ts else None)
+                except (TypeError, ValueError, OverflowError):
+                    bad += 1
+                    continue
+                facts.metrics.setdefault(str(key), []).append(point)
+            if bad:
+                warn(db_path, f"run {run_uuid}: skipped {bad} metric row(s) that are not numbers")
             _apply_status(facts, status, start, end)
             facts.seed = pick_seed(seed_from_config(facts.config))
             out.append(facts)
