@@ -43,6 +43,7 @@ from typing import Any
 import yaml
 
 from labbook.model import Point
+from labbook.readers.contain import outside
 from labbook.readers.values import (
     STEP_MAX,
     STEP_MIN,
@@ -123,6 +124,8 @@ def _open_regular(path: PathLike) -> Any:
     Opening is non-blocking so that a FIFO named like a config file cannot hang us;
     the type check is on the opened descriptor, so there is no race with a rename.
     """
+    if outside(path):
+        return None
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(os.fspath(path), flags)
@@ -596,7 +599,7 @@ class MetricLines:
             self._malformed(index)
             return True
         if _has_surrogate_escape(raw):
-            record = without_surrogates(record, self.bad)
+            record = without_surrogates(record, self.bad, where=f"on line {index + 1}")
         _record_points(record, index, into, self.bad, f"on line {index + 1}")
         return True
 

@@ -49,6 +49,7 @@ from itertools import repeat
 from typing import Any, BinaryIO
 
 from labbook.model import Point
+from labbook.readers.contain import outside
 from labbook.warn import warn
 
 __all__ = [
@@ -190,6 +191,8 @@ def file_fingerprint(path: str | os.PathLike[str]) -> str:
     the file is replaced by another one. It is ``""`` when the file does not yet
     hold a complete first record, and when the file cannot be read (with a warning).
     """
+    if outside(path):
+        return ""
     try:
         with open(path, "rb", buffering=0) as f:
             return _fingerprint(f)
@@ -221,6 +224,8 @@ def read_events(
     bad input. ``chunk_size`` is the read size (records may span chunks).
     """
     start = max(int(offset), 0)
+    if outside(path):
+        return EventBatch(offset=start, fingerprint=fingerprint or "")
     # Building millions of points would trigger the cyclic garbage collector over
     # and over, each pass scanning every point built so far (most of the time of
     # a large read). The reader creates no reference cycles, so pause it.

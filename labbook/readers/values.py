@@ -143,7 +143,7 @@ def checked_points(
     return kept
 
 
-def without_surrogates(doc: Any, bad: BadValues, prefix: str = "") -> Any:
+def without_surrogates(doc: Any, bad: BadValues, prefix: str = "", where: str = "") -> Any:
     """``doc`` (parsed JSON/YAML) with keys that are not valid text dropped (counted in ``bad``)
     and lone surrogates in string values replaced by U+FFFD, as undecodable bytes are."""
     if isinstance(doc, dict):
@@ -151,12 +151,12 @@ def without_surrogates(doc: Any, bad: BadValues, prefix: str = "") -> Any:
         for key, value in doc.items():
             name = f"{prefix}.{key}" if prefix else str(key)
             if isinstance(key, str) and not storable_name(key):
-                bad.add(name, "the key is not valid text (a lone surrogate); skipped")
+                bad.add(name, "the key is not valid text (a lone surrogate); skipped", where)
                 continue
-            out[key] = without_surrogates(value, bad, name)
+            out[key] = without_surrogates(value, bad, name, where)
         return out
     if isinstance(doc, list):
-        return [without_surrogates(v, bad, f"{prefix}[{i}]") for i, v in enumerate(doc)]
+        return [without_surrogates(v, bad, f"{prefix}[{i}]", where) for i, v in enumerate(doc)]
     if isinstance(doc, str) and not storable_name(doc):
         return doc.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return doc

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from labbook.model import Point
+from labbook.readers.contain import outside
 from labbook.warn import warn
 
 HEADER = struct.pack("<4sHB", b":W&B", 0xBEE1, 0)
@@ -122,7 +123,7 @@ def _item(item: Any) -> tuple[str, Any]:
 def read_wandb_log(path: Path) -> WandbLog | None:
     """Read ``path``; None when wandb is not installed or the file is not a wandb log."""
     record_cls = _record_class()
-    if record_cls is None:
+    if record_cls is None or outside(path):
         return None
     try:
         with open(path, "rb") as fh:

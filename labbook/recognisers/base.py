@@ -66,8 +66,10 @@ class DirInfo:
 class Recogniser:
     """Base class: subclasses set ``framework`` and implement match/read.
 
-    Every subclass's ``read`` is wrapped by :func:`checked_facts`: whatever a
-    reader let through, a point or name no store can hold costs only itself.
+    Every subclass's ``read`` is wrapped: it reads nothing outside ``d.path``
+    through a symlink (see :mod:`labbook.readers.contain`), and what it returns
+    goes through :func:`checked_facts` (a point or name no store can hold costs
+    only itself).
     """
 
     framework: str = "generic"
@@ -80,7 +82,11 @@ class Recogniser:
 
             @functools.wraps(read)
             def checked(self: Recogniser, d: DirInfo) -> Iterator[RunFacts]:
-                for facts in read(self, d):
+                from labbook.readers.contain import run_root
+
+                with run_root(d.path):
+                    facts_list = list(read(self, d))
+                for facts in facts_list:
                     yield checked_facts(facts)
 
             checked._checked = True  # type: ignore[attr-defined]

@@ -120,6 +120,30 @@ def has_event_file(d_files: Iterable[str]) -> bool:
     return any(is_event_file(n) for n in d_files)
 
 
+#: Metric files that may sit beside event files, in order of precedence (the live
+#: tail's order too: see labbook.watch.tail.tail_files).
+LINE_FILES = ("metrics.jsonl", "metrics.csv")
+
+
+def read_line_files(run_dir: Path, facts: RunFacts) -> None:
+    """Add the metrics of ``metrics.jsonl``/``metrics.csv`` directly in ``run_dir`` to ``facts``.
+
+    A tag already in ``facts`` (from event files) keeps its points; the first
+    line file that has a tag wins it over the next (see :func:`merge_metrics`).
+    """
+    from labbook.readers.files import read_csv_metrics, read_jsonl_metrics
+
+    for name in LINE_FILES:
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        read = read_jsonl_metrics if name.endswith(".jsonl") else read_csv_metrics
+        more, truncated = read(path)
+        merge_metrics(facts.metrics, more)
+        facts.truncated = facts.truncated or truncated
+        facts.files.append(str(path))
+
+
 def merge_metrics(into: dict[str, list[Point]], more: dict[str, list[Point]]) -> None:
     """Add tags from ``more`` that ``into`` lacks (the first source of a tag wins)."""
     for tag, points in more.items():

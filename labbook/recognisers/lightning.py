@@ -14,15 +14,15 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from labbook.model import RunFacts, flatten
-from labbook.readers.files import load_yaml, read_csv_metrics
+from labbook.readers.files import load_yaml
 from labbook.recognisers.base import DirInfo, Recogniser
 from labbook.recognisers.common import (
     apply_log,
     find_logs,
     has_event_file,
-    merge_metrics,
     mtime_range,
     read_event_files,
+    read_line_files,
     run_name,
 )
 
@@ -74,11 +74,7 @@ class Lightning(Recogniser):
         facts.files += ev.files
         facts.truncated = ev.truncated
         facts.started_at, facts.ended_at = ev.first_wall_time, ev.last_wall_time
-        if "metrics.csv" in d.files:
-            csv_metrics, truncated = read_csv_metrics(d.path / "metrics.csv")
-            merge_metrics(facts.metrics, csv_metrics)
-            facts.truncated = facts.truncated or truncated
-            facts.files.append(str(d.path / "metrics.csv"))
+        read_line_files(d.path, facts)
         if facts.started_at is None:
             facts.started_at, facts.ended_at = mtime_range(facts.files)
         for log in self._logs(d.path, facts):

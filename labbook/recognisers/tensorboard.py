@@ -3,7 +3,8 @@
 A directory holding ``events.out.tfevents.*`` files is a run. Its sub-directories
 belong to it: ``add_scalars`` writes one per series and ``add_hparams`` writes a
 timestamp-named one holding the hparams (which become the run's config). A
-``config.*`` file beside the event files is read as config too.
+``config.*`` file beside the event files is read as config too, and
+``metrics.jsonl``/``metrics.csv`` beside them add the tags the event files lack.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from labbook.recognisers.common import (
     find_logs,
     has_event_file,
     read_event_files,
+    read_line_files,
     run_name,
 )
 
@@ -42,6 +44,7 @@ class TensorBoard(Recogniser):
             truncated=ev.truncated,
             files=list(ev.files),
         )
+        read_line_files(d.path, facts)
         cfg_path = d.first("config.yaml", "config.yml", "config.json", "config.toml")
         if cfg_path is not None:
             cfg = load_config(cfg_path)

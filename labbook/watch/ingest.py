@@ -29,10 +29,10 @@ from labbook.model import Failure, GitState, Point, RunFacts
 from labbook.recognisers import RECOGNISERS, Recogniser
 from labbook.recognisers.base import DirInfo, list_dir
 from labbook.status import LOSS_LIKE
-from labbook.store import Store
+from labbook.store import Store, safe_text
 from labbook.warn import warn
 from labbook.watch import lifecycle, procs
-from labbook.watch.tail import is_tail_candidate, read_appended, tail_files
+from labbook.watch.tail import is_tail_candidate, read_appended, settle_tags, tail_files
 
 TAIL_FRAMEWORKS = frozenset({"tensorboard", "lightning", "generic"})
 #: Columns captured at first sight that later re-reads must not overwrite.
@@ -160,6 +160,11 @@ def dir_signature(run_dir: Path) -> str:
             continue
         h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
+
+
+def _db_text(path: str) -> str:
+    """``path`` as the store keeps it: undecodable bytes of a file name escaped."""
+    return safe_text(path) or path
 
 
 def _last_loss(metrics: dict[str, list[Point]]) -> tuple[str, float, int] | None:
@@ -305,7 +310,7 @@ class Ingestor:
             return
         rec = m[0]
         key = str(run_dir)
-        run_id = self.store.id_for_source(key)
+        run_id = self.store.id_for_source(_db_text(key))
         known = self.store.watch_state(run_id) if run_id else None
         git = self._capture_git(run_dir) if run_id is None else None
         t0 = self.mono()
@@ -376,7 +381,7 @@ class Ingestor:
                     facts, keep_metrics=(mode == "tail"), keep_columns=KEEP_COLUMNS
                 )
             else:
-                run_id, created = self.store.id_for_source(facts.source_key) or "", False
+                run_id, created = self.store.id_for_source(_db_text(facts.source_key)) or "", False
             st.run_id = run_id
             if reset and mode == "tail" and run_id:
                 self.store.reset_metrics(run_id)
@@ -472,7 +477,11 @@ class Ingestor:
 
     def _tail(self, st: RunState) -> bool:
         """Read what was appended to the run's metric files; True if anything was."""
-        positions = self.store.file_states(st.run_id)
+        # The store keys files by their path as text (undecodable bytes escaped).
+        stored = self.store.file_states(st.run_id)
+        positions = {
+            path: found for path in st.tails if (found := stored.get(_db_text(path))) is not None
+        }
         moved = False
         for path in list(st.tails):
             pos = positions.get(path)
@@ -489,20 +498,54 @@ class Ingestor:
                 st.step = st.last_loss = None
                 self._tail(st)
                 return True
-            self.store.tail_commit(
-                st.run_id,
-                path,
-                res.metrics,
-                offset=res.offset,
-                fingerprint=res.fingerprint,
-                size=s.st_size,
-                mtime=s.st_mtime,
-                state=res.state,
-            )
+            taken = settle_tags(st.path, path, res, positions)
+            with self.store.transaction():
+                for other, tags in taken.items():
+                    self._forget_tags(st, other, tags, positions[other])
+                self.store.tail_commit(
+                    st.run_id,
+                    _db_text(path),
+                    res.metrics,
+                    offset=res.offset,
+                    fingerprint=res.fingerprint,
+                    size=s.st_size,
+                    mtime=s.st_mtime,
+                    state=res.state,
+                )
+            positions[path] = {
+                "offset": res.offset,
+                "fingerprint": res.fingerprint,
+                "size": s.st_size,
+                "mtime": s.st_mtime,
+                "state": res.state,
+            }
             if res.metrics:
                 moved = True
                 self._note_points(st, res.metrics)
         return moved
+
+    def _forget_tags(self, st: RunState, path: str, tags: set[str], pos: dict[str, Any]) -> None:
+        """A better file has ``tags``: drop the points ``path`` gave them (see settle_tags)."""
+        for tag in tags:
+            self.store.conn.execute(
+                "DELETE FROM metrics WHERE run_id = ? AND tag = ?", (st.run_id, tag)
+            )
+            self.store.conn.execute(
+                "DELETE FROM series WHERE run_id = ? AND tag = ?", (st.run_id, tag)
+            )
+        state = dict(pos.get("state") or {})
+        state["tags"] = sorted(set(state.get("tags") or []) - tags)
+        pos["state"] = state
+        self.store.tail_commit(
+            st.run_id,
+            _db_text(path),
+            {},
+            offset=pos["offset"],
+            fingerprint=pos["fingerprint"],
+            size=pos["size"],
+            mtime=pos["mtime"],
+            state=state,
+        )
 
     def _note_points(self, st: RunState, metrics: dict[str, list[Point]]) -> None:
         for pts in metrics.values():
@@ -587,7 +630,7 @@ class Ingestor:
         if proc.argv:
             from labbook.store import _json
 
-            fields["command"] = _json(list(proc.argv))
+            fields["command"] = _json([_db_text(a) for a in proc.argv])
         self.store.update_run(st.run_id, **fields)
         self.store.set_watch_state(st.run_id, pid=proc.pid, create_time=proc.create_time)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from labbook.model import Point
 from labbook.readers import files as metric_files
+from labbook.readers.contain import outside, run_root
 from labbook.readers.tfevents import is_event_file, number_stepless, read_events
 from labbook.warn import warn
 
@@ -42,17 +43,70 @@ class TailResult:
 
 
 def tail_files(run_dir: Path) -> list[str]:
-    """The files whose appends carry a run's metrics: its event files, else metrics.jsonl/csv."""
+    """The files whose appends carry a run's metrics: its event files, then metrics.jsonl/csv.
+
+    All of them, as the full read reads them all (one run, all series); a tag that
+    several have is settled by :func:`settle_tags`.
+    """
     from labbook.recognisers.common import files_below
 
-    events = [str(p) for p in files_below(run_dir) if is_event_file(p.name)]
-    if events:
-        return sorted(events)
-    for name in LINE_FILES:
-        p = run_dir / name
-        if p.is_file():
-            return [str(p)]
-    return []
+    events = sorted(str(p) for p in files_below(run_dir) if is_event_file(p.name))
+    return events + [str(run_dir / n) for n in LINE_FILES if (run_dir / n).is_file()]
+
+
+def source_rank(path: str) -> int:
+    """Precedence of a run's metric file for a tag that several have (lower wins).
+
+    Event files first, then ``metrics.jsonl``, then ``metrics.csv``: the order in
+    which the recognisers' full read merges them (the first source of a tag wins).
+    """
+    name = os.path.basename(path)
+    return 1 + LINE_FILES.index(name) if name in LINE_FILES else 0
+
+
+def file_tags(run_dir: Path, path: str, state: dict[str, Any]) -> set[str]:
+    """The tags a tailed file has committed so far, from its stored reader state."""
+    if is_event_file(path):
+        prefix = tag_prefix(run_dir, path)
+        return {prefix + tag for tag in state.get("stepless") or {}}
+    return set(state.get("tags") or [])
+
+
+def settle_tags(
+    run_dir: Path, path: str, res: TailResult, positions: dict[str, dict[str, Any]]
+) -> dict[str, set[str]]:
+    """Give each tag to the best file that has it, whatever order the appends came in.
+
+    ``positions`` holds the other files' stored positions (path -> {"state", …}).
+    Tags of ``res`` that a better file has are dropped from it; the tags it takes
+    from worse files are returned (path -> tags): the caller forgets their points
+    and removes them from those files' states. ``res.state`` records the tags
+    this file keeps, so that the full read and the tail agree (one run, all
+    series; where two files have a tag, the one the full read prefers).
+    """
+    rank = source_rank(path)
+    others = [
+        (source_rank(p), p, file_tags(run_dir, p, pos.get("state") or {}))
+        for p, pos in positions.items()
+        if p != path
+    ]
+    taken: dict[str, set[str]] = {}
+    if not any(r != rank for r, _, _ in others):
+        if not is_event_file(path):
+            res.state["tags"] = sorted(file_tags(run_dir, path, res.state) | set(res.metrics))
+        return taken
+    for tag in list(res.metrics):
+        for other_rank, other, tags in others:
+            if tag not in tags:
+                continue
+            if other_rank < rank:
+                del res.metrics[tag]
+                break
+            if other_rank > rank:
+                taken.setdefault(other, set()).add(tag)
+    if not is_event_file(path):
+        res.state["tags"] = sorted(file_tags(run_dir, path, res.state) | set(res.metrics))
+    return taken
 
 
 def is_tail_candidate(path: str) -> bool:
@@ -69,6 +123,11 @@ def tag_prefix(run_dir: Path, path: str) -> str:
 
 def read_appended(run_dir: Path, path: str, pos: dict[str, Any] | None) -> TailResult:
     """What was appended to ``path`` since ``pos`` (None: from the start)."""
+    with run_root(run_dir):
+        return _read_appended(run_dir, path, pos)
+
+
+def _read_appended(run_dir: Path, path: str, pos: dict[str, Any] | None) -> TailResult:
     if is_event_file(path):
         return _tail_events(run_dir, path, pos)
     if path.endswith(".csv"):
@@ -107,6 +166,8 @@ def _tail_lines(path: str, pos: dict[str, Any] | None, *, csv: bool) -> TailResu
     fingerprint = (pos.get("fingerprint") or "") if pos else ""
     state: dict[str, Any] = dict(pos.get("state") or {}) if pos else {}
     out = TailResult(offset=offset, fingerprint=fingerprint, state=state)
+    if outside(path):
+        return out
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
@@ -132,7 +193,10 @@ def _tail_lines(path: str, pos: dict[str, Any] | None, *, csv: bool) -> TailResu
             else:
                 lines.line(raw + b"\n", out.metrics)
         lines.report()
+        kept = state.get("tags")
         state = lines.state()
+        if kept:
+            state["tags"] = kept  # see settle_tags
         out.offset = new_offset
         out.state = state
         out.fingerprint = _head_hash(f, min(new_offset, LINE_FINGERPRINT_BYTES))
