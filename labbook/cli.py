@@ -61,7 +61,7 @@ def _render_error(exc: LabbookError) -> None:
         click.echo(f"hint: {printable(exc.hint)}", err=True)
 
 
-def _environment_error(exc: BaseException) -> LabbookError | None:
+def _environment_error(exc: BaseException, db: str | None = None) -> LabbookError | None:
     """A database or file-system error that escaped the library, as a one-line error.
 
     The library turns what it expects into :class:`StoreError`; this is the net for
@@ -71,7 +71,11 @@ def _environment_error(exc: BaseException) -> LabbookError | None:
     """
     sqlite3 = sys.modules.get("sqlite3")
     if sqlite3 is not None and isinstance(exc, sqlite3.Error):
-        return StoreError(f"database: {exc}")
+        if not db:
+            from labbook.paths import default_db_path
+
+            db = str(default_db_path())
+        return StoreError(f"{db}: {exc}")
     if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
         where = exc.filename if exc.filename is not None else None
         what = exc.strerror or str(exc)
@@ -172,7 +176,7 @@ class LabbookGroup(click.Group):
             sys.stderr.close()
             ctx.exit(0)
         except Exception as exc:  # the environment's errors; anything else is re-raised
-            error = _environment_error(exc)
+            error = _environment_error(exc, (ctx.obj or {}).get("db"))
             if error is None:
                 raise
             _render_error(error)

@@ -107,10 +107,11 @@ class Completer:
 
     def complete(self, facts: RunFacts) -> RunFacts:
         from labbook.capture.env import importer_env
+        from labbook.capture.owner import owner_of
         from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_config
 
         facts.host = facts.host or self._host
-        facts.user = facts.user or self._user
+        facts.user = facts.user or owner_of(facts.path) or self._user  # the writer, not us
         if facts.seed.value is None:
             facts.seed = pick_seed(
                 seed_from_config(facts.config), seed_from_argv(facts.command or [])

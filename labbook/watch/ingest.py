@@ -52,6 +52,7 @@ KEEP_COLUMNS = (
     "cwd",
     "gpu",
     "created_at",
+    "user",  # the run dir's owner at first sight, or the writer process's user
 )
 #: A metadata re-read waits at least this long, and this many times its own cost.
 META_MIN_INTERVAL = 2.0
@@ -623,6 +624,8 @@ class Ingestor:
             return
         st.pid, st.create_time = proc.pid, proc.create_time
         fields: dict[str, Any] = {"pid": proc.pid}
+        if getattr(proc, "username", None):
+            fields["user"] = proc.username  # the writer's user, not the daemon's
         env = procs.env_for(proc)
         if env is not None:
             fields["env"] = self.store.put_env(env)

@@ -11,7 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from labbook.errors import DaemonRunning
+from labbook.errors import DaemonRunning, StoreError
 
 
 def lock_path(db_path: str | os.PathLike[str]) -> Path:
@@ -27,8 +27,14 @@ class DaemonLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the watch lock {self.path}: {exc.strerror or exc}",
+                hint="`labbook watch` keeps a lock file beside the database; --db picks another",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
