@@ -15,8 +15,10 @@ What it does
      with a ``config.yaml`` beside it.
 
 2. Times the import into a fresh database, in-process (``import_paths``) and as a CLI
-   process (``python -m labbook --db DB import ROOT --json``), then a re-import into the
-   same database (idempotent: it must report the same runs, all updated, none new).
+   process (``python -m labbook --db DB import ROOT --json``), then a re-import of the
+   unchanged tree into the same database (every run dir skipped: nothing is read
+   again) and a ``--full`` re-import (every run updated, none new). Prints the ratio of
+   the unchanged re-import to the fresh import (goal: at most 0.10).
    Prints runs/second (median of ``--repeat``). The files are in the page cache (they
    were just written): this is a warm-cache figure.
 
@@ -240,20 +242,21 @@ def fresh_db(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def import_in_process(db: Path, outputs: Path) -> tuple[float, Any, int]:
+def import_in_process(db: Path, outputs: Path, *, full: bool = False) -> tuple[float, Any, int]:
     from labbook.importer import import_paths
     from labbook.store import Store
 
     t = time.perf_counter()
     with Store.open(db) as store:
-        report = import_paths(store, [outputs])
+        report = import_paths(store, [outputs], full=full)
         count = store.count()
     return time.perf_counter() - t, report, count
 
 
-def import_cli(db: Path, outputs: Path) -> tuple[float, dict[str, Any]]:
+def import_cli(db: Path, outputs: Path, *, full: bool = False) -> tuple[float, dict[str, Any]]:
     env = {k: v for k, v in os.environ.items() if k != "LABBOOK_DB"}
     argv = [sys.executable, "-m", "labbook", "--db", str(db), "import", str(outputs), "--json"]
+    argv += ["--full"] if full else []
     t = time.perf_counter()
     p = subprocess.run(argv, capture_output=True, env=env)
     dt = time.perf_counter() - t
@@ -429,49 +432,43 @@ def _bench(args: argparse.Namespace, n: int, repeats: int, work: Path) -> None:
     )
 
     db = work / "labbook.db"
-    results: dict[str, list[float]] = {"in-process import": [], "in-process re-import": []}
-    results.update({"CLI import": [], "CLI re-import": []})
+    # re-import: unchanged run dirs are skipped (no-op); --full reads every one again
+    kinds = ["import", "re-import (unchanged)", "re-import --full"]
+    results: dict[str, list[float]] = {f"{w} {k}": [] for w in ("in-process", "CLI") for k in kinds}
     checks = []
     for _ in range(repeats):
         fresh_db(db)
-        dt, rep, count = import_in_process(db, outputs)
-        results["in-process import"].append(dt)
-        checks.append(
-            ("in-process import", len(rep.created), len(rep.updated), len(rep.failed), count)
-        )
-        dt, rep, count = import_in_process(db, outputs)
-        results["in-process re-import"].append(dt)
-        checks.append(
-            ("in-process re-import", len(rep.created), len(rep.updated), len(rep.failed), count)
-        )
+        for kind, full in (("import", False), ("re-import (unchanged)", False), ("re-import --full", True)):
+            dt, rep, count = import_in_process(db, outputs, full=full)
+            results[f"in-process {kind}"].append(dt)
+            checks.append((f"in-process {kind}", len(rep.created), len(rep.updated),
+                           len(rep.unchanged), len(rep.failed), count))  # fmt: skip
     for _ in range(repeats):
         fresh_db(db)
-        dt, rep = import_cli(db, outputs)
-        results["CLI import"].append(dt)
-        checks.append(
-            ("CLI import", len(rep["created"]), len(rep["updated"]), len(rep["failed"]), None)
-        )
-        dt, rep = import_cli(db, outputs)
-        results["CLI re-import"].append(dt)
-        checks.append(
-            ("CLI re-import", len(rep["created"]), len(rep["updated"]), len(rep["failed"]), None)
-        )
+        for kind, full in (("import", False), ("re-import (unchanged)", False), ("re-import --full", True)):
+            dt, rep = import_cli(db, outputs, full=full)
+            results[f"CLI {kind}"].append(dt)
+            checks.append((f"CLI {kind}", len(rep["created"]), len(rep["updated"]),
+                           len(rep["unchanged"]), len(rep["failed"]), None))  # fmt: skip
 
     rule(f"labbook import ({n:,} runs; median of {repeats}; warm page cache)")
     print(f"{'':34}{'median s':>10}{'min s':>8}{'max s':>8}{'runs/s':>10}")
     for label, ts in results.items():
         print(f"  {label:32}{median(ts):10.2f}{min(ts):8.2f}{max(ts):8.2f}{n / median(ts):10.1f}")
-    bad = [c for c in checks if c[0].endswith(" import") and (c[1] != n or c[3])]
-    bad += [c for c in checks if c[0].endswith("re-import") and (c[1] != 0 or c[2] != n or c[3])]
-    bad += [c for c in checks if c[4] is not None and c[4] != n]
+    for where in ("in-process", "CLI"):
+        ratio = median(results[f"{where} re-import (unchanged)"]) / median(results[f"{where} import"])
+        print(f"  {where}: unchanged re-import / fresh import = {ratio:.3f} (goal <= 0.10)")
+    want = {"import": (n, 0, 0), "re-import (unchanged)": (0, 0, n), "re-import --full": (0, n, 0)}
+    bad = [c for c in checks if (c[1], c[2], c[3]) != want[c[0].split(" ", 1)[1]] or c[4]]
+    bad += [c for c in checks if c[5] is not None and c[5] != n]
     if bad:
-        print("  CHECK FAILED (kind, created, updated, failed, runs in store):")
+        print("  CHECK FAILED (kind, created, updated, unchanged, failed, runs in store):")
         for c in bad:
             print(f"    {c}")
     else:
         print(
-            f"  check: every import created {n} runs; every re-import created 0 and updated {n} "
-            f"(same runs, idempotent); no unreadable run"
+            f"  check: every import created {n} runs; every unchanged re-import read none again;"
+            f" every --full re-import updated {n} (same runs, idempotent); no unreadable run"
         )
 
     rule("peer: MLflow logging the same runs into a SQLite store")

@@ -184,9 +184,18 @@ class LabbookGroup(click.Group):
 
 
 def _store(ctx: click.Context, *, create: bool = True) -> Any:
+    """The store, with writes that ``labbook run`` had to leave in its journal written."""
+    from labbook.journal import replay_all
     from labbook.store import Store
 
-    return Store.open(ctx.obj["db"], create=create)
+    store = Store.open(ctx.obj["db"], create=create)
+    try:
+        replay_all(store)
+    except Exception as exc:  # never let a leftover journal stop a command
+        from labbook.warn import warn
+
+        warn(None, f"cannot write the journal ({type(exc).__name__}: {exc})")
+    return store
 
 
 def _echo_json(value: Any) -> None:
@@ -233,38 +242,57 @@ def cli(ctx: click.Context, db: str | None) -> None:
 @cli.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))
 @click.option("--no-git", is_flag=True, help="Do not capture git state.")
+@click.option(
+    "--full", is_flag=True, help="Read every run dir again, also those unchanged since last time."
+)
 @json_option
 @click.pass_context
-def import_cmd(ctx: click.Context, paths: tuple[str, ...], no_git: bool, as_json: bool) -> None:
+def import_cmd(
+    ctx: click.Context, paths: tuple[str, ...], no_git: bool, full: bool, as_json: bool
+) -> None:
     """Find run directories below PATHS and record them.
 
     Recognises TensorBoard, PyTorch Lightning, Hugging Face Trainer, Hydra, wandb,
     MLflow and plain config + metrics/log directories. Importing again updates
-    runs in place; it never duplicates them.
+    runs in place; it never duplicates them, and run dirs whose files have not
+    changed since they were recorded are not read again (--full reads them).
+    Exits 1 when a run could not be recorded.
     """
     from labbook.importer import import_paths
     from labbook.render import progress_bar
 
     with _store(ctx) as store, progress_bar(WARNINGS, enabled=not as_json) as progress:
-        report = import_paths(store, paths, progress=progress, git=not no_git)
+        report = import_paths(store, paths, progress=progress, git=not no_git, full=full)
     if as_json:
         _echo_json(
             {
                 "created": report.created,
                 "updated": report.updated,
+                "unchanged": report.unchanged,
                 "failed": report.failed,
+                "unrecorded": report.unrecorded,
                 "missing": report.missing,
                 "warnings": WARNINGS.count,
             }
         )
     else:
         parts = [f"{len(report.created)} new", f"{len(report.updated)} updated"]
+        if report.unchanged:
+            parts.append(f"{len(report.unchanged)} unchanged")
         if report.failed:
             parts.append(f"{len(report.failed)} unreadable")
+        if report.unrecorded:
+            parts.append(f"{len(report.unrecorded)} not recorded")
         if WARNINGS.count:
             parts.append(f"{WARNINGS.count} warning{'s' if WARNINGS.count != 1 else ''}")
         click.echo(
             f"imported {len(report.ids)} run{'s' if len(report.ids) != 1 else ''} ({', '.join(parts)})"
+        )
+    if report.unrecorded:
+        n = len(report.unrecorded)
+        raise StoreError(
+            f"{n} run{'s' if n != 1 else ''} could not be recorded",
+            hint="run the same import again: what was recorded is kept and not read twice",
         )
     if not report.ids and (report.failed or report.missing):
         raise NothingReadable("nothing could be read from the given paths")

@@ -33,6 +33,26 @@ def _print_warnings(warnings: list[Any], *, err: bool) -> None:
             click.secho(line, err=err, fg="yellow" if i == 0 else None, bold=i == 0)
 
 
+def _db_path(ctx: click.Context) -> Any:
+    from labbook.paths import default_db_path
+
+    db = ctx.obj.get("db")
+    return Path(db).expanduser() if db else default_db_path()
+
+
+def _launch_store(ctx: click.Context) -> Any:
+    """The store for ``labbook run``, or None (one line said) when it cannot be opened:
+    the command runs all the same and its record waits in the journal."""
+    from labbook.warn import warn
+
+    try:
+        return _store(ctx)
+    except Exception as exc:
+        reason = exc.message if isinstance(exc, LabbookError) else f"{type(exc).__name__}: {exc}"
+        warn(None, f"cannot open the notebook ({reason}); the run is kept in the journal")
+        return None
+
+
 def _check_before(ctx: click.Context, argv: list[str], config: dict[str, Any]) -> list[Any]:
     """Warnings for ``argv`` (empty when there is no database yet)."""
     from labbook.capture.git import find_repo_root
@@ -43,6 +63,7 @@ def _check_before(ctx: click.Context, argv: list[str], config: dict[str, Any]) -
     except StoreError:
         return []
     with store:
+        store.set_busy_timeout(0.2)  # reads only; never wait long before the command
         return check(
             store,
             repo_root=find_repo_root(os.getcwd()),
@@ -93,12 +114,36 @@ def run_cmd(
     if not argv:
         raise UsageError("no command to run", hint="labbook run -- python train.py --lr 0.1")
     if not no_check:
-        warnings = _check_before(ctx, argv, {})
+        try:
+            warnings = _check_before(ctx, argv, {})
+        except Exception as exc:  # a broken check must not stop the command
+            from labbook.warn import warn
+
+            warn(None, f"cannot check past runs ({type(exc).__name__}: {exc})")
+            warnings = []
         _print_warnings(warnings, err=True)
         if strict and any(w.repeat_of_failure for w in warnings):
             raise StrictRepeat()
-    with _store(ctx) as store:
-        result = launch(store, argv, name=name, tags=tags, note=note, git=not no_git)
+    store = _launch_store(ctx)
+    try:
+        result = launch(
+            store,
+            argv,
+            name=name,
+            tags=tags,
+            note=note,
+            git=not no_git,
+            db_path=_db_path(ctx),
+        )
+    finally:
+        if store is not None:
+            store.close()
+    if result.journal:
+        click.echo(
+            f"labbook: the notebook was busy; run {result.run_id} is kept in {result.journal}"
+            " and will be recorded by the next labbook command",
+            err=True,
+        )
     how = "finished" if result.failure is None and result.exit_code == 0 else "ended"
     detail = (
         printable(f"{result.failure.kind}: {result.failure.message}") if result.failure else "ok"

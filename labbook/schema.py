@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from sqlite_utils.migrations import Migrations
 
 #: Bump together with adding a step below.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 def migrations() -> Migrations:
@@ -218,6 +218,26 @@ def migrations() -> Migrations:
         db.execute(
             "CREATE INDEX IF NOT EXISTS runs_status_order"
             " ON runs(status, coalesce(started_at, created_at), created_at)"
+        )
+
+    @steps(name="0008_import_dirs")
+    def import_dirs(db: Database) -> None:
+        # labbook import: what each run dir looked like when it was last recorded (a
+        # digest of its files' names, sizes and mtimes, and of the files read from
+        # outside it), so that re-importing an unchanged tree reads nothing again and
+        # an import that was interrupted goes on where it stopped.
+        db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS import_dirs (
+                path TEXT NOT NULL,
+                framework TEXT NOT NULL,
+                sig TEXT NOT NULL,
+                outside TEXT,
+                run_ids TEXT NOT NULL,
+                at TEXT NOT NULL,
+                PRIMARY KEY (path, framework)
+            );
+            """
         )
 
     return steps

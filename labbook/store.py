@@ -82,10 +82,13 @@ def safe_text(text: str | None) -> str | None:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)):
-        return float(value)
+    """A config value's number for ``--where`` comparisons (None: not a number, or an
+    integer too large for a float)."""
+    if isinstance(value, (bool, int, float)):
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     return None
 
 
@@ -274,30 +277,17 @@ class Store:
 
     def put_blob(self, data: str | bytes | None) -> str | None:
         """Store text or bytes once by content hash, zlib-compressed; return the hash."""
-        if data is None:
+        prepared = _prepare_blob(data)
+        if prepared is None:
             return None
-        raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
-        digest = hashlib.sha256(raw).hexdigest()
         self.conn.execute(
-            "INSERT OR IGNORE INTO blobs (hash, size, data) VALUES (?, ?, ?)",
-            (digest, len(raw), zlib.compress(raw, 6)),
+            "INSERT OR IGNORE INTO blobs (hash, size, data) VALUES (?, ?, ?)", prepared
         )
-        return digest
+        return prepared[0]
 
     def put_env(self, env: EnvInfo) -> str | None:
         """Store an environment (shared by every run of one interpreter) as a blob."""
-        return self.put_blob(
-            _json(
-                {
-                    "python": env.python,
-                    "platform": env.platform,
-                    "packages": env.packages,
-                    "cuda": env.cuda,
-                    "gpus": env.gpus,
-                    "vars": env.vars,
-                }
-            )
-        )
+        return self.put_blob(_env_json(env))
 
     def get_blob(self, digest: str | None) -> bytes | None:
         if not digest:
@@ -338,6 +328,72 @@ class Store:
         from labbook.redact import redact_facts
 
         facts = redact_facts(facts)
+        # Everything that costs CPU (JSON, compression, summaries, downsampling) is
+        # done before the write lock is taken: the transaction only inserts.
+        blobs: list[tuple[str, int, bytes]] = []
+
+        def blob(data: str | bytes | None) -> str | None:
+            prepared = _prepare_blob(data)
+            if prepared is None:
+                return None
+            blobs.append(prepared)
+            return prepared[0]
+
+        git = facts.git
+        env = facts.env
+        row: dict[str, Any] = {
+            "source_key": safe_text(facts.source_key),
+            "name": safe_text(facts.name),
+            "path": safe_text(facts.path),
+            "host": facts.host or socket.gethostname(),
+            "user": facts.user or _current_user(),
+            "framework": facts.framework,
+            "status": facts.status,
+            "failure_kind": facts.failure.kind if facts.failure else None,
+            "failure_message": facts.failure.message if facts.failure else None,
+            "failure_step": facts.failure.step if facts.failure else None,
+            "started_at": utc_iso(facts.started_at),
+            "ended_at": utc_iso(facts.ended_at),
+            "command": _json([safe_text(a) for a in facts.command])
+            if facts.command is not None
+            else None,
+            "pid": facts.pid,
+            "cwd": safe_text(facts.cwd),
+            "seed_value": _json(facts.seed.value) if facts.seed.value is not None else None,
+            "seed_source": facts.seed.source if facts.seed.value is not None else None,
+            "git_root": git.root if git else None,
+            "git_commit": git.commit if git else None,
+            "git_branch": git.branch if git else None,
+            "git_remote": git.remote if git else None,
+            "git_dirty": int(git.dirty) if git else None,
+            "git_diff": blob(git.diff) if git else None,
+            "git_untracked": _json(git.untracked) if git else None,
+            "git_extra": blob(
+                _json(
+                    {
+                        "untracked_contents": git.untracked_contents,
+                        "untracked_truncated": git.untracked_truncated,
+                        "diff_truncated": git.diff_truncated,
+                        "shallow": git.shallow,
+                        "detached": git.detached,
+                    }
+                )
+            )
+            if git
+            else None,
+            "env": blob(_env_json(env)) if env else None,
+            "env_source": env.source if env else None,
+            "log_tail": blob(facts.log_tail),
+            "data": blob(_json(facts.data)) if facts.data else None,
+            "missing": 0,
+            "config_sig": _config_sig(facts.config),
+        }
+        params = [(k, _json(v), _number(v)) for k, v in facts.config.items()]
+        tags = [
+            _tag_rows(tag, Summary.of(pts), downsample(pts))
+            for tag, pts in facts.metrics.items()
+            if pts
+        ]
         wanted = run_id
         with self.transaction():
             run_id = self.id_for_source(safe_text(facts.source_key))  # type: ignore[arg-type]
@@ -350,68 +406,25 @@ class Store:
                     ).fetchone()
                 )
                 run_id = wanted if wanted is not None and free else self._new_id()
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO blobs (hash, size, data) VALUES (?, ?, ?)", blobs
+            )
             now = now_iso()
-            git = facts.git
-            env = facts.env
-            row: dict[str, Any] = {
-                "id": run_id,
-                "source_key": safe_text(facts.source_key),
-                "name": safe_text(facts.name),
-                "path": safe_text(facts.path),
-                "host": facts.host or socket.gethostname(),
-                "user": facts.user or _current_user(),
-                "framework": facts.framework,
-                "status": facts.status,
-                "failure_kind": facts.failure.kind if facts.failure else None,
-                "failure_message": facts.failure.message if facts.failure else None,
-                "failure_step": facts.failure.step if facts.failure else None,
-                "started_at": utc_iso(facts.started_at),
-                "ended_at": utc_iso(facts.ended_at),
-                "updated_at": now,
-                "command": _json([safe_text(a) for a in facts.command])
-                if facts.command is not None
-                else None,
-                "pid": facts.pid,
-                "cwd": safe_text(facts.cwd),
-                "seed_value": _json(facts.seed.value) if facts.seed.value is not None else None,
-                "seed_source": facts.seed.source if facts.seed.value is not None else None,
-                "git_root": git.root if git else None,
-                "git_commit": git.commit if git else None,
-                "git_branch": git.branch if git else None,
-                "git_remote": git.remote if git else None,
-                "git_dirty": int(git.dirty) if git else None,
-                "git_diff": self.put_blob(git.diff) if git else None,
-                "git_untracked": _json(git.untracked) if git else None,
-                "git_extra": self.put_blob(
-                    _json(
-                        {
-                            "untracked_contents": git.untracked_contents,
-                            "untracked_truncated": git.untracked_truncated,
-                            "diff_truncated": git.diff_truncated,
-                            "shallow": git.shallow,
-                            "detached": git.detached,
-                        }
-                    )
-                )
-                if git
-                else None,
-                "env": self.put_env(env) if env else None,
-                "env_source": env.source if env else None,
-                "log_tail": self.put_blob(facts.log_tail),
-                "data": self.put_blob(_json(facts.data)) if facts.data else None,
-                "missing": 0,
-            }
+            row["updated_at"] = now
             if created:
-                row["created_at"] = now
+                row = {"id": run_id, **row, "created_at": now}
                 cols = ", ".join(row)
                 marks = ", ".join("?" for _ in row)
                 self.conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", list(row.values()))
             else:
-                sets = ", ".join(f"{k} = ?" for k in row if k != "id")
-                values = [v for k, v in row.items() if k != "id"]
-                self.conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*values, run_id])
-            self._replace_params(run_id, facts.config)
-            self.replace_metrics(run_id, facts.metrics)
+                sets = ", ".join(f"{k} = ?" for k in row)
+                self.conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*row.values(), run_id])
+            self.conn.execute("DELETE FROM params WHERE run_id = ?", (run_id,))
+            self.conn.executemany(
+                "INSERT INTO params (run_id, key, value, num) VALUES (?, ?, ?, ?)",
+                [(run_id, *p) for p in params],
+            )
+            self._write_tags(run_id, tags, replace=True)
             if facts.tags:
                 self.conn.executemany(
                     "INSERT OR IGNORE INTO tags (run_id, tag) VALUES (?, ?)",
@@ -419,25 +432,27 @@ class Store:
                 )
         return run_id, created
 
-    def _replace_params(self, run_id: str, config: dict[str, Any]) -> None:
-        from labbook.configsig import signature_hash
-
-        self.conn.execute(
-            "UPDATE runs SET config_sig = ? WHERE id = ?", (signature_hash(config), run_id)
-        )
-        self.conn.execute("DELETE FROM params WHERE run_id = ?", (run_id,))
-        self.conn.executemany(
-            "INSERT INTO params (run_id, key, value, num) VALUES (?, ?, ?, ?)",
-            [(run_id, k, _json(v), _number(v)) for k, v in config.items()],
-        )
-
     def replace_metrics(self, run_id: str, metrics: dict[str, list[Point]]) -> None:
         """Replace all metric summaries and series of a run with ``metrics``."""
-        self.conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
-        self.conn.execute("DELETE FROM series WHERE run_id = ?", (run_id,))
-        for tag, points in metrics.items():
-            if points:
-                self._write_tag(run_id, tag, Summary.of(points), downsample(points))
+        tags = [
+            _tag_rows(tag, Summary.of(pts), downsample(pts)) for tag, pts in metrics.items() if pts
+        ]
+        with self.transaction():
+            self._write_tags(run_id, tags, replace=True)
+
+    def _write_tags(self, run_id: str, tags: list[_TagRows], *, replace: bool = False) -> None:
+        if replace:
+            self.conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            self.conn.execute("DELETE FROM series WHERE run_id = ?", (run_id,))
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO metrics (run_id, tag, last, last_kind, min, max, step, count,"
+            " nonfinite_step, first_step, last_wall_time) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [(run_id, *summary) for summary, _ in tags],
+        )
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO series (run_id, tag, points) VALUES (?, ?, ?)",
+            [(run_id, summary[0], payload) for summary, payload in tags],
+        )
 
     def append_metrics(self, run_id: str, metrics: dict[str, list[Point]]) -> None:
         """Add newly read points to a run's summaries and series (tailing).
@@ -480,29 +495,7 @@ class Store:
         return summary, points
 
     def _write_tag(self, run_id: str, tag: str, s: Summary, points: Sequence[Point]) -> None:
-        kind = nonfinite_kind(s.last)
-        self.conn.execute(
-            "INSERT OR REPLACE INTO metrics (run_id, tag, last, last_kind, min, max, step, count,"
-            " nonfinite_step, first_step, last_wall_time) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                run_id,
-                tag,
-                None if kind else s.last,
-                kind,
-                s.min,
-                s.max,
-                s.step,
-                s.count,
-                s.nonfinite_step,
-                s.first_step,
-                s.last_wall_time,
-            ),
-        )
-        payload = zlib.compress(json.dumps(encode_points(points)).encode(), 6)
-        self.conn.execute(
-            "INSERT OR REPLACE INTO series (run_id, tag, points) VALUES (?, ?, ?)",
-            (run_id, tag, payload),
-        )
+        self._write_tags(run_id, [_tag_rows(tag, s, points)])
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set plain columns of a run (status, ended_at, missing, …)."""
@@ -531,6 +524,38 @@ class Store:
             " VALUES (?, ?, ?, ?, ?, ?)",
             (path, run_id, offset, fingerprint, size, mtime),
         )
+
+    # -- labbook import: unchanged run dirs -----------------------------------------
+
+    def import_state(self, path: str, framework: str) -> tuple[str, list[str], list[str]] | None:
+        """(signature, files read from outside the dir, run ids) of the last import of
+        a run dir, or None when it was never imported or one of its runs is gone."""
+        row = self.conn.execute(
+            "SELECT sig, outside, run_ids FROM import_dirs WHERE path = ? AND framework = ?",
+            (path, framework),
+        ).fetchone()
+        if row is None:
+            return None
+        run_ids = json.loads(row[2])
+        if not run_ids:
+            return None
+        marks = ",".join("?" for _ in run_ids)
+        live = self.conn.execute(
+            f"SELECT count(*) FROM runs WHERE id IN ({marks}) AND deleted_at IS NULL", run_ids
+        ).fetchone()[0]
+        if live != len(run_ids):
+            return None
+        return row[0], json.loads(row[1] or "[]"), run_ids
+
+    def set_import_state(
+        self, path: str, framework: str, sig: str, outside: Sequence[str], run_ids: Sequence[str]
+    ) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO import_dirs (path, framework, sig, outside, run_ids, at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (path, framework, sig, _json(list(outside)), _json(list(run_ids)), now_iso()),
+            )
 
     # -- tags and notes ------------------------------------------------------------
 
@@ -1053,6 +1078,55 @@ class Store:
         )
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, row, strict=False)) for row in cur.fetchall()]
+
+
+#: A metric's row of ``metrics`` (without the run id; the tag first) and its
+#: compressed ``series`` points.
+_TagRows = tuple[tuple[Any, ...], bytes]
+
+
+def _tag_rows(tag: str, s: Summary, points: Sequence[Point]) -> _TagRows:
+    kind = nonfinite_kind(s.last)
+    summary = (
+        tag,
+        None if kind else s.last,
+        kind,
+        s.min,
+        s.max,
+        s.step,
+        s.count,
+        s.nonfinite_step,
+        s.first_step,
+        s.last_wall_time,
+    )
+    return summary, zlib.compress(json.dumps(encode_points(points)).encode(), 6)
+
+
+def _prepare_blob(data: str | bytes | None) -> tuple[str, int, bytes] | None:
+    """(hash, size, compressed bytes) of a blob to store, or None."""
+    if data is None:
+        return None
+    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+    return hashlib.sha256(raw).hexdigest(), len(raw), zlib.compress(raw, 6)
+
+
+def _env_json(env: EnvInfo) -> str:
+    return _json(
+        {
+            "python": env.python,
+            "platform": env.platform,
+            "packages": env.packages,
+            "cuda": env.cuda,
+            "gpus": env.gpus,
+            "vars": env.vars,
+        }
+    )
+
+
+def _config_sig(config: dict[str, Any]) -> str | None:
+    from labbook.configsig import signature_hash
+
+    return signature_hash(config)
 
 
 def _loads_or_text(value: str | None) -> Any:

@@ -13,6 +13,7 @@ library, :func:`labbook.importer.import_paths`, with a real store and real files
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -382,6 +383,21 @@ def world_dir() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _owned(db: Path) -> Iterator[None]:
+    """A database written by the unprivileged user, ours for a while (labbook refuses
+    to use another user's database files)."""
+    files = [f for f in db.parent.iterdir() if f.name.startswith(db.name)]
+    owners = {f: (f.stat().st_uid, f.stat().st_gid) for f in files}
+    for f in files:
+        os.chown(f, os.getuid(), os.getgid())
+    try:
+        yield
+    finally:
+        for f, (uid, gid) in owners.items():
+            os.chown(f, uid, gid)
+
+
 def _unprivileged(base: Path) -> list[str]:
     """A command prefix under which file modes bind (root ignores them), or skip.
 
@@ -443,7 +459,8 @@ def test_unreadable_directory_and_file(world_dir: Path) -> None:
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=world_dir, timeout=120)
     lines = check(r, locked, secret / "config.yaml")
     assert "Permission denied" in lines[0] and "Permission denied" in lines[1]
-    recs = ls(db)
+    with _owned(db):
+        recs = ls(db)
     assert set(recs) == {str(root / "good"), str(secret)}
     assert_generic(recs[str(root / "good")])
     assert recs[str(secret)]["metrics"]["loss"]["count"] == 4  # only the config was lost

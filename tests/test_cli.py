@@ -76,8 +76,10 @@ def test_import_ls_show_json(three_runs: Path, db_path: Path):
 def test_reimport_is_idempotent(three_runs: Path, db_path: Path):
     run_cli("import", str(three_runs / "runs"), db=db_path)
     first = json.loads(run_cli("ls", "--json", db=db_path).stdout)
-    r = run_cli("import", str(three_runs / "runs"), "--json", db=db_path)
-    assert json.loads(r.stdout)["created"] == [] and len(json.loads(r.stdout)["updated"]) == 3
+    r = json.loads(run_cli("import", str(three_runs / "runs"), "--json", db=db_path).stdout)
+    assert r["created"] == [] and r["updated"] == [] and len(r["unchanged"]) == 3
+    r = json.loads(run_cli("import", str(three_runs / "runs"), "--full", "--json", db=db_path).stdout)
+    assert r["created"] == [] and len(r["updated"]) == 3 and r["unchanged"] == []
     second = json.loads(run_cli("ls", "--json", db=db_path).stdout)
     assert sorted(x["id"] for x in first) == sorted(x["id"] for x in second)
 

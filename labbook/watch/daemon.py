@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labbook.store import Store
+from labbook.store import Store, safe_text
 from labbook.warn import warn
 from labbook.watch import fs, procs
 from labbook.watch.config import PathFilter, WatchConfig
@@ -38,6 +38,14 @@ _STOP = object()
 MAX_CHANGED = 256
 #: GPU summaries are written at most this often per run (and when it ends).
 GPU_SAVE_S = 10.0
+#: A failed ingest is tried again after this many seconds, doubling up to the max.
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 60.0
+#: Tries of an ingest that fails for another reason than a busy store (a file
+#: caught mid-write, a reader bug) before it waits for the run dir's next change.
+RETRY_OTHER = 3
+#: Seconds between looks for journals that ``labbook run`` left for the store.
+JOURNAL_S = 5.0
 
 
 @dataclass
@@ -91,6 +99,9 @@ class Daemon:
         self._gpu_saved: dict[str, float] = {}
         self._error: BaseException | None = None
         self.ingestor: Ingestor | None = None
+        self._retries: dict[Any, int] = {}
+        self._changed: dict[Any, set[str] | None] = {}
+        self._journal_at = 0.0
 
     # -- messages --------------------------------------------------------------------
 
@@ -258,8 +269,9 @@ class Daemon:
         ing = self.ingestor
         assert ing is not None
         deb = self.options.debounce
-        changed: dict[Any, set[str] | None] = {}
+        changed = self._changed
         try:
+            self._replay_journal(ing)
             try:
                 ing.catching_up = True
                 self._catch_up(ing)
@@ -361,19 +373,53 @@ class Daemon:
                 return
             ing.ingest(key, paths)
         except Exception as exc:
-            warn(
-                key if not isinstance(key, tuple) else key[1],
-                f"cannot ingest ({type(exc).__name__}: {exc})",
-            )
+            self._failed(key, exc)
+            return
+        self._retries.pop(key, None)
+
+    def _failed(self, key: Any, exc: Exception) -> None:
+        """Try a failed ingest again later: a busy store always (with backoff), anything
+        else :data:`RETRY_OTHER` times; one warning for the first failure and one if
+        it gives up (the run dir's next change tries again)."""
+        import sqlite3
+
+        from labbook.errors import LabbookError, StoreError
+
+        where = key if not isinstance(key, tuple) else key[1]
+        reason = exc.message if isinstance(exc, LabbookError) else f"{type(exc).__name__}: {exc}"
+        busy = isinstance(exc, (StoreError, sqlite3.OperationalError))
+        n = self._retries.get(key, 0) + 1
+        if not busy and n > RETRY_OTHER:
+            self._retries.pop(key, None)
+            warn(where, f"cannot ingest ({reason}); gave up until it changes again")
+            return
+        self._retries[key] = n
+        if n == 1:
+            warn(where, f"cannot ingest now ({reason}); will retry")
+        delay = min(RETRY_FIRST_S * 2 ** (n - 1), RETRY_MAX_S)
+        self.options.debounce.note(key, time.monotonic() + delay)
+        self._changed[key] = None  # look at everything again
 
     def _tick(self, ing: Ingestor) -> None:
         try:
             ing.tick()
         except Exception as exc:
             warn(None, f"lifecycle check failed ({type(exc).__name__}: {exc})")
+        if time.monotonic() >= self._journal_at:
+            self._replay_journal(ing)
         self._save_gpu(ing)
         active = [st for st in ing.states.values() if st.active]
         self.display.refresh(active, self._gpu_lines)
+
+    def _replay_journal(self, ing: Ingestor) -> None:
+        """Write what launches left in the journal (at start, then every few seconds)."""
+        from labbook.journal import replay_all
+
+        self._journal_at = time.monotonic() + JOURNAL_S
+        try:
+            replay_all(ing.store)
+        except Exception as exc:
+            warn(None, f"cannot write the journal ({type(exc).__name__}: {exc})")
 
     # -- catch-up -----------------------------------------------------------------------------
 
@@ -386,7 +432,7 @@ class Daemon:
         flt = PathFilter(self.config.ignore)
         seen: set[str] = set()
         for _rec, d in discover(roots):
-            key = str(d.path)
+            key = safe_text(str(d.path)) or str(d.path)  # as the store keeps source keys
             if flt.ignored(key):
                 continue
             seen.add(key)
@@ -401,7 +447,7 @@ class Daemon:
             try:
                 ing.ingest(d.path, None, live=False)
             except Exception as exc:
-                warn(d.path, f"cannot ingest ({type(exc).__name__}: {exc})")
+                self._failed(d.path, exc)
         for row in ing.store.active_watch_runs():
             path = Path(row["path"] or "")
             if row["source_key"] in seen or path in ing.states:

@@ -17,7 +17,6 @@ Called only from the daemon's consumer thread (it owns the store connection).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +27,7 @@ from typing import Any
 from labbook.model import Failure, GitState, Point, RunFacts
 from labbook.recognisers import RECOGNISERS, Recogniser
 from labbook.recognisers.base import DirInfo, list_dir
+from labbook.recognisers.common import dir_signature
 from labbook.status import LOSS_LIKE
 from labbook.store import Store, safe_text
 from labbook.warn import warn
@@ -147,20 +147,6 @@ def locate(root: Path, path: Path) -> Path | None:
             return d_path
         weak = weak or d_path
     return weak
-
-
-def dir_signature(run_dir: Path) -> str:
-    """A digest of the names, sizes and mtimes of a run dir's files (for the catch-up scan)."""
-    from labbook.recognisers.common import files_below
-
-    h = hashlib.blake2b(digest_size=12)
-    for p in files_below(run_dir):
-        try:
-            st = p.stat()
-        except OSError:
-            continue
-        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-    return h.hexdigest()
 
 
 def _db_text(path: str) -> str:
