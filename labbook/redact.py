@@ -15,7 +15,7 @@ and applies the rules below to every field that is stored:
   (:data:`TOKEN_VALUE_PATTERN`: provider key prefixes such as ``hf_``, ``sk-``,
   ``ghp_``, ``AKIA``, JWTs), ``Bearer``/``Basic`` credentials and private-key
   blocks, anywhere in free text: logs, patches, untracked files;
-* **URLs** lose their ``user:password@``;
+* **URLs** have their ``user:password@`` replaced by ``<redacted>@``;
 * **files** whose names say they hold secrets (:func:`is_secret_file`: ``.env*``,
   ``*.pem``, ``*.key``, ``id_rsa``, ``*secret*``, ``*token*``, ``.netrc``, …) are
   named but their contents are never read (:mod:`labbook.capture.git`) nor kept
@@ -165,7 +165,7 @@ _NAME_LOW = re.compile("|".join(re.escape(t) for t in _NAME_TRIGGERS))
 _TOKEN_LOW = re.compile("|".join(re.escape(t) for t in _TOKEN_TRIGGERS))
 
 _SECRET_WORD = SECRET_PATTERN.pattern
-# scheme://user:password@  ->  scheme://   (the password may itself hold an "@")
+# scheme://user:password@  ->  scheme://<redacted>@   (the password may itself hold an "@")
 _URL_CREDENTIALS = re.compile(
     r"(?P<scheme>(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://)[^\s/:@?#]*:[^\s/?#]*@"
 )
@@ -370,7 +370,7 @@ def _redact_lines(text: str, code: bool) -> str:
     where one of its trigger words occurs."""
     low = text.lower()
     if "://" in low:
-        text = _URL_CREDENTIALS.sub(lambda m: m.group("scheme"), text)
+        text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
     if "bearer" in low or "basic" in low:
         text = _BEARER.sub(lambda m: f"{m.group('kind')} {REDACTED}", text)
     if _NAME_LOW.search(low):
@@ -600,7 +600,9 @@ def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in items:
         name = key if isinstance(key, str) else str(key)
         if _TRIGGER_RE.search(name):
-            name = TOKEN_VALUE_PATTERN.sub(REDACTED, _URL_CREDENTIALS.sub(r"\g<scheme>", name))
+            name = TOKEN_VALUE_PATTERN.sub(
+                REDACTED, _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", name)
+            )
             out[name] = _secret_value(value) if is_secret_name(name) else redact_value(value)
         else:
             out[name] = redact_value(value)

@@ -82,8 +82,8 @@ def test_select_env_vars_realistic() -> None:
     # secret-looking value under a harmless kept name
     assert out["HF_HUB_EXTRA"] == REDACTED
     # URLs lose user:password
-    assert out["WANDB_BASE_URL"] == "https://wandb.example.com"
-    assert out["MLFLOW_TRACKING_URI"] == "https://mlflow.example.com/"
+    assert out["WANDB_BASE_URL"] == "https://<redacted>@wandb.example.com"
+    assert out["MLFLOW_TRACKING_URI"] == "https://<redacted>@mlflow.example.com/"
     # not kept at all
     for name in (
         "HOME",
@@ -144,7 +144,7 @@ def test_select_env_vars_tolerates_odd_input() -> None:
         ("token=abc123 lr=0.1", "token=<redacted> lr=0.1"),
         ('{"api_key": "xyz", "n": 1}', '{"api_key": "<redacted>", "n": 1}'),
         ("password: hunter2", "password: <redacted>"),
-        ("git clone https://user:pass@github.com/o/r", "git clone https://github.com/o/r"),
+        ("git clone https://user:pass@github.com/o/r", "git clone https://<redacted>@github.com/o/r"),
         ("curl https://h/x?access_token=zzz&a=1", "curl https://h/x?access_token=<redacted>&a=1"),
         (
             'curl -H "Authorization: Bearer abcdefghijkl"',
@@ -411,7 +411,7 @@ def test_process_env_of_child() -> None:
         "HF_TOKEN": REDACTED,
         "OMP_NUM_THREADS": "3",
         "SLURM_JOB_ID": "42",
-        "WANDB_BASE_URL": "https://wandb.example.com",
+        "WANDB_BASE_URL": "https://<redacted>@wandb.example.com",
     }
     assert info.gpus == []  # CUDA_VISIBLE_DEVICES="" hides every GPU
     assert "pytest" in info.packages

@@ -178,7 +178,7 @@ def test_argv_config_and_env() -> None:
     assert redact_config(config) == {
         "api_key": REDACTED,
         "model.password": REDACTED,
-        "db_url": "postgres://h/db",
+        "db_url": "postgres://<redacted>@h/db",
         "notes": f"uses {REDACTED}",
         "args": ["--token", REDACTED, "--lr", "1"],
         "use_auth_token": True,
