@@ -1077,6 +1077,8 @@ def _classify(
             if step is None:
                 m = _INDEX_IN_TEXT.search(line)
                 step = int(m.group(2)) if m and _INDEX_NAMES[m.group(1).lower()] == "step" else None
+            if step is not None and not -(2**63) <= step < 2**63:
+                step = None  # no step a store can hold
             return Failure("nan", _one_line(_RANK_PREFIX.sub("", line.strip())), step), i
     tb = _last_traceback(lines)
     if tb is not None:

@@ -132,6 +132,11 @@ def checked_facts(facts: RunFacts) -> RunFacts:
         elif type(value) is int and as_float(value) is None:
             bad.add(key, f"config value {shown_value(value)} is too large to store; skipped")
             del facts.config[key]
+    for name in ("started_at", "ended_at"):  # shown as dates: years 1970 to 9999
+        when = getattr(facts, name)
+        if when is not None and not (isinstance(when, int | float) and 0 <= when < 253402300800):
+            bad.add(name, f"{shown_value(when)} is not a time; ignored")
+            setattr(facts, name, None)
     bad.report(facts.path)
     return facts
 

@@ -12,6 +12,7 @@ the full history, config and exit code.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from collections.abc import Iterable
 from datetime import datetime
@@ -21,6 +22,7 @@ from labbook.capture.env import env_from_wandb_metadata
 from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_config
 from labbook.model import Failure, GitState, Point, RunFacts, flatten
 from labbook.readers.files import load_json, load_yaml, read_text
+from labbook.readers.values import as_float
 from labbook.readers.wandb_log import WandbLog, read_wandb_log
 from labbook.recognisers.base import DirInfo, Recogniser
 from labbook.recognisers.common import apply_log, merge_metrics
@@ -126,19 +128,21 @@ class Wandb(Recogniser):
         program = meta.get("program") or meta.get("codePath")
         args = meta.get("args")
         if program:
-            facts.command = ["python", str(program), *[str(a) for a in (args or [])]]
+            args = args if isinstance(args, list) else []
+            facts.command = ["python", str(program), *[str(a) for a in args]]
         git = meta.get("git")
-        if isinstance(git, dict) and git.get("commit"):
+        if isinstance(git, dict) and git.get("commit") and isinstance(git["commit"], str):
             from labbook.capture.git import redact_remote
 
             remote = git.get("remote")
             facts.git = GitState(
                 root=str(meta.get("root") or ""),
                 commit=git["commit"],
-                remote=redact_remote(remote) if remote else None,
+                remote=redact_remote(remote) if remote and isinstance(remote, str) else None,
             )
-        facts.host = meta.get("host") or facts.host
-        facts.user = meta.get("username") or facts.user
+        host, user = meta.get("host"), meta.get("username")
+        facts.host = host if host and isinstance(host, str) else facts.host
+        facts.user = user if user and isinstance(user, str) else facts.user
         started = meta.get("startedAt")
         if isinstance(started, str) and facts.started_at is None:
             with contextlib.suppress(ValueError):
@@ -164,15 +168,17 @@ def _unwrap_config(cfg: dict[str, Any]) -> dict[str, Any]:
 def _summary_points(facts: RunFacts, summary: dict[str, Any]) -> None:
     """Final values from the summary, for tags the history did not give."""
     step = summary.get("_step")
-    step = int(step) if isinstance(step, (int, float)) else 0
+    step = int(step) if isinstance(step, (int, float)) and math.isfinite(step) else 0
     for key, value in flatten(summary).items():
         if key.startswith("_") or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        if key not in facts.metrics:
-            facts.metrics[key] = [Point(step, float(value))]
+        number = as_float(value)  # None for a 400-digit integer
+        if key not in facts.metrics and number is not None:
+            facts.metrics[key] = [Point(step, number)]
     runtime = summary.get("_runtime")
     if (
         isinstance(runtime, (int, float))
+        and as_float(runtime) is not None
         and facts.started_at is not None
         and facts.ended_at is None
     ):

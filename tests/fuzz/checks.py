@@ -103,6 +103,29 @@ def check_facts(facts: Any) -> None:
     if facts.failure is not None:
         assert facts.failure.kind in FAILURE_KINDS, f"{where}: failure {facts.failure!r}"
         check_text(f"{where}: failure message", facts.failure.message)
+    json.dumps(facts.seed.value, allow_nan=True, default=str)
+    if facts.env is not None:
+        for value in (facts.env.python, facts.env.platform, facts.env.cuda, *facts.env.gpus):
+            if value is not None:
+                check_text(f"{where}: env", value)
+    if facts.git is not None:
+        for value in (facts.git.root, facts.git.commit, facts.git.remote, facts.git.diff):
+            if value is not None:
+                check_text(f"{where}: git", _safe(value))
+    # The end of the road: the store records the run (a run lost here is lost).
+    _store().save_run(facts)
+
+
+_STORE: list[Any] = []
+
+
+def _store() -> Any:
+    """One real store for the whole fuzz session, in the temp dir."""
+    if not _STORE:
+        from labbook.store import Store
+
+        _STORE.append(Store.open(_WORK / "labbook.db"))
+    return _STORE[0]
 
 
 def _safe(text: Any) -> Any:

@@ -580,6 +580,45 @@ def wandb_file(draw: st.DrawFn) -> bytes:
     return blob
 
 
+# --------------------------------------------------------------------------- documents with known keys
+
+
+def keyed(*keys: str) -> st.SearchStrategy[dict[str, Any]]:
+    """A JSON object using the keys a reader looks for, with values of any type."""
+    known = st.sampled_from(keys)
+    values = st.one_of(JSON_VALUES, st.dictionaries(known, JSON_VALUES, max_size=3))
+    return st.dictionaries(st.one_of(known, known, NAMES), values, max_size=len(keys) + 2)
+
+
+@st.composite
+def keyed_json(draw: st.DrawFn, *keys: str) -> bytes:
+    data = json_text(draw(keyed(*keys)), draw(st.booleans())).encode("utf-8", "surrogatepass")
+    return draw(st.one_of(st.just(data), st.just(data), mutated(data, JSON_TOKENS, 2)))
+
+
+@st.composite
+def keyed_yaml(draw: st.DrawFn, *keys: str) -> bytes:
+    import yaml
+
+    doc = draw(keyed(*keys))
+    wrapped = {
+        k: ({"value": v, "desc": None} if draw(st.booleans()) else v) for k, v in doc.items()
+    }
+    data = yaml.safe_dump(wrapped, allow_unicode=True).encode("utf-8", "surrogatepass")
+    return draw(st.one_of(st.just(data), st.just(data), mutated(data, YAML_TOKENS, 2)))
+
+
+MLFLOW_TAGS = ("mlflow.runName", "mlflow.user", "mlflow.source.git.commit", "mlflow.source.name")
+MARKER_KEYS = ("name", "config", "seed", "tags", "command", "status", "metrics")
+SUMMARY_KEYS = ("_step", "_runtime", "_timestamp", "loss", "acc", "_wandb")
+METADATA_KEYS = ("python", "os", "platform", "cuda", "cudaVersion", "gpu", "gpu_count",
+                 "gpuCount", "gpu_nvidia", "gpu_devices", "gpu_apple", "program", "codePath",
+                 "args", "git", "commit", "remote", "host", "username", "startedAt", "cwd", "root",
+                 "name", "memory_total")  # fmt: skip
+WANDB_CONFIG_KEYS = ("_wandb", "wandb_version", "lr", "seed", "model", "value")
+RESULT_KEYS = ("train_runtime", "train_loss", "eval_loss", "epoch", "global_step", "total_flos")
+HPARAM_KEYS = ("max_epochs", "trainer.max_epochs", "epochs", "num_epochs", "seed", "lr")
+
 # --------------------------------------------------------------------------- run directories
 
 Tree = dict[str, bytes]
@@ -664,7 +703,11 @@ def _mlflow_db(draw: st.DrawFn) -> bytes:
                 for _ in range(draw(st.integers(0, 2))):
                     conn.execute(
                         f"INSERT INTO {table} VALUES (?, ?, ?)",
-                        (draw(NAMES), draw(st.one_of(ODD_TEXT, cell)), uuid),
+                        (
+                            draw(st.one_of(NAMES, st.sampled_from(MLFLOW_TAGS))),
+                            draw(st.one_of(ODD_TEXT, cell)),
+                            uuid,
+                        ),
                     )
         conn.commit()
         conn.close()
@@ -689,7 +732,7 @@ def run_tree(draw: st.DrawFn, layout: str) -> Tree:
         )
         for name, strategy in (("metrics.jsonl", jsonl_document()), ("metrics.csv", csv_document()),
                                ("metrics.json", json_document()), ("train.log", log_document()),
-                               ("labbook.json", json_document())):  # fmt: skip
+                               ("labbook.json", keyed_json(*MARKER_KEYS))):  # fmt: skip
             if draw(st.booleans()):
                 files[name] = draw(st.one_of(strategy, _EMPTY))
     elif layout == "hf_trainer":
@@ -698,7 +741,7 @@ def run_tree(draw: st.DrawFn, layout: str) -> Tree:
             files["checkpoint-4/trainer_state.json"] = draw(hf_trainer_state())
         for name in ("all_results.json", "train_results.json", "config.json"):
             if draw(st.booleans()):
-                files[name] = draw(json_document())
+                files[name] = draw(st.one_of(json_document(), keyed_json(*RESULT_KEYS)))
         files["runs/Nov22_19-18-41_vm/events.out.tfevents.1795375121.vm.1.0"] = draw(
             hf_args_events()
         )
@@ -706,7 +749,7 @@ def run_tree(draw: st.DrawFn, layout: str) -> Tree:
             files["train.log"] = draw(log_document())
     elif layout == "lightning":
         v = "lightning_logs/version_0/"
-        files[v + "hparams.yaml"] = draw(yaml_document())
+        files[v + "hparams.yaml"] = draw(st.one_of(yaml_document(), keyed_yaml(*HPARAM_KEYS)))
         if draw(st.booleans()):
             files[v + "metrics.csv"] = draw(csv_document())
         if draw(st.booleans()):
@@ -740,9 +783,9 @@ def run_tree(draw: st.DrawFn, layout: str) -> Tree:
             files["tb/events.out.tfevents.1.vm"] = draw(event_file())
     elif layout == "wandb":
         run = "wandb/offline-run-20261122_191851-fo7090ag/"
-        for name, strategy in (("files/config.yaml", yaml_document()),
-                               ("files/wandb-summary.json", json_document()),
-                               ("files/wandb-metadata.json", json_document()),
+        for name, strategy in (("files/config.yaml", keyed_yaml(*WANDB_CONFIG_KEYS)),
+                               ("files/wandb-summary.json", keyed_json(*SUMMARY_KEYS)),
+                               ("files/wandb-metadata.json", keyed_json(*METADATA_KEYS)),
                                ("files/output.log", log_document()),
                                ("files/diff.patch", log_document())):  # fmt: skip
             if draw(st.booleans()):
