@@ -1065,8 +1065,9 @@ def _python_value(proto_value: Any) -> object:
         return proto_value.string_value
     if kind == "bool_value":
         return proto_value.bool_value
-    if kind in ("list_value", "struct_value"):
-        from google.protobuf.json_format import MessageToDict
-
-        return MessageToDict(proto_value)
+    # Not json_format.MessageToDict: it raises on a NaN or an infinity in a list.
+    if kind == "list_value":
+        return [_python_value(v) for v in proto_value.list_value.values]
+    if kind == "struct_value":
+        return {k: _python_value(v) for k, v in proto_value.struct_value.fields.items()}
     return None

@@ -128,7 +128,7 @@ class Generic(Recogniser):
             facts.seed = Seed(marker["seed"], "labbook.json:seed")
         if isinstance(marker.get("tags"), list):
             facts.tags += [str(t) for t in marker["tags"]]
-        if isinstance(marker.get("command"), list):
+        if isinstance(marker.get("command"), list) and marker["command"]:
             facts.command = [str(a) for a in marker["command"]]
         if marker.get("status") in STATUSES:
             if marker["status"] == "finished":

@@ -19,7 +19,7 @@ from typing import Any, TypeGuard
 
 from labbook.model import Point, RunFacts, Seed, flatten
 from labbook.readers.files import load_json
-from labbook.readers.values import BadValues, as_float, bad_step, shown_value
+from labbook.readers.values import BadValues, as_float, bad_step, shown_value, without_surrogates
 from labbook.recognisers.base import DirInfo, Recogniser
 from labbook.recognisers.common import (
     apply_log,
@@ -92,12 +92,12 @@ class HFTrainer(Recogniser):
                 bad.report(d.path / name)
         ev = read_event_files(d.path)
         facts.files += ev.files
-        args = _json_text(ev.texts.get("args"))
+        args = _json_text(ev.texts.get("args"), d.path)
         if isinstance(args, dict):
             facts.config = flatten(args)
             if args.get("seed") is not None:
                 facts.seed = Seed(args["seed"], "hf-args:seed")
-        model_cfg = _json_text(ev.texts.get("model_config"))
+        model_cfg = _json_text(ev.texts.get("model_config"), d.path)
         if isinstance(model_cfg, dict):
             facts.config.update(flatten(model_cfg, "model"))
         if not facts.metrics:
@@ -177,10 +177,16 @@ def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _json_text(text: str | None) -> Any:
+def _json_text(text: str | None, where: Path) -> Any:
+    """A JSON text summary (``args``); keys that are no valid text (``\\ud800``) dropped, with
+    one warning naming ``where``."""
     if not text:
         return None
     try:
-        return json.loads(text)
-    except ValueError:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
         return None
+    bad = BadValues()
+    doc = without_surrogates(doc, bad)
+    bad.report(where)
+    return doc

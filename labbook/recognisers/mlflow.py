@@ -41,6 +41,7 @@ _STATUS = {
 
 
 def _apply_tags(facts: RunFacts, tags: dict[str, str]) -> None:
+    tags = {str(k): v for k, v in tags.items() if isinstance(v, str)}  # a database holds any type
     if tags.get("mlflow.runName"):
         facts.name = tags["mlflow.runName"]
     if tags.get("mlflow.source.git.commit"):

@@ -82,7 +82,8 @@ def check_config(where: str, config: Any) -> None:
     assert isinstance(config, dict), f"{where}: config is a {type(config).__name__}"
     for key, value in config.items():
         check_text(f"{where}: config key", key)
-        json.dumps(value, ensure_ascii=False, default=str, allow_nan=True)
+        text = json.dumps(value, ensure_ascii=False, default=str, allow_nan=True)
+        check_text(f"{where}: config value of {key!r}", text)
 
 
 def check_facts(facts: Any) -> None:
@@ -478,9 +479,15 @@ CHECKS: dict[str, Callable[[bytes], None]] = {
 FIXTURE_ROOT = Path(__file__).resolve().parent.parent / "fixtures" / "fuzz"
 
 
-def save_crash(reader: str, data: bytes | dict[str, bytes]) -> Path:
-    """Keep a failing input where the report points at it (not in the repo: copy it there)."""
+def save_crash(reader: str, data: Any) -> Path:
+    """Keep a failing input where the report points at it (not in the repo: copy it there).
+
+    Tail inputs are ``(bytes, split points)``: the bytes are kept (a replay tries many splits).
+    """
     import hashlib
+
+    if isinstance(data, tuple):
+        data = data[0]
 
     crash_dir = Path(
         os.environ.get(
