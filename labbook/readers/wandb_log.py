@@ -25,6 +25,7 @@ from typing import Any
 
 from labbook.model import Point
 from labbook.readers.contain import outside
+from labbook.readers.values import as_float
 from labbook.warn import warn
 
 HEADER = struct.pack("<4sHB", b":W&B", 0xBEE1, 0)
@@ -191,8 +192,9 @@ def _apply(out: WandbLog, rec: Any, next_step: int) -> int:
                 "-infinity",
             ):
                 value = float(value)
-            if isinstance(value, (int, float)):
-                out.history.setdefault(key, []).append(Point(int(step), float(value), wall))
+            number = as_float(value) if isinstance(value, (int, float)) else None
+            if number is not None:  # an integer too large for a float is no metric value
+                out.history.setdefault(key, []).append(Point(int(step), number, wall))
         return int(step) + 1
     elif kind == "summary":
         out.summary.update(_item(u) for u in rec.summary.update)
