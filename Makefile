@@ -9,6 +9,7 @@ test:
 lint:
 	ruff check labbook tui tests benchmarks examples
 	ruff format --check labbook tui
+	lint-imports
 
 typecheck:
 	mypy
@@ -16,6 +17,7 @@ typecheck:
 check: lint typecheck test
 
 bench:
+	python benchmarks/bench_concurrency.py
 	python benchmarks/bench_tfevents.py
 	python benchmarks/bench_import.py
 	python benchmarks/bench_query.py

@@ -216,10 +216,10 @@ def _bench(db: Path, a: str, b: str, repeat: int) -> None:
         goal = "" if "floor" in label else ("pass" if med * 1000 < GOAL_MS else "FAIL")
         print(f"{label:42} {ms(med):>10} {ms(p90):>8} {size / 1024:>7.0f}  {goal}")
 
-    from labbook.configsig import signature_hash
-    from labbook.diff import diff_runs, git_commits_between, seed_peers
-    from labbook.render_diff import render_diff
+    from labbook.analysis.diff import diff_runs, git_commits_between, seed_peers
+    from labbook.render.diff import render_diff
     from labbook.store import Store
+    from labbook.store.configsig import signature_hash
 
     with Store.open(db) as store:
         steps: dict[str, list[float]] = {}

@@ -243,7 +243,7 @@ def fresh_db(path: Path) -> None:
 
 
 def import_in_process(db: Path, outputs: Path, *, full: bool = False) -> tuple[float, Any, int]:
-    from labbook.importer import import_paths
+    from labbook.sources.importer import import_paths
     from labbook.store import Store
 
     t = time.perf_counter()

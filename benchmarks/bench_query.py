@@ -773,8 +773,8 @@ def _bench(args: argparse.Namespace, n: int, repeats: int, work: Path, db: Path)
     )
 
     # -- in-process ---------------------------------------------------------------------------
-    from labbook.query import RunFilter, parse_where, resolve, select_runs
     from labbook.store import Store
+    from labbook.store.query import RunFilter, parse_where, resolve, select_runs
 
     store = Store.open(db, create=False)
 

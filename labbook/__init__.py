@@ -1,8 +1,8 @@
 """labbook: a lab notebook for ML experiments.
 
 The public API: :class:`labbook.store.Store` (open a database, read records),
-:func:`labbook.importer.import_paths` (record run directories),
-:func:`labbook.query.resolve` and :func:`labbook.query.select_runs` (find runs).
+:func:`labbook.sources.importer.import_paths` (record run directories),
+:func:`labbook.store.query.resolve` and :func:`labbook.store.query.select_runs` (find runs).
 Importing this package is cheap: heavy dependencies load where they are used.
 """
 

@@ -8,7 +8,7 @@ The readers' own behaviour on these files is tested in test_tfevents.py,
 test_files.py, test_logs.py and test_capture_git.py; this file tests the import.
 
 Cases the command line cannot set up (a run dir deleted mid-import) use the
-library, :func:`labbook.importer.import_paths`, with a real store and real files.
+library, :func:`labbook.sources.importer.import_paths`, with a real store and real files.
 """
 
 from __future__ import annotations
@@ -340,7 +340,7 @@ def test_two_gigabyte_log_is_not_read_whole(runs: Path, db_path: Path) -> None:
 @pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs Linux /proc/self/io")
 def test_two_gigabyte_files_cost_only_their_windows(tmp_path: Path, store: Any) -> None:
     """Through the library: what the import reads of 2 GiB files is counted by the kernel."""
-    from labbook.importer import import_paths
+    from labbook.sources.importer import import_paths
 
     run = tmp_path / "big"
     run.mkdir()
@@ -658,7 +658,7 @@ def warnings_() -> Iterator[list[str]]:
 
 def test_run_dir_deleted_before_its_turn(tmp_path: Path, store: Any, warnings_: list[str]) -> None:
     """The progress hook fires before each run is read: delete the next one there."""
-    from labbook.importer import import_paths
+    from labbook.sources.importer import import_paths
 
     root = tmp_path / "runs"
     for i in range(6):
@@ -683,7 +683,7 @@ def test_run_dirs_deleted_while_a_large_import_runs(
     tmp_path: Path, store: Any, warnings_: list[str]
 ) -> None:
     """A second thread moves run dirs away (atomically) while the import reads them."""
-    from labbook.importer import import_paths
+    from labbook.sources.importer import import_paths
 
     root = tmp_path / "runs"
     trash = tmp_path / "trash"

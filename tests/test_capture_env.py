@@ -352,11 +352,11 @@ def test_nvml_init_failure_is_silent(
 
 def test_visible_gpus() -> None:
     gpus = ["A100", "H100", "L4"]
-    assert capenv._visible_gpus(gpus, None) == gpus
-    assert capenv._visible_gpus(gpus, "") == []
-    assert capenv._visible_gpus(gpus, "2,0") == ["L4", "A100"]
-    assert capenv._visible_gpus(gpus, "0,7,1") == ["A100"]
-    assert capenv._visible_gpus(gpus, "GPU-1234") == gpus
+    assert capenv.visible_gpus(gpus, None) == gpus
+    assert capenv.visible_gpus(gpus, "") == []
+    assert capenv.visible_gpus(gpus, "2,0") == ["L4", "A100"]
+    assert capenv.visible_gpus(gpus, "0,7,1") == ["A100"]
+    assert capenv.visible_gpus(gpus, "GPU-1234") == gpus
 
 
 def _sleeper(exe: str, env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from labbook.check import check, compare, config_from_argv, match_key, script_of
-from labbook.launch import launch
+from labbook.analysis.check import check, compare, config_from_argv, match_key, script_of
+from labbook.sources.launch import launch
 from labbook.store import Store
 from tests.conftest import REPO, git, run_cli
 
@@ -162,7 +162,7 @@ def test_fast_path_for_the_hooks(history: dict[str, str], repo: Path, db_path: P
     import subprocess
 
     line = "python train.py --lr 5 --seed 1 --epochs 15"
-    cmd = [sys.executable, "-m", "labbook.check", "check", "--hook", "--line", line]
+    cmd = [sys.executable, "-m", "labbook", "check", "--hook", "--line", line]
     res = subprocess.run([*cmd, "--db", str(db_path)], cwd=repo, capture_output=True, text=True,
                          timeout=60)  # fmt: skip
     assert res.returncode == 0 and history["diverged"] in res.stdout

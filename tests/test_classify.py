@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from labbook.classify import classify, exception_info, exit_status, kernel_oom_evidence
+from labbook.analysis.status import classify, exception_info, exit_status, kernel_oom_evidence
 from labbook.readers.files import read_jsonl_metrics
 from tests.conftest import REPO
 

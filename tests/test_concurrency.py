@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from labbook.journal import Journal, facts_to_json, journal_dir, pending_files
 from labbook.model import RunFacts
 from labbook.store import Store
+from labbook.store.journal import Journal, facts_to_json, journal_dir, pending_files
 from tests import stress
 from tests.conftest import run_cli
 

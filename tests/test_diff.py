@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from labbook.analysis.diff import SECTIONS, diff_store, nearest_earlier, seed_peers, unified_diff
 from labbook.capture.data import fingerprint_paths
-from labbook.diff import SECTIONS, diff_store, nearest_earlier, seed_peers, unified_diff
 from labbook.store import Store
 from tests.conftest import REPO, git, run_cli
 
@@ -53,7 +53,7 @@ def import_run(db: Path, path: Path) -> str:
 
     cli.main(["--db", str(db), "import", str(path), "--json"], standalone_mode=False)
     with Store.open(db) as store:
-        from labbook.query import resolve
+        from labbook.store.query import resolve
 
         return resolve(store, str(path))
 
@@ -183,7 +183,7 @@ def test_untracked_file(project: Path, db_path: Path):
 
 def _save_with_packages(store: Store, run_dir: Path, packages: dict[str, str]) -> str:
     """Record a run through the real recogniser + capture, with a given package set."""
-    from labbook.importer import Completer, discover
+    from labbook.sources.discover import Completer, discover
 
     [(rec, info)] = discover([run_dir])
     [facts] = list(rec.read(info))

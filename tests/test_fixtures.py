@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from labbook.importer import import_paths
+from labbook.sources.importer import import_paths
 from tests.conftest import FIXTURES
 
 FIXTURE_DIRS = sorted(p.parent for p in FIXTURES.glob("*/expected.json"))

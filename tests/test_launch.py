@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from labbook.launch import HeadTail
+from labbook.sources.launch import HeadTail
 from labbook.store import Store
 from tests.conftest import REPO, git, run_cli
 

@@ -182,7 +182,7 @@ def test_check_and_ambiguous_errors_escaped(nasty: dict[str, Any]) -> None:
     assert_clean(cli(db, "check", "--config", "c.json", "--json", cwd=project).stdout, "json")
     # the shell hooks' fast path prints the same lines
     hook = subprocess.run(
-        [sys.executable, "-m", "labbook.check", "--line", "python train.py --lr 0.11"],
+        [sys.executable, "-m", "labbook.analysis.check", "--line", "python train.py --lr 0.11"],
         env={**os.environ, "LABBOOK_DB": str(db)},
         capture_output=True,
         text=True,

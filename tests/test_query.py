@@ -4,7 +4,7 @@ import pytest
 
 from labbook.errors import AmbiguousRun, QueryError, RunNotFound
 from labbook.model import Point, RunFacts
-from labbook.query import RunFilter, parse_where, resolve, select_runs
+from labbook.store.query import RunFilter, parse_where, resolve, select_runs
 
 
 def add(store, name, started, **kw):
@@ -132,7 +132,7 @@ def test_ambiguous_prefix_lists_candidates(store):
 
 def test_count_runs_can_stop_counting(store):
     from labbook.model import RunFacts
-    from labbook.query import RunFilter, count_runs
+    from labbook.store.query import RunFilter, count_runs
 
     for i in range(7):
         store.save_run(RunFacts(path=f"/r/{i}", source_key=f"/r/{i}", framework="generic"))

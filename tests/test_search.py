@@ -7,9 +7,9 @@ import sqlite3
 from pathlib import Path
 
 from labbook.model import Failure, RunFacts
-from labbook.query import RunFilter
-from labbook.search import MARK_END, MARK_START, highlight, search, split_query
 from labbook.store import Store
+from labbook.store.query import RunFilter
+from labbook.store.search import MARK_END, MARK_START, highlight, search, split_query
 from tests.conftest import run_cli
 
 REAL_CUDA_OOM = (
@@ -178,7 +178,7 @@ def test_cli_search_json_and_filters(db_path: Path) -> None:
 def test_migration_indexes_what_is_already_there(db_path: Path) -> None:
     import sqlite_utils
 
-    from labbook.schema import migrations
+    from labbook.store.schema import migrations
 
     old = sqlite_utils.Database(db_path)
     migrations().apply(old, stop_before="0004_search")

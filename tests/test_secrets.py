@@ -1,4 +1,4 @@
-"""Secrets never stored: one redaction (labbook.redact) on every path into the store.
+"""Secrets never stored: one redaction (labbook.capture.redact) on every path into the store.
 
 The end-to-end tests plant secrets everywhere a run can carry them -- command-line
 flags, environment, printed output, a run directory's config and log, a patch,
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from labbook.model import EnvInfo, Failure, GitState, RunFacts
-from labbook.redact import (
+from labbook.capture.redact import (
     REDACTED,
     is_secret_file,
     redact_argv,
@@ -28,6 +27,7 @@ from labbook.redact import (
     redact_patch,
     redact_text,
 )
+from labbook.model import EnvInfo, Failure, GitState, RunFacts
 from labbook.store import Store
 from tests.conftest import git, run_cli
 

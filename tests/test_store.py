@@ -9,9 +9,9 @@ import pytest
 
 from labbook.errors import StoreError
 from labbook.model import GitState, Point, RunFacts, Seed
-from labbook.schema import SCHEMA_VERSION
 from labbook.series import MAX_POINTS
 from labbook.store import Store
+from labbook.store.schema import SCHEMA_VERSION
 
 
 def facts(path: str = "/runs/a", **kw) -> RunFacts:
@@ -36,7 +36,7 @@ def test_database_of_an_older_schema_is_migrated_in_place(db_path):
     """A database made by the first release (schema step 1 only) opens and upgrades."""
     import sqlite_utils
 
-    from labbook.schema import migrations
+    from labbook.store.schema import migrations
 
     steps = migrations()
     old = sqlite_utils.Database(db_path)

@@ -33,8 +33,8 @@ def _module_available(name: str) -> bool:
 
 pytestmark = pytest.mark.anyio
 
-HAVE_DIFF = _module_available("labbook.diff")
-HAVE_SEARCH = _module_available("labbook.search")
+HAVE_DIFF = _module_available("labbook.analysis.diff")
+HAVE_SEARCH = _module_available("labbook.store.search")
 
 
 @pytest.fixture
@@ -468,7 +468,7 @@ async def test_mark_and_diff_overlays_curves(tui_db: Path) -> None:
         assert notes_in(tui_db, "00000004") == [("note", "B overfits")]
 
 
-@pytest.mark.skipif(not HAVE_DIFF, reason="labbook.diff (issue 5) is not in this checkout yet")
+@pytest.mark.skipif(not HAVE_DIFF, reason="labbook.analysis.diff (issue 5) is not in this checkout yet")
 async def test_diff_sections_from_engine(tui_db: Path) -> None:
     app = app_for(tui_db)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -573,8 +573,8 @@ def test_plot_draws_skips_nonfinite_and_logs() -> None:
 
 
 def test_count_and_window_queries(store: Store, tmp_path: Path) -> None:
-    """The two query helpers the TUI added to labbook.query."""
-    from labbook.query import RunFilter, count_runs, parse_where, select_runs_window
+    """The two query helpers the TUI added to labbook.store.query."""
+    from labbook.store.query import RunFilter, count_runs, parse_where, select_runs_window
 
     for i in range(12):
         store.save_run(facts(i, tmp_path))
@@ -596,9 +596,9 @@ def test_count_and_window_queries(store: Store, tmp_path: Path) -> None:
 async def test_screens_say_not_available_without_engines(
     tui_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without labbook.diff / labbook.search the screens say so instead of crashing."""
-    monkeypatch.setitem(sys.modules, "labbook.diff", None)
-    monkeypatch.setitem(sys.modules, "labbook.search", None)
+    """Without labbook.analysis.diff / labbook.store.search the screens say so instead of crashing."""
+    monkeypatch.setitem(sys.modules, "labbook.analysis.diff", None)
+    monkeypatch.setitem(sys.modules, "labbook.store.search", None)
     import labbook
 
     monkeypatch.delattr(labbook, "diff", raising=False)

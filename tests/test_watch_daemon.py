@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from labbook.sources.watch.config import WatchConfig
+from labbook.sources.watch.daemon import Daemon, DaemonOptions
+from labbook.sources.watch.debounce import Debouncer
+from labbook.sources.watch.display import LogDisplay
 from labbook.store import Store
-from labbook.watch.config import WatchConfig
-from labbook.watch.daemon import Daemon, DaemonOptions
-from labbook.watch.debounce import Debouncer
-from labbook.watch.display import LogDisplay
 
 WRITER = str(Path(__file__).with_name("watch_writer.py"))
 DEADLINE = 90.0

@@ -21,12 +21,12 @@ from watchdog.events import (
 
 from labbook.errors import DaemonRunning, DatabaseOnNetworkFS, LabbookError
 from labbook.model import Failure, RunFacts
-from labbook.watch import fs, lifecycle
-from labbook.watch.config import PathFilter, load_config
-from labbook.watch.debounce import Debouncer
-from labbook.watch.handler import EventEnqueuer, PathEvent
-from labbook.watch.lock import DaemonLock, holder_pid
-from labbook.watch.tail import read_appended
+from labbook.sources.watch import fs, lifecycle
+from labbook.sources.watch.config import PathFilter, load_config
+from labbook.sources.watch.debounce import Debouncer
+from labbook.sources.watch.handler import EventEnqueuer, PathEvent
+from labbook.sources.watch.lock import DaemonLock, holder_pid
+from labbook.sources.watch.tail import read_appended
 
 # -- debounce ------------------------------------------------------------------------
 
@@ -190,7 +190,7 @@ def test_lock_is_exclusive_and_names_the_holder(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys,time; from labbook.watch.lock import DaemonLock; "
+            "import sys,time; from labbook.sources.watch.lock import DaemonLock; "
             f"l=DaemonLock({str(db)!r}); l.acquire(); print('ok', flush=True); sys.stdin.read()",
         ],
         stdin=subprocess.PIPE,

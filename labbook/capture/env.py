@@ -31,18 +31,17 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from labbook.model import EnvInfo
-
-# The rules live in labbook.redact (one redaction for every path into the store);
+# The rules live in labbook.capture.redact (one redaction for every path into the store);
 # these names are kept here for the code and tests that import them from here.
-from labbook.redact import (  # noqa: F401
-    _HIGH_ENTROPY,
+from labbook.capture.redact import (  # noqa: F401
+    HIGH_ENTROPY,
     REDACTED,
     SECRET_PATTERN,
     TOKEN_VALUE_PATTERN,
     redact_env_vars,
     redact_text,
 )
+from labbook.model import EnvInfo
 from labbook.warn import warn
 
 #: Variables recorded by :func:`select_env_vars`: exact names, or prefixes written
@@ -293,7 +292,7 @@ def _infer_site_packages(exe: str) -> list[str]:
     return []
 
 
-def _looks_like_python(exe: str) -> bool:
+def looks_like_python(exe: str) -> bool:
     return bool(
         _PY_NAME.match(os.path.basename(exe))
         or _PY_NAME.match(os.path.basename(os.path.realpath(exe)))
@@ -302,7 +301,7 @@ def _looks_like_python(exe: str) -> bool:
 
 def _site_packages_by_running(exe: str) -> list[str]:
     """Ask the interpreter for its ``sys.path`` (only when inference failed)."""
-    if not _looks_like_python(exe) or not os.access(exe, os.X_OK):
+    if not looks_like_python(exe) or not os.access(exe, os.X_OK):
         return []
     import subprocess  # lazy: only this fallback runs anything
 
@@ -414,7 +413,7 @@ def _as_str(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _nvml_info() -> tuple[str | None, list[str]]:
+def nvml_info() -> tuple[str | None, list[str]]:
     """(CUDA driver version "12.4", GPU names) from NVML; (None, []) when unavailable.
 
     Cached per process: NVML initialisation can take a noticeable time and the
@@ -456,7 +455,7 @@ def _nvml_info() -> tuple[str | None, list[str]]:
     return cuda, list(gpus)
 
 
-def _visible_gpus(gpus: list[str], visible: str | None) -> list[str]:
+def visible_gpus(gpus: list[str], visible: str | None) -> list[str]:
     """GPU names restricted by a ``CUDA_VISIBLE_DEVICES`` of integer indices."""
     if visible is None:
         return gpus
@@ -494,19 +493,19 @@ def importer_env() -> EnvInfo:
     once per process); CUDA and GPU names from NVML when it can be initialised
     (otherwise ``cuda=None, gpus=[]`` without a warning: CPU machines are normal).
     """
-    cuda, gpus = _nvml_info()
+    cuda, gpus = nvml_info()
     return EnvInfo(
         source="importer",
         python=platform.python_version(),
         platform=platform.platform(),
         packages=_own_packages(),
         cuda=cuda,
-        gpus=_visible_gpus(gpus, os.environ.get("CUDA_VISIBLE_DEVICES")),
+        gpus=visible_gpus(gpus, os.environ.get("CUDA_VISIBLE_DEVICES")),
         vars=select_env_vars(os.environ),
     )
 
 
-def _invoked_path(proc: Any, exe: str, environ: Mapping[str, str]) -> str:
+def invoked_path(proc: Any, exe: str, environ: Mapping[str, str]) -> str:
     """The interpreter path as the process invoked it, when it is the same binary.
 
     ``/proc/PID/exe`` has symlinks resolved, which loses a venv's ``bin/python``
@@ -562,8 +561,8 @@ def process_env(pid: int) -> EnvInfo | None:
         exe = proc.exe()
     except (psutil.Error, OSError, ValueError, TypeError, OverflowError):
         return None
-    exe = _invoked_path(proc, exe, environ)
-    return interpreter_env(exe if exe and _looks_like_python(exe) else None, environ)
+    exe = invoked_path(proc, exe, environ)
+    return interpreter_env(exe if exe and looks_like_python(exe) else None, environ)
 
 
 def interpreter_env(exe: str | None, environ: Mapping[str, str]) -> EnvInfo:
@@ -578,14 +577,14 @@ def interpreter_env(exe: str | None, environ: Mapping[str, str]) -> EnvInfo:
             python = python_version_of(exe)
         except Exception as exc:  # never let a capture problem stop the work
             warn(exe, f"packages not recorded ({type(exc).__name__}: {exc})")
-    cuda, gpus = _nvml_info()
+    cuda, gpus = nvml_info()
     return EnvInfo(
         source="process",
         python=python,
         platform=platform.platform(),
         packages=packages,
         cuda=cuda,
-        gpus=_visible_gpus(gpus, environ.get("CUDA_VISIBLE_DEVICES")),
+        gpus=visible_gpus(gpus, environ.get("CUDA_VISIBLE_DEVICES")),
         vars=select_env_vars(environ),
     )
 

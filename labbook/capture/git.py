@@ -127,7 +127,7 @@ def redact_remote(url: str) -> str:
         rest, fragment = rest.split("#", 1)
         fragment = "#" + fragment
     if "?" in rest:
-        from labbook.redact import SECRET_PATTERN, TOKEN_VALUE_PATTERN
+        from labbook.capture.redact import SECRET_PATTERN, TOKEN_VALUE_PATTERN
 
         path, query = rest.split("?", 1)
         pairs = parse_qsl(query, keep_blank_values=True)
@@ -355,11 +355,11 @@ def _untracked_contents(root: str, names: list[tuple[str, str]]) -> dict[str, st
 
     Symlinks, special files, files of :data:`UNTRACKED_FILE_MAX` bytes or more,
     and files with NUL bytes or invalid UTF-8 are skipped (their names are kept).
-    Files whose names say they hold secrets (:func:`labbook.redact.is_secret_file`:
+    Files whose names say they hold secrets (:func:`labbook.capture.redact.is_secret_file`:
     ``.env``, ``*.pem``, ``id_rsa``, ``*token*`` …) are never opened: their contents
     are recorded as ``"<redacted>"``, which marks them as skipped.
     """
-    from labbook.redact import REDACTED, is_secret_file
+    from labbook.capture.redact import REDACTED, is_secret_file
 
     contents: dict[str, str] = {}
     budget = UNTRACKED_TOTAL_MAX

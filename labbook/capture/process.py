@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labbook.capture import env as capenv
+from labbook.capture.redact import redact_argv
 from labbook.model import EnvInfo
-from labbook.redact import redact_argv
 
 #: Programs that often sit in or read from a run directory without writing it: a
 #: match by one of these ranks below any other process.  Compared with the
@@ -534,9 +534,9 @@ def process_info(pid: int, *, with_packages: bool = True) -> ProcInfo | None:
         return None
     info.env_vars = select_vars(environ)
     # the path it was invoked as (a venv's bin/python is a symlink to the base one)
-    exe = capenv._invoked_path(proc, exe, environ) if exe else exe
+    exe = capenv.invoked_path(proc, exe, environ) if exe else exe
     info.exe = exe or None
-    if exe and capenv._looks_like_python(exe):
+    if exe and capenv.looks_like_python(exe):
         info.python_version = capenv.python_version_of(exe)
         if with_packages:
             info.packages = packages_of(exe)
@@ -668,13 +668,13 @@ def env_for_process(info: ProcInfo) -> EnvInfo:
     CUDA version and GPU names come from NVML (cached per labbook process), the
     GPUs restricted by the process's ``CUDA_VISIBLE_DEVICES``.
     """
-    cuda, gpus = capenv._nvml_info()
+    cuda, gpus = capenv.nvml_info()
     return EnvInfo(
         source="process",
         python=info.python_version,
         platform=platform.platform(),
         packages=dict(info.packages),
         cuda=cuda,
-        gpus=capenv._visible_gpus(gpus, info.env_vars.get("CUDA_VISIBLE_DEVICES")),
+        gpus=capenv.visible_gpus(gpus, info.env_vars.get("CUDA_VISIBLE_DEVICES")),
         vars=dict(info.env_vars),
     )

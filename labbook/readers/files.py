@@ -536,7 +536,7 @@ class MetricLines:
     """The complete lines of a ``metrics.jsonl`` or ``metrics.csv`` file, parsed in order.
 
     One parser for the full read (:func:`read_jsonl_metrics`, :func:`read_csv_metrics`)
-    and the live tail (:mod:`labbook.watch.tail`), so that both read the same points
+    and the live tail (:mod:`labbook.sources.watch.tail`), so that both read the same points
     from the same bytes. :meth:`state` is what a later call needs to go on (the
     physical line number, the CSV header and data row number), JSON-safe.
 

@@ -953,7 +953,7 @@ def _parse_block(lines: Sequence[str], s: int) -> _Traceback:
     return _Traceback(s, i, exc_type, exc_msg, frames)
 
 
-def _last_traceback(lines: Sequence[str]) -> _Traceback | None:
+def last_traceback(lines: Sequence[str]) -> _Traceback | None:
     """The last traceback, extended backwards over chained ones ("During handling…")."""
     starts = [i for i, line in enumerate(lines) if _TB_START in line]
     if not starts:
@@ -978,13 +978,13 @@ def _last_traceback(lines: Sequence[str]) -> _Traceback | None:
 def find_traceback(text: str) -> str | None:
     """The last Python traceback in ``text`` (with chained parts), cleaned; None if none."""
     lines = clean_lines(text)
-    tb = _last_traceback(lines)
+    tb = last_traceback(lines)
     if tb is None:
         return None
     return "\n".join(lines[tb.start : tb.end]).rstrip()[-TRACEBACK_CHARS:]
 
 
-def _is_user_file(filename: str) -> bool:
+def is_user_file(filename: str) -> bool:
     """Whether a traceback frame is the user's code (not site-packages, stdlib, <frozen …>)."""
     f = filename.replace("\\", "/")
     if f.startswith("<"):
@@ -994,7 +994,7 @@ def _is_user_file(filename: str) -> bool:
     return not (_STDLIB_DIR.search(f) or f.startswith(_LOCAL_STDLIB))
 
 
-def _one_line(text: str, limit: int = MESSAGE_CHARS) -> str:
+def one_line(text: str, limit: int = MESSAGE_CHARS) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
@@ -1008,11 +1008,11 @@ def _exception_failure(tb: _Traceback) -> Failure:
     head = f"{tb.exc_type}: {tb.exc_msg}" if tb.exc_msg else tb.exc_type
     where = ""
     for file, line, func in reversed(tb.frames):
-        if _is_user_file(file):
+        if is_user_file(file):
             name = file.replace("\\", "/").rsplit("/", 1)[-1]
             where = f" (at {name}:{line} in {func})" if func else f" (at {name}:{line})"
             break
-    return Failure("exception", _one_line(head, MESSAGE_CHARS - len(where)) + where)
+    return Failure("exception", one_line(head, MESSAGE_CHARS - len(where)) + where)
 
 
 _CUDA_OOM = re.compile(
@@ -1058,13 +1058,13 @@ def _classify(
     last_line = _RANK_PREFIX.sub("", lines[last_idx].strip()) if last_idx >= 0 else ""
     for i in range(n - 1, -1, -1):
         if _CUDA_OOM.search(lines[i]):
-            return Failure("cuda_oom", _one_line(_RANK_PREFIX.sub("", lines[i].strip()))), i
+            return Failure("cuda_oom", one_line(_RANK_PREFIX.sub("", lines[i].strip()))), i
     for i in range(n - 1, -1, -1):
         if _TIME_LIMIT.search(lines[i]):
-            return Failure("timeout", _one_line(lines[i].strip())), i
+            return Failure("timeout", one_line(lines[i].strip())), i
     for i in range(n - 1, -1, -1):
         if _OOM_KILLED.search(lines[i]):
-            return Failure("oom_killed", _one_line(lines[i].strip())), i
+            return Failure("oom_killed", one_line(lines[i].strip())), i
     sig = _signal_name(exit_code, signal_name)
     if _KILLED_LINE.match(last_line) and sig in (None, "SIGKILL"):
         return Failure(
@@ -1079,12 +1079,12 @@ def _classify(
                 step = int(m.group(2)) if m and _INDEX_NAMES[m.group(1).lower()] == "step" else None
             if step is not None and not -(2**63) <= step < 2**63:
                 step = None  # no step a store can hold
-            return Failure("nan", _one_line(_RANK_PREFIX.sub("", line.strip())), step), i
-    tb = _last_traceback(lines)
+            return Failure("nan", one_line(_RANK_PREFIX.sub("", line.strip())), step), i
+    tb = last_traceback(lines)
     if tb is not None:
         return _exception_failure(tb), tb.start
     if _CANCELLED.search(last_line):
-        return Failure("signal", _one_line(last_line)), last_idx
+        return Failure("signal", one_line(last_line)), last_idx
     if _TERMINATED_LINE.match(last_line) and sig in (None, "SIGTERM"):
         return Failure("signal", "SIGTERM (Terminated)"), last_idx
     if sig:
@@ -1231,7 +1231,7 @@ def read_log(
     if failure is not None and failure.kind == "nan" and failure.step is None:
         failure.step = _first_nonfinite_step(facts.metrics)
     facts.failure = failure
-    tb = _last_traceback(end_lines)
+    tb = last_traceback(end_lines)
     if tb is not None:
         facts.traceback = "\n".join(end_lines[tb.start : tb.end]).rstrip()[-TRACEBACK_CHARS:]
     facts.tail = _tail(all_lines)

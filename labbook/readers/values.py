@@ -160,3 +160,24 @@ def without_surrogates(doc: Any, bad: BadValues, prefix: str = "", where: str = 
     if isinstance(doc, str) and not storable_name(doc):
         return doc.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return doc
+
+
+def parse_value(text: str) -> Any:
+    """A value typed as text (a ``--where`` value, an MLflow param): ``0.01`` → float,
+    ``3`` → int, ``true`` → True, ``null`` → None, ``'a b'`` → str."""
+    t = text.strip()
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "'\"":
+        return t[1:-1]
+    low = t.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("null", "none"):
+        return None
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        return float(t)
+    except ValueError:
+        return t

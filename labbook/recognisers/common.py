@@ -121,7 +121,7 @@ def has_event_file(d_files: Iterable[str]) -> bool:
 
 
 #: Metric files that may sit beside event files, in order of precedence (the live
-#: tail's order too: see labbook.watch.tail.tail_files).
+#: tail's order too: see labbook.sources.watch.tail.tail_files).
 LINE_FILES = ("metrics.jsonl", "metrics.csv")
 
 

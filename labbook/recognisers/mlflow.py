@@ -133,7 +133,7 @@ def _read_tree(root: Path) -> dict[str, str]:
 
 
 def _param_value(text: str) -> Any:
-    from labbook.query import parse_value
+    from labbook.readers.values import parse_value
 
     value = parse_value(text)
     return value

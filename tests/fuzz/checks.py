@@ -298,9 +298,9 @@ def _oracle_tensor(t: Any, scalars_plugin: bool) -> float | None:
 
 
 def tfevents_tail(data: bytes, cuts: Iterable[int] | None = None) -> None:
-    """labbook.watch.tail on a growing event file in a sub-directory (tag prefixes)."""
+    """labbook.sources.watch.tail on a growing event file in a sub-directory (tag prefixes)."""
     from labbook.recognisers.common import read_event_files
-    from labbook.watch.tail import read_appended, tail_files
+    from labbook.sources.watch.tail import read_appended, tail_files
 
     d = workdir("tfevents_tail")
     path = write(d, "loss_train/events.out.tfevents.2.host", data)
@@ -379,7 +379,7 @@ def csv_metrics(data: bytes) -> None:
 def line_file(data: bytes, name: str, cuts: Iterable[int] | None = None) -> None:
     """The full read of metrics.jsonl/csv, and the live tail over the same bytes."""
     from labbook.readers.files import read_csv_metrics, read_jsonl_metrics
-    from labbook.watch.tail import read_appended
+    from labbook.sources.watch.tail import read_appended
 
     read = read_csv_metrics if name.endswith(".csv") else read_jsonl_metrics
     d = workdir("lines")
@@ -439,8 +439,8 @@ def log_file(data: bytes) -> None:
 
 def run_dir(tree: dict[str, bytes]) -> None:
     """Every recogniser that matches a directory of the tree reads it; every run is storable."""
-    from labbook.importer import discover
     from labbook.recognisers import RECOGNISERS, walk
+    from labbook.sources.discover import discover
 
     root = workdir("tree")
     for rel, data in tree.items():

@@ -142,7 +142,7 @@ class DiffScreen(Screen[None]):
             self.result = None
             body.append(
                 Text(
-                    "Diff engine not available (labbook.diff is missing): curves only.",
+                    "Diff engine not available (labbook.analysis.diff is missing): curves only.",
                     style="yellow",
                 )
             )

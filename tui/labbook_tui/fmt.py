@@ -11,7 +11,7 @@ from datetime import datetime, timezone, tzinfo
 from typing import Any
 
 # One look for a run in the CLI and the TUI: the core's formatting, reused here.
-from labbook.render import STATUS_STYLE, fmt_value, key_metrics, seed_text
+from labbook.render.runs import STATUS_STYLE, fmt_value, key_metrics, seed_text
 from labbook.textsafe import printable, printable_lines
 
 __all__ = [

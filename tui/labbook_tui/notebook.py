@@ -56,7 +56,7 @@ def parse_filter(text: str) -> Any:
     plus two conveniences for typing: ``tag=NAME`` filters on a tag, and words
     without an operator match the run name (``resnet`` → ``name~*resnet*``).
     """
-    from labbook.query import RunFilter, parse_where
+    from labbook.store.query import RunFilter, parse_where
 
     flt = RunFilter(limit=None)
     parts = [p for p in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE) if p.strip()]
@@ -143,7 +143,7 @@ class Notebook:
         """
         if self.store is None:
             return Window(0, 0, [])
-        from labbook.query import count_runs, select_runs_window
+        from labbook.store.query import count_runs, select_runs_window
 
         store = self.store
         flt = self.filter_for(query.text)
@@ -182,7 +182,7 @@ class Notebook:
         """Index of ``run_id`` among the first ``limit`` rows of ``query`` (to keep a cursor)."""
         if self.store is None:
             return None
-        from labbook.query import select_runs_window
+        from labbook.store.query import select_runs_window
 
         rows = select_runs_window(
             self.store,
@@ -215,7 +215,7 @@ class Notebook:
         """A run reference (id prefix, name, ``@last``…) → id, or None."""
         if self.store is None:
             return None
-        from labbook.query import resolve
+        from labbook.store.query import resolve
 
         try:
             return resolve(self.store, ref)
@@ -226,7 +226,7 @@ class Notebook:
         """Runs whose id starts with, or whose name contains, ``text`` (command palette)."""
         if self.store is None:
             return []
-        from labbook.query import RunFilter, parse_where, select_runs_window
+        from labbook.store.query import RunFilter, parse_where, select_runs_window
 
         safe = text.replace("'", "").strip()
         flt = (
@@ -242,10 +242,10 @@ class Notebook:
         return rows[:limit]
 
     def search(self, text: str, limit: int = 50) -> list[Any]:
-        """Full-text search over notes and failures (``labbook.search``); ImportError if absent."""
+        """Full-text search over notes and failures (``labbook.store.search``); ImportError if absent."""
         import importlib
 
-        search = importlib.import_module("labbook.search").search
+        search = importlib.import_module("labbook.store.search").search
         if self.store is None:
             return []
         return list(search(self.store, text, limit=limit))
@@ -258,7 +258,7 @@ class Notebook:
         """
         import importlib
 
-        engine = importlib.import_module("labbook.diff")
+        engine = importlib.import_module("labbook.analysis.diff")
 
         ra, rb = self.record(a), self.record(b)
         if ra is None or rb is None or self.store is None:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def snippet_text(snippet: str, width: int = 200) -> Text:
     """A search snippet with its «marked» matches shown bold and reversed."""
-    from labbook.search import MARK_END, MARK_START
+    from labbook.store.search import MARK_END, MARK_START
 
     flat = short(" ".join(snippet.split()), width)
     text = Text()
@@ -93,7 +93,7 @@ class SearchScreen(Screen[None]):
         try:
             self.hits = self.app.notebook.search(text)
         except ImportError:
-            status.update(Text("Search not available (labbook.search is missing).", "yellow"))
+            status.update(Text("Search not available (labbook.store.search is missing).", "yellow"))
             return
         except LabbookError as exc:
             status.update(safe(exc.message, "red"))

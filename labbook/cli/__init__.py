@@ -1,0 +1,205 @@
+"""The ``labbook`` command: a thin layer over the library.
+
+Library errors (:class:`labbook.errors.LabbookError`) are turned into a one-line
+message on stderr and a non-zero exit in one place, :meth:`LabbookGroup.invoke`.
+Warnings about unreadable input go to stderr as ``labbook: warning: …``; stdout
+carries only the command's output, so ``--json`` can be piped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from labbook import __version__
+from labbook.cli.options import WARNINGS
+from labbook.errors import AmbiguousRun, LabbookError, StoreError
+from labbook.textsafe import printable
+
+
+def _render_error(exc: LabbookError) -> None:
+    """``labbook: error: MESSAGE`` (and ``hint: …``), control characters escaped.
+
+    A message is one line; only an ambiguous run reference lists its candidates on
+    lines of their own (each escaped: a run's name cannot add lines).
+    """
+    if isinstance(exc, AmbiguousRun):
+        n = len(exc.candidates)
+        ref = exc.message.split(f" matches {n} runs:", 1)[0]
+        lines = [f"{printable(ref)} matches {n} runs:"]
+        lines += [f"  {printable(c)}" for c in exc.candidates[:20]]
+        if n > 20:
+            lines.append(f"  … and {n - 20} more")
+        message = "\n".join(lines)
+    else:
+        message = printable(exc.message)
+    click.echo(f"labbook: error: {message}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {printable(exc.hint)}", err=True)
+
+
+def _environment_error(exc: BaseException, db: str | None = None) -> LabbookError | None:
+    """A database or file-system error that escaped the library, as a one-line error.
+
+    The library turns what it expects into :class:`StoreError`; this is the net for
+    the rest (a read-only database met in the middle of a write, a directory without
+    search permission on the way to ``--db``), so that no bad path prints a traceback.
+    Anything else is a bug and keeps its traceback.
+    """
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(exc, sqlite3.Error):
+        if not db:
+            from labbook.paths import default_db_path
+
+            db = str(default_db_path())
+        return StoreError(f"{db}: {exc}")
+    if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+        where = exc.filename if exc.filename is not None else None
+        what = exc.strerror or str(exc)
+        return StoreError(f"{where}: {what}" if where is not None else what)
+    return None
+
+
+#: Commands defined in their own modules, imported only when used. ``--help`` lists
+#: them with the one-line summary here, so that it imports none of them
+#: (tests/test_cli.py checks that each summary is its command's own).
+LAZY_COMMANDS = {
+    "import": ("labbook.cli.runs:import_cmd", "Find run directories below PATHS and record them."),
+    "ls": ("labbook.cli.runs:ls_cmd", "List runs, newest first."),
+    "show": ("labbook.cli.runs:show_cmd", "Show everything recorded about RUN."),
+    "demo": (
+        "labbook.cli.demo:demo_cmd",
+        "Try labbook on a throwaway project: three runs, recorded and shown.",
+    ),
+    "watch": ("labbook.cli.watch:watch_cmd", "Record every run below PATHS as it is written."),
+    "run": ("labbook.cli.run:run_cmd", "Run COMMAND and record it as a run."),
+    "note": ("labbook.cli.notes:note_cmd", "Attach a note, failure reason or lesson to RUN."),
+    "tag": ("labbook.cli.notes:tag_cmd", "Tag RUN with TAGS (or --remove them)."),
+    "search": ("labbook.cli.search:search_cmd", "Full-text search over notes, failures, configs."),
+    "check": ("labbook.cli.check:check_cmd", "Before a run: past runs like it that went wrong."),
+    "hooks": ("labbook.cli.hooks:hooks_cmd", "Shell hooks that warn before repeating a mistake."),
+    "diff": ("labbook.cli.diff:diff_cmd", "What changed between two runs."),
+    "compare": ("labbook.cli.diff:compare_cmd", "The params that differ across runs."),
+}
+#: Entry-point group through which other packages add commands (the TUI adds ``tui``).
+PLUGIN_GROUP = "labbook.commands"
+
+
+def _load(target: str) -> click.Command | None:
+    import importlib
+
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None  # not part of this build
+        raise
+    command = getattr(module, attr, None)
+    return command if isinstance(command, click.Command) else None
+
+
+def _plugins() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+
+
+class LabbookGroup(click.Group):
+    """Renders every LabbookError once, here, instead of in each command.
+
+    Besides the commands defined in this module it offers :data:`LAZY_COMMANDS`
+    and commands that installed packages register under :data:`PLUGIN_GROUP`
+    (that is how ``labbook tui`` exists without the core importing the TUI).
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS, *_plugins()})
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_COMMANDS and name not in self.commands:
+                rows.append((name, LAZY_COMMANDS[name][1]))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        if cmd_name in LAZY_COMMANDS:
+            return _load(LAZY_COMMANDS[cmd_name][0])
+        plugin = _plugins().get(cmd_name)
+        if plugin is None:
+            return None
+        try:
+            loaded = plugin.load()
+        except ImportError as exc:
+            raise click.ClickException(
+                f"the '{cmd_name}' command is installed but cannot load ({exc})"
+            ) from exc
+        return loaded if isinstance(loaded, click.Command) else None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LabbookError as exc:
+            _render_error(exc)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("labbook: interrupted", err=True)
+            ctx.exit(130)
+        except BrokenPipeError:
+            # `labbook ls | head`: the reader went away; that is not an error.
+            sys.stderr.close()
+            ctx.exit(0)
+        except Exception as exc:  # the environment's errors; anything else is re-raised
+            error = _environment_error(exc, (ctx.obj or {}).get("db"))
+            if error is None:
+                raise
+            _render_error(error)
+            ctx.exit(error.exit_code)
+
+
+@click.group(cls=LabbookGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    type=click.Path(readable=False),  # the store says what is wrong with it, in one line
+    envvar="LABBOOK_DB",
+    help="Database file. Default: $LABBOOK_DB, else ~/.local/share/labbook/labbook.db.",
+)
+@click.version_option(__version__, prog_name="labbook")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None) -> None:
+    """labbook — a lab notebook for ML experiments.
+
+    Records every training run's code, config, seed, environment, metrics and
+    outcome into SQLite, without changes to your training code.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["db"] = db
+    logger = logging.getLogger("labbook")
+    if WARNINGS not in logger.handlers:
+        saved = (logger.propagate, logger.level)
+        logger.addHandler(WARNINGS)
+        logger.propagate = False
+        logger.setLevel(logging.WARNING)
+
+        def restore() -> None:  # when run in-process (tests, the demo), leave logging as found
+            logger.removeHandler(WARNINGS)
+            logger.propagate, logger.level = saved
+
+        ctx.call_on_close(restore)
+
+
+def main() -> None:
+    cli(prog_name="labbook")

@@ -1,0 +1,129 @@
+"""``labbook diff`` and ``labbook compare``: thin commands over :mod:`labbook.analysis.diff`.
+
+Text goes to stdout: coloured on a terminal (and through a pager when it is taller
+than the terminal, as git does), plain when piped. ``--json`` is the documented
+contract (README: "labbook diff --json").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from typing import Any
+
+import click
+
+from labbook.errors import UsageError
+
+
+def _store(ctx: click.Context) -> Any:
+    from labbook.store import Store
+
+    return Store.open(ctx.obj["db"], create=False)
+
+
+def _echo_json(value: Any) -> None:
+    from labbook.textsafe import json_text
+
+    click.echo(json_text(json.dumps(value, indent=2, ensure_ascii=False, default=str)))
+
+
+def _colour() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def _show(text: str, *, pager: bool) -> None:
+    """Print, through a pager when on a terminal and taller than it."""
+    from labbook.render.diff import needs_pager
+
+    color = _colour()
+    if pager and color and needs_pager(text, shutil.get_terminal_size().lines):
+        click.echo_via_pager(text + "\n", color=True)
+    else:
+        click.echo(text, color=color)
+
+
+@click.command("diff")
+@click.argument("run_a")
+@click.argument("run_b", required=False)
+@click.option(
+    "--all", "show_all", is_flag=True, help="Show every section, also those without a difference."
+)
+@click.option(
+    "--only",
+    metavar="SECTIONS",
+    help="Only these sections, comma-separated: config, seed, code, data, env, command, metrics, speed, outcome.",
+)
+@click.option("--stat", is_flag=True, help="One line per section that differs.")
+@click.option("--no-pager", is_flag=True, help="Never page long output.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (see README: labbook diff --json)."
+)
+@click.pass_context
+def diff_cmd(
+    ctx: click.Context,
+    run_a: str,
+    run_b: str | None,
+    show_all: bool,
+    only: str | None,
+    stat: bool,
+    no_pager: bool,
+    as_json: bool,
+) -> None:
+    """What changed between RUN_A and RUN_B: config, seed, code, data, env, metrics, ….
+
+    Only sections that differ are shown. Metric deltas are set against seed noise
+    when other runs differ from A or B only in the seed. With RUN_A alone, it is
+    compared with the nearest earlier run of the same repository (A is then "B").
+    """
+    from labbook.analysis.diff import diff_store, nearest_earlier, parse_sections
+    from labbook.store.query import resolve
+
+    sections = parse_sections(only)
+    with _store(ctx) as store:
+        b_id = resolve(store, run_a)
+        if run_b is None:
+            a_id = nearest_earlier(store, b_id)
+        else:
+            a_id, b_id = b_id, resolve(store, run_b)
+        result, a, b = diff_store(store, a_id, b_id, sections=sections, include_same=show_all)
+    if as_json:
+        _echo_json(result)
+        return
+    from labbook.render.diff import render_diff
+
+    _show(render_diff(result, a, b, color=_colour(), stat=stat), pager=not no_pager)
+
+
+@click.command("compare")
+@click.argument("runs", nargs=-1, required=True)
+@click.option(
+    "--metric",
+    "-m",
+    "metrics",
+    multiple=True,
+    help="Metric to show (repeatable; default: the key metrics).",
+)
+@click.option("--json", "as_json", is_flag=True, help='Print JSON: {"runs", "params", "metrics"}.')
+@click.pass_context
+def compare_cmd(
+    ctx: click.Context, runs: tuple[str, ...], metrics: tuple[str, ...], as_json: bool
+) -> None:
+    """A table of only the params that differ across RUNS, with their key metrics."""
+    from labbook.analysis.diff import compare_runs
+    from labbook.store.query import resolve
+
+    if len(runs) < 2:
+        raise UsageError("compare needs at least two runs", hint="labbook compare A B [C…]")
+    with _store(ctx) as store:
+        ids = [resolve(store, r) for r in runs]
+        records = [store.record(i, heavy=False) for i in ids]
+    table = compare_runs(records, list(metrics) or None)
+    if as_json:
+        _echo_json(table)
+        return
+    from labbook.render.diff import render_compare
+
+    _show(render_compare(table, color=_colour()), pager=True)

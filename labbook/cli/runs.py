@@ -1,0 +1,124 @@
+"""``labbook import``, ``labbook ls``, ``labbook show``: recording run dirs and reading runs back."""
+
+from __future__ import annotations
+
+import click
+
+from labbook.cli.options import WARNINGS, echo_json, filter_options, json_option, open_store
+from labbook.errors import NothingReadable, StoreError
+
+
+@click.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))
+@click.option("--no-git", is_flag=True, help="Do not capture git state.")
+@click.option(
+    "--full", is_flag=True, help="Read every run dir again, also those unchanged since last time."
+)
+@json_option
+@click.pass_context
+def import_cmd(
+    ctx: click.Context, paths: tuple[str, ...], no_git: bool, full: bool, as_json: bool
+) -> None:
+    """Find run directories below PATHS and record them.
+
+    Recognises TensorBoard, PyTorch Lightning, Hugging Face Trainer, Hydra, wandb,
+    MLflow and plain config + metrics/log directories. Importing again updates
+    runs in place; it never duplicates them, and run dirs whose files have not
+    changed since they were recorded are not read again (--full reads them).
+    Exits 1 when a run could not be recorded.
+    """
+    from labbook.render.runs import progress_bar
+    from labbook.sources.importer import import_paths
+
+    with open_store(ctx) as store, progress_bar(WARNINGS, enabled=not as_json) as progress:
+        report = import_paths(store, paths, progress=progress, git=not no_git, full=full)
+    if as_json:
+        echo_json(
+            {
+                "created": report.created,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+                "failed": report.failed,
+                "unrecorded": report.unrecorded,
+                "missing": report.missing,
+                "warnings": WARNINGS.count,
+            }
+        )
+    else:
+        parts = [f"{len(report.created)} new", f"{len(report.updated)} updated"]
+        if report.unchanged:
+            parts.append(f"{len(report.unchanged)} unchanged")
+        if report.failed:
+            parts.append(f"{len(report.failed)} unreadable")
+        if report.unrecorded:
+            parts.append(f"{len(report.unrecorded)} not recorded")
+        if WARNINGS.count:
+            parts.append(f"{WARNINGS.count} warning{'s' if WARNINGS.count != 1 else ''}")
+        click.echo(
+            f"imported {len(report.ids)} run{'s' if len(report.ids) != 1 else ''} ({', '.join(parts)})"
+        )
+    if report.unrecorded:
+        n = len(report.unrecorded)
+        raise StoreError(
+            f"{n} run{'s' if n != 1 else ''} could not be recorded",
+            hint="run the same import again: what was recorded is kept and not read twice",
+        )
+    if not report.ids and (report.failed or report.missing):
+        raise NothingReadable("nothing could be read from the given paths")
+
+
+@click.command("ls")
+@filter_options
+@json_option
+@click.pass_context
+def ls_cmd(
+    ctx: click.Context,
+    status: tuple[str, ...],
+    framework: tuple[str, ...],
+    tag: tuple[str, ...],
+    where: tuple[str, ...],
+    since: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List runs, newest first."""
+    from labbook.store.query import RunFilter, parse_since, parse_where, select_runs
+
+    flt = RunFilter(
+        status=list(status),
+        framework=list(framework),
+        tags=list(tag),
+        where=parse_where(list(where)),
+        since=parse_since(since) if since else None,
+        limit=limit or None,
+    )
+    with open_store(ctx, create=False) as store:
+        rows = select_runs(store, flt)
+        records = store.records(rows, heavy=False)
+    if as_json:
+        echo_json(records)
+        return
+    from labbook.render.runs import print_runs
+
+    print_runs(records)
+
+
+@click.command("show")
+@click.argument("run")
+@json_option
+@click.pass_context
+def show_cmd(ctx: click.Context, run: str, as_json: bool) -> None:
+    """Show everything recorded about RUN.
+
+    RUN is an id or id prefix, a name, a path, @last, or @-N (the N-th newest).
+    """
+    from labbook.store.query import resolve
+
+    with open_store(ctx, create=False) as store:
+        record = store.record(resolve(store, run))
+    if as_json:
+        echo_json(record)
+        return
+    from labbook.render.runs import print_run
+
+    print_run(record)

@@ -1,0 +1,1 @@
+"""Text for people: run lists and records (:mod:`.runs`), diffs (:mod:`.diff`)."""

@@ -1,0 +1,930 @@
+"""``labbook run -- CMD ARGS…``: launch a command and record it as a run.
+
+The launch is recorded *before* the child starts (argv, cwd, git state, the
+environment with secrets redacted, the interpreter's packages, the seed from argv
+or environment), as a run with framework ``command`` and status ``running``. The
+terminal is passed through untouched:
+
+* when stdout is a terminal the child gets its own pseudo-terminal (so it still
+  sees a tty: colours, progress bars and ``isatty()`` checks behave as without
+  labbook), our stdin is put in raw mode and forwarded, so Ctrl-C travels as a
+  byte to the child's terminal and its line discipline signals the child, exactly
+  as it would without labbook; window-size changes are forwarded;
+* otherwise the child's stdout and stderr are pipes, tee'd to ours byte for byte.
+
+A size-capped copy of the output (the first :data:`HEAD_BYTES` and the last
+:data:`TAIL_BYTES`) is kept for failure classification and the run's log. At the
+end the exit code or signal and the duration are recorded, and the failure is
+classified (:mod:`labbook.analysis.status`).
+
+Joining run directories: training code usually writes a run directory of its own
+(``lightning_logs/version_3``, ``outputs/DATE/TIME``, ``runs/x`` with a config and
+metrics). While the child runs (at growing intervals) and once it has ended, the
+directories below the cwd that a recogniser accepts and that were created or
+changed since the launch are read and saved *under the launch's run id*
+(:meth:`labbook.store.Store.adopt_source` makes the directory's source key point at
+the launch's run), with the launch's facts merged in (command, pid, cwd, git state
+and environment at launch time): ``labbook run`` plus its run directory are one
+run, and a later import or the daemon updates that same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import shutil
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from labbook.errors import LabbookError, UsageError
+from labbook.model import EnvInfo, Failure, RunFacts
+from labbook.warn import warn
+
+if TYPE_CHECKING:
+    from labbook.store import Store
+
+#: Bytes of the start of the output kept.
+HEAD_BYTES = 256 * 1024
+#: Bytes of the end of the output kept.
+TAIL_BYTES = 1024 * 1024
+#: Bytes read from the child at a time.
+READ_CHUNK = 1 << 16
+#: Seconds between looks for new run directories while the child runs (doubling).
+JOIN_FIRST_S = 2.0
+JOIN_MAX_S = 60.0
+#: A look for run directories that takes longer than this stops the looks during the run.
+JOIN_BUDGET_S = 1.0
+#: Environment variable the child sees, naming its run.
+RUN_ID_VAR = "LABBOOK_RUN_ID"
+
+
+class HeadTail:
+    """Keeps the first ``head`` and the last ``tail`` bytes of a stream, and its size."""
+
+    def __init__(self, head: int = HEAD_BYTES, tail: int = TAIL_BYTES) -> None:
+        self.head_limit = head
+        self.tail_limit = tail
+        self.head = bytearray()
+        self._tail: deque[bytes] = deque()
+        self._tail_size = 0
+        self.total = 0
+
+    def write(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.head_limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if not data or self.tail_limit <= 0:
+            return
+        if len(data) >= self.tail_limit:
+            self._tail.clear()
+            self._tail.append(bytes(data[-self.tail_limit :]))
+            self._tail_size = self.tail_limit
+            return
+        self._tail.append(bytes(data))
+        self._tail_size += len(data)
+        while self._tail_size - len(self._tail[0]) >= self.tail_limit:
+            self._tail_size -= len(self._tail.popleft())
+
+    @property
+    def omitted(self) -> int:
+        """Bytes between the kept head and the kept tail."""
+        return max(0, self.total - len(self.head) - min(self._tail_size, self.tail_limit))
+
+    def tail_bytes(self) -> bytes:
+        data = b"".join(self._tail)
+        return data[-self.tail_limit :] if self.tail_limit else b""
+
+    def text(self) -> str:
+        """Head and tail as text, with a line saying how much was left out between them."""
+        head = bytes(self.head).decode("utf-8", "replace")
+        tail = self.tail_bytes().decode("utf-8", "replace")
+        if self.omitted:
+            return f"{head}\n[labbook: {self.omitted} bytes of output not kept]\n{tail}"
+        return head + tail
+
+
+@dataclass
+class LaunchResult:
+    """What came of a launch."""
+
+    run_id: str
+    #: The exit status as a shell reports it (128+N for signal N); 127: could not start.
+    exit_code: int
+    signal_name: str | None
+    duration: float
+    failure: Failure | None
+    #: Run directories joined to the run (their source keys).
+    joined: list[str] = field(default_factory=list)
+    #: Ids of runs saved for further run directories the command wrote.
+    other_runs: list[str] = field(default_factory=list)
+    #: A journal file left with writes the store could not take yet (recorded later).
+    journal: str | None = None
+
+
+# --------------------------------------------------------------------------- #
+# What is known at launch
+# --------------------------------------------------------------------------- #
+
+
+def _interpreter_of(argv: Sequence[str]) -> str | None:
+    """The Python interpreter the command runs, if any (``python …`` or a script
+    whose ``#!`` line names one, as ``torchrun`` and ``accelerate`` are)."""
+    exe = shutil.which(argv[0]) if argv else None
+    if exe is None:
+        return None
+    name = os.path.basename(exe)
+    if name.startswith(("python", "pypy")):
+        return exe
+    try:
+        with open(exe, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    parts = first[2:].decode("utf-8", "replace").split()
+    if not parts:
+        return None
+    if os.path.basename(parts[0]) == "env" and len(parts) > 1:
+        return shutil.which(parts[1])
+    return parts[0] if os.path.basename(parts[0]).startswith(("python", "pypy")) else None
+
+
+def launch_env(argv: Sequence[str], environ: dict[str, str]) -> EnvInfo:
+    """The environment the child starts with (``source="process"``): variables
+    selected and redacted, the packages and version of its interpreter."""
+    from labbook.capture.env import interpreter_env
+
+    return interpreter_env(_interpreter_of(argv), environ)
+
+
+def launch_facts(
+    argv: Sequence[str],
+    *,
+    cwd: str,
+    environ: dict[str, str],
+    name: str | None = None,
+    tags: Sequence[str] = (),
+    git: bool = True,
+) -> RunFacts:
+    """The facts of a launch before the child starts (status ``running``)."""
+    import getpass
+
+    from labbook.analysis.check import config_from_argv
+    from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_env
+
+    facts = RunFacts(
+        path=cwd,
+        framework="command",
+        source_key=f"command:{uuid.uuid4()}",
+        name=name,
+        status="running",
+        started_at=time.time(),
+        command=list(argv),
+        cwd=cwd,
+        seed=pick_seed(seed_from_argv(list(argv)), seed_from_env(environ)),
+        config=config_from_argv(list(argv)),
+        tags=list(tags),
+        host=socket.gethostname(),
+    )
+    try:
+        facts.user = getpass.getuser()
+    except Exception:
+        facts.user = str(os.getuid())
+    if git:
+        from labbook.capture.git import capture_git
+
+        facts.git = capture_git(cwd)
+    facts.env = launch_env(argv, environ)
+    return facts
+
+
+# --------------------------------------------------------------------------- #
+# Writing without standing in the way
+# --------------------------------------------------------------------------- #
+
+#: Seconds a write may wait for the store before the command starts, while it runs
+#: (the output is pumped between writes) and after it has ended.
+BUSY_BEFORE_S = 1.0
+BUSY_DURING_S = 0.25
+BUSY_AFTER_S = 5.0
+#: Seconds between tries to write the journal while the command runs (doubling).
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 30.0
+
+
+class Recorder:
+    """The launch's writes: to the store when it takes them within a short wait, else
+    to the local journal (:mod:`labbook.store.journal`), written later.
+
+    Nothing here raises: a busy, missing or broken store costs the record a delay,
+    never the command. Writes keep their order: once something is journaled, later
+    writes go to the journal too until it has been written to the store.
+    """
+
+    def __init__(self, store: Store | None, db_path: str | os.PathLike[str] | None) -> None:
+        from labbook.store.journal import Journal
+
+        self.store = store
+        self.journal = Journal(db_path) if db_path is not None else None
+        self.said = False
+        self.retry_at = 0.0
+        self.retry_interval = RETRY_FIRST_S
+        self.set_budget(BUSY_BEFORE_S)
+
+    def set_budget(self, seconds: float) -> None:
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                self.store.set_busy_timeout(seconds)
+
+    @property
+    def pending(self) -> bool:
+        return self.journal is not None and self.journal.pending > 0
+
+    def write(self, direct: Callable[[Store], Any], op: Callable[[], dict[str, Any]]) -> Any:
+        """``direct(store)`` now if it can be done, else append ``op()`` to the journal."""
+        if self.store is not None and self._catch_up():
+            try:
+                return direct(self.store)
+            except Exception as exc:  # busy, disk full, a bug: the command goes on
+                self._say(exc)
+        if self.journal is not None:
+            try:
+                entry = op()
+            except Exception as exc:
+                warn(None, f"cannot journal a write ({type(exc).__name__}: {exc})")
+                return None
+            self.journal.append(entry)
+        return None
+
+    def _catch_up(self) -> bool:
+        """Write the journal first (keeping order); whether the store is writable now."""
+        if not self.pending:
+            return True
+        if time.monotonic() < self.retry_at:
+            return False
+        try:
+            assert self.journal is not None and self.store is not None
+            self.journal.flush(self.store)
+        except Exception:
+            self.retry_at = time.monotonic() + self.retry_interval
+            self.retry_interval = min(self.retry_interval * 2, RETRY_MAX_S)
+            return False
+        self.retry_interval = RETRY_FIRST_S
+        return True
+
+    def retry(self) -> None:
+        """While the command runs: write the journal when its next try is due."""
+        if self.pending and self.store is not None and time.monotonic() >= self.retry_at:
+            self._catch_up()
+
+    def _say(self, exc: Exception) -> None:
+        """A delayed write is not worth a warning (:meth:`finish` says what is left over);
+        why it was delayed is logged at debug level, with the traceback."""
+        import logging
+
+        if not self.said:
+            self.said = True
+            reason = (
+                exc.message if isinstance(exc, LabbookError) else f"{type(exc).__name__}: {exc}"
+            )
+            logging.getLogger("labbook").debug(
+                "cannot record now (%s); kept in the journal", reason, exc_info=exc
+            )
+
+    def finish(self) -> str | None:
+        """After the command: a last try; a one-line note when something is left over."""
+        self.set_budget(BUSY_AFTER_S)
+        self.retry_at = 0.0
+        left = None
+        if self.pending and not self._catch_up():
+            assert self.journal is not None
+            left = str(self.journal.path)
+        if self.journal is not None:
+            self.journal.close()
+        return left
+
+
+# --------------------------------------------------------------------------- #
+# Joining run directories
+# --------------------------------------------------------------------------- #
+
+
+def _touched_since(path: Any, files: set[str], since: float) -> bool:
+    """Whether a directory or a file directly in it changed at or after ``since``."""
+    try:
+        if os.stat(path).st_mtime >= since:
+            return True
+    except OSError:
+        return False
+    for name in files:
+        with contextlib.suppress(OSError):
+            if os.stat(os.path.join(path, name)).st_mtime >= since:
+                return True
+    return False
+
+
+def run_dirs(cwd: str) -> list[Any]:
+    """Every (recogniser, DirInfo) pair below ``cwd`` (see :func:`labbook.sources.importer.discover`)."""
+    from labbook.sources.discover import discover
+
+    return discover([cwd])
+
+
+def new_run_dirs(cwd: str, since: float, existing: set[str]) -> list[Any]:
+    """Run directories below ``cwd`` that this launch wrote.
+
+    A directory not in ``existing`` (the run directories there at launch) is new;
+    one that was there counts only when it or a file directly in it changed at or
+    after ``since`` (a resumed run) — :class:`_Joiner` then also checks that no
+    other live run owns it.
+    """
+    return [
+        (rec, d)
+        for rec, d in run_dirs(cwd)
+        if str(d.path) not in existing or _touched_since(d.path, d.files, since)
+    ]
+
+
+def _merge(dir_facts: RunFacts, launch: RunFacts, *, name: str | None) -> RunFacts:
+    """A run directory's facts with what the launch knows put in."""
+    dir_facts.command = launch.command
+    dir_facts.pid = launch.pid
+    dir_facts.cwd = launch.cwd
+    dir_facts.started_at = launch.started_at
+    if launch.ended_at is not None:
+        dir_facts.ended_at = launch.ended_at
+    if launch.git is not None:
+        dir_facts.git = launch.git
+    if launch.env is not None:
+        dir_facts.env = launch.env
+    if dir_facts.seed.value is None:
+        dir_facts.seed = launch.seed
+    from labbook.analysis.check import match_key
+
+    for key, value in launch.config.items():
+        if match_key(key, dir_facts.config) is None:
+            dir_facts.config[key] = value
+    dir_facts.tags = sorted(set(dir_facts.tags) | set(launch.tags))
+    if name:
+        dir_facts.name = name
+    dir_facts.host = launch.host
+    dir_facts.user = launch.user
+    return dir_facts
+
+
+class _Joiner:
+    """Finds the run directories a launch writes and saves them as the launch's run."""
+
+    def __init__(self, rec: Recorder, run_id: str, launch: RunFacts, name: str | None) -> None:
+        self.rec = rec
+        self.run_id = run_id
+        self.launch = launch
+        self.name = name
+        self.primary: str | None = None  # source key joined to run_id
+        self.others: dict[str, str] = {}  # source key -> run id
+        self.next_at = time.monotonic() + JOIN_FIRST_S
+        self.interval = JOIN_FIRST_S
+        self.enabled = True
+        self.saved_final = False
+        t0 = time.monotonic()
+        try:
+            self.existing = {str(d.path) for _, d in run_dirs(launch.cwd or ".")}
+        except Exception as exc:
+            warn(launch.cwd, f"cannot look for run directories ({type(exc).__name__}: {exc})")
+            self.existing = set()
+        if time.monotonic() - t0 > JOIN_BUDGET_S:
+            self.enabled = False  # a huge cwd: look once more at the end only
+
+    def due(self) -> bool:
+        return self.enabled and time.monotonic() >= self.next_at
+
+    def look(
+        self, *, final: bool, failure: Failure | None = None, status: str | None = None
+    ) -> None:
+        """Discover, read and save; while running, cheaply and at growing intervals."""
+        from labbook.sources.discover import Completer
+
+        t0 = time.monotonic()
+        assert self.launch.started_at is not None
+        try:
+            found = new_run_dirs(self.launch.cwd or ".", self.launch.started_at, self.existing)
+        except Exception as exc:  # discovery must never end a launch
+            warn(self.launch.cwd, f"cannot look for run directories ({type(exc).__name__}: {exc})")
+            found = []
+        completer = Completer(git=False)
+        for rec, d in found:
+            try:
+                runs = list(rec.read(d))
+            except Exception as exc:
+                warn(d.path, f"cannot read {rec.framework} run ({type(exc).__name__}: {exc})")
+                continue
+            for facts in runs:
+                if str(d.path) in self.existing and self._owned_elsewhere(facts.source_key):
+                    continue
+                self._save(facts, completer, final=final, failure=failure, status=status)
+        spent = time.monotonic() - t0
+        if not final:
+            if spent > JOIN_BUDGET_S:
+                self.enabled = False  # a huge cwd: look once more at the end only
+            self.interval = min(self.interval * 2, JOIN_MAX_S)
+            self.next_at = time.monotonic() + self.interval
+
+    def _owned_elsewhere(self, source_key: str) -> bool:
+        """Whether another run that is still running owns this (pre-existing) directory."""
+        from labbook.store import safe_text
+
+        store = self.rec.store
+        if store is None:
+            return False
+        try:
+            other = store.id_for_source(safe_text(source_key) or source_key)
+            if other is None or other == self.run_id or other in self.others.values():
+                return False
+            row = store.run_row(other)
+        except Exception:  # a broken store: take the directory as this launch's
+            return False
+        return row is not None and row["status"] == "running"
+
+    def _save(
+        self,
+        facts: RunFacts,
+        completer: Any,
+        *,
+        final: bool,
+        failure: Failure | None,
+        status: str | None,
+    ) -> None:
+        from labbook.store import safe_text
+
+        key = safe_text(facts.source_key) or facts.source_key
+        _merge(facts, self.launch, name=self.name if self.primary in (None, key) else None)
+        try:
+            completer.complete(facts)
+        except Exception as exc:
+            warn(facts.path, f"cannot complete run ({type(exc).__name__}: {exc})")
+        if not final:
+            facts.status = "running" if facts.status in ("unknown", "finished") else facts.status
+        elif status is not None:
+            if failure is not None or facts.failure is None:
+                facts.failure = failure
+                facts.status = status
+            if facts.status == "unknown":
+                facts.status = status
+        if facts.log_tail is None:
+            facts.log_tail = self.launch.log_tail
+        from labbook.store import new_run_id
+        from labbook.store.journal import facts_to_json
+
+        if self.primary is None or self.primary == key:
+            run_id = self.run_id
+
+            def primary(store: Store) -> None:
+                with store.transaction():
+                    store.adopt_source(run_id, key)
+                    store.save_run(facts, run_id=run_id)
+
+            self.rec.write(
+                primary,
+                lambda: {
+                    "op": "adopt_and_save",
+                    "run_id": run_id,
+                    "source_key": key,
+                    "facts": facts_to_json(facts),
+                },
+            )
+            self.primary = key
+            self.saved_final = final
+        else:
+            rid = self.others.setdefault(key, new_run_id())
+            self.rec.write(
+                lambda store: store.save_run(facts, run_id=rid),
+                lambda: {"op": "save_run", "run_id": rid, "facts": facts_to_json(facts)},
+            )
+
+
+# --------------------------------------------------------------------------- #
+# Running the child
+# --------------------------------------------------------------------------- #
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    """Write all of ``data``; False when the reader has gone (EPIPE)."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except InterruptedError:
+            continue
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+            continue
+        except BrokenPipeError:
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.EPIPE, errno.EIO, errno.EBADF):
+                return False
+            raise
+        view = view[n:]
+    return True
+
+
+def _terminal_signals_child() -> bool:
+    """Whether a Ctrl-C at our terminal also reaches a child in our process group."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+class _Signals:
+    """Forward SIGINT/SIGTERM/SIGHUP/SIGQUIT to the child while it runs."""
+
+    FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+    def __init__(self, send: Callable[[int], None], *, skip_int: bool) -> None:
+        self.send = send
+        self.skip_int = skip_int
+        self.old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and self.skip_int:
+            return  # the terminal sent it to the child as well
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            self.send(signum)
+
+    def __enter__(self) -> _Signals:
+        for s in self.FORWARDED:
+            with contextlib.suppress(ValueError, OSError):  # not the main thread
+                self.old[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
+def _copy_winsize(src: int, dst: int) -> None:
+    import fcntl
+    import termios
+
+    with contextlib.suppress(OSError):
+        size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
+
+
+def _spawn_pty(
+    argv: Sequence[str], cwd: str, env: dict[str, str], stdin_fd: int, stdout_fd: int
+) -> tuple[int, int]:
+    """Fork the child on a new pseudo-terminal (its controlling tty); (pid, master fd)."""
+    import fcntl
+    import termios
+
+    master, slave = os.openpty()
+    tty_src = stdin_fd if os.isatty(stdin_fd) else stdout_fd
+    with contextlib.suppress(termios.error, OSError):
+        termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(tty_src))
+    _copy_winsize(stdout_fd, slave)
+    pid = os.fork()
+    if pid == 0:  # the child: no Python clean-up may run here
+        try:
+            os.close(master)
+            os.setsid()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+            for fd in (0, 1, 2):
+                os.dup2(slave, fd)
+            if slave > 2:
+                os.close(slave)
+            for s in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, signal.SIG_DFL)
+            os.chdir(cwd)
+            os.execvpe(argv[0], list(argv), env)
+        except OSError as exc:
+            msg = f"labbook: cannot run {argv[0]}: {exc.strerror or exc}\n"
+            with contextlib.suppress(OSError):
+                os.write(2, msg.encode("utf-8", "replace"))
+        os._exit(127)
+    os.close(slave)
+    return pid, master
+
+
+def _run_pty(
+    argv: Sequence[str],
+    cwd: str,
+    env: dict[str, str],
+    capture: HeadTail,
+    on_start: Callable[[int], None],
+    tick: Callable[[], None],
+) -> int:
+    """Run on a pty, pumping both ways; return the raw wait status."""
+    import termios
+    import tty
+
+    stdin_fd, stdout_fd = sys.stdin.fileno(), sys.stdout.fileno()
+    pid, master = _spawn_pty(argv, cwd, env, stdin_fd, stdout_fd)
+    on_start(pid)
+    raw_saved = None
+    if os.isatty(stdin_fd):
+        with contextlib.suppress(termios.error):
+            raw_saved = termios.tcgetattr(stdin_fd)
+            tty.setraw(stdin_fd, termios.TCSANOW)
+    old_winch = signal.signal(signal.SIGWINCH, lambda *_: _copy_winsize(stdout_fd, master))
+    read_stdin = True
+    forward_out = True
+    status: int | None = None
+    try:
+        with _Signals(lambda s: os.killpg(pid, s), skip_int=False):
+            while True:
+                fds = [master] + ([stdin_fd] if read_stdin else [])
+                try:
+                    ready, _, _ = select.select(fds, [], [], 0.2)
+                except InterruptedError:
+                    ready = []
+                if master in ready:
+                    try:
+                        data = os.read(master, READ_CHUNK)
+                    except OSError:  # EIO: every slave end closed
+                        data = b""
+                    if not data:
+                        break
+                    capture.write(data)
+                    if forward_out:
+                        forward_out = _write_all(stdout_fd, data)
+                if read_stdin and stdin_fd in ready:
+                    try:
+                        data = os.read(stdin_fd, READ_CHUNK)
+                    except OSError:
+                        data = b""
+                    if data:
+                        _write_all(master, data)
+                    else:
+                        read_stdin = False
+                        if raw_saved is None:
+                            _write_all(master, b"\x04")  # EOF for the child's reads
+                if status is None:
+                    done, st = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        status = st
+                        # A grandchild may keep the pty open: drain what is there, then stop.
+                        _drain(master, capture, stdout_fd if forward_out else None)
+                        break
+                tick()
+    finally:
+        signal.signal(signal.SIGWINCH, old_winch)
+        if raw_saved is not None:
+            with contextlib.suppress(termios.error):
+                termios.tcsetattr(stdin_fd, termios.TCSAFLUSH, raw_saved)
+        os.close(master)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
+    return status
+
+
+def _drain(fd: int, capture: HeadTail, out_fd: int | None, quiet_s: float = 0.05) -> None:
+    while True:
+        ready, _, _ = select.select([fd], [], [], quiet_s)
+        if not ready:
+            return
+        try:
+            data = os.read(fd, READ_CHUNK)
+        except OSError:
+            return
+        if not data:
+            return
+        capture.write(data)
+        if out_fd is not None and not _write_all(out_fd, data):
+            out_fd = None
+
+
+def _run_pipes(
+    argv: Sequence[str],
+    cwd: str,
+    env: dict[str, str],
+    capture: HeadTail,
+    on_start: Callable[[int], None],
+    tick: Callable[[], None],
+) -> int:
+    """Run with stdout/stderr as pipes tee'd to ours; return ``Popen.returncode``."""
+    import subprocess
+
+    try:
+        proc = subprocess.Popen(
+            list(argv), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+        )
+    except OSError as exc:
+        sys.stderr.write(f"labbook: cannot run {argv[0]}: {exc.strerror or exc}\n")
+        sys.stderr.flush()
+        return 127
+    on_start(proc.pid)
+    assert proc.stdout is not None and proc.stderr is not None
+    outs = {proc.stdout.fileno(): sys.stdout.fileno(), proc.stderr.fileno(): sys.stderr.fileno()}
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    open_fds = set(outs)
+    broken: set[int] = set()
+    with _Signals(proc.send_signal, skip_int=_terminal_signals_child()):
+        while open_fds:
+            try:
+                ready, _, _ = select.select(list(open_fds), [], [], 0.2)
+            except InterruptedError:
+                ready = []
+            for fd in ready:
+                data = os.read(fd, READ_CHUNK)
+                if not data:
+                    open_fds.discard(fd)
+                    continue
+                capture.write(data)
+                if fd not in broken and not _write_all(outs[fd], data):
+                    # Our reader went away (`labbook run … | head`): stop reading, so
+                    # that the child gets SIGPIPE as it would without labbook.
+                    broken.add(fd)
+                    open_fds.discard(fd)
+                    os.close(fd)
+            if proc.poll() is not None:
+                for fd in list(open_fds):
+                    _drain(fd, capture, outs[fd])
+                break
+            tick()
+        rc = proc.wait()
+    for f in (proc.stdout, proc.stderr):
+        with contextlib.suppress(OSError):
+            f.close()
+    return rc
+
+
+def _stdout_is_tty() -> bool:
+    try:
+        return os.isatty(sys.stdout.fileno())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def launch(
+    store: Store | None,
+    argv: Sequence[str],
+    *,
+    name: str | None = None,
+    tags: Sequence[str] = (),
+    note: str | None = None,
+    cwd: str | None = None,
+    use_pty: bool | None = None,
+    git: bool = True,
+    join: bool = True,
+    db_path: str | os.PathLike[str] | None = None,
+) -> LaunchResult:
+    """Run ``argv`` as a recorded run (see the module docstring); return what came of it.
+
+    ``use_pty`` None means "a pty when stdout is a terminal". The child's exit code
+    (128+N for signal N, 127 when it cannot start) is in the result.
+
+    The command starts whatever the store does: ``store`` may be None (it could not
+    be opened) or busy; what cannot be written within a short wait goes to the
+    journal beside ``db_path`` (default: the store's path) and is written later
+    (:class:`Recorder`). ``LaunchResult.journal`` names a journal left over.
+    """
+    from labbook.analysis.status import classify, exit_status, status_for
+    from labbook.readers.logs import clean_lines
+    from labbook.store import new_run_id, now_iso
+    from labbook.store.journal import facts_to_json
+
+    if not argv:
+        raise UsageError("no command to run", hint="labbook run -- python train.py --lr 0.1")
+    work = os.path.abspath(cwd or os.getcwd())
+    environ = dict(os.environ)
+    rec = Recorder(store, db_path if db_path is not None else (store.path if store else None))
+    try:
+        facts = launch_facts(argv, cwd=work, environ=environ, name=name, tags=tags, git=git)
+    except Exception as exc:  # capture must never stop the command
+        warn(work, f"cannot capture the launch ({type(exc).__name__}: {exc})")
+        facts = RunFacts(
+            path=work,
+            framework="command",
+            source_key=f"command:{uuid.uuid4()}",
+            name=name,
+            status="running",
+            started_at=time.time(),
+            command=list(argv),
+            cwd=work,
+            tags=list(tags),
+        )
+    run_id = new_run_id()
+
+    def save_launch() -> None:
+        rec.write(
+            lambda s: s.save_run(facts, run_id=run_id),
+            lambda: {"op": "save_run", "run_id": run_id, "facts": facts_to_json(facts)},
+        )
+
+    save_launch()
+    if note:
+        at = now_iso()
+        rec.write(
+            lambda s: s.add_note(run_id, note, at=at),
+            lambda: {"op": "note", "run_id": run_id, "text": note, "at": at},
+        )
+    rec.set_budget(BUSY_DURING_S)
+    child_env = {**environ, RUN_ID_VAR: run_id}
+    joiner = _Joiner(rec, run_id, facts, name) if join else None
+    capture = HeadTail()
+
+    def on_start(pid: int) -> None:
+        facts.pid = pid
+        rec.write(
+            lambda s: s.update_run(run_id, pid=pid),
+            lambda: {"op": "update_run", "run_id": run_id, "fields": {"pid": pid}},
+        )
+
+    def tick() -> None:
+        rec.retry()
+        if joiner is not None and joiner.due():
+            joiner.look(final=False)
+
+    pty_mode = _stdout_is_tty() if use_pty is None else use_pty
+    t0 = time.monotonic()
+    runner = _run_pty if pty_mode else _run_pipes
+    raw = runner(argv, work, child_env, capture, on_start, tick)
+    duration = time.monotonic() - t0
+    rec.set_budget(BUSY_AFTER_S)
+    if pty_mode:
+        if os.WIFSIGNALED(raw):
+            returncode = -os.WTERMSIG(raw)
+        else:
+            returncode = os.WEXITSTATUS(raw) if os.WIFEXITED(raw) else 1
+    else:
+        returncode = raw
+    exit_code, signal_name = exit_status(returncode)
+    assert exit_code is not None
+    failure: Failure | None = None
+    status = "unknown"
+    joined: list[str] = []
+    others: list[str] = []
+    try:
+        text = capture.text()
+        log_text = "\n".join(clean_lines(text))
+        facts.ended_at = (facts.started_at or time.time()) + duration
+        facts.log_tail = log_text
+        if exit_code != 127 or facts.pid is not None:
+            failure = classify(
+                exit_code=exit_code,
+                signal_name=signal_name,
+                log_text=log_text,
+                pid=facts.pid,
+                started_at=facts.started_at,
+            )
+        else:
+            failure = Failure("exception", f"could not start {argv[0]}")
+        status = status_for(failure, exit_code)
+        facts.failure = failure
+        facts.status = status
+        if joiner is not None:
+            joiner.look(final=True, failure=failure, status=status)
+            if joiner.primary is not None:
+                joined.append(joiner.primary)
+                joined += list(joiner.others)
+                others = list(joiner.others.values())
+        if not joined:
+            save_launch()
+        elif not joiner or not joiner.saved_final:
+            # the run directory went away before the end: record at least how it ended
+            fields = {
+                "status": status,
+                "failure_kind": failure.kind if failure else None,
+                "failure_message": failure.message if failure else None,
+                "failure_step": failure.step if failure else None,
+                "ended_at": _iso(facts.ended_at),
+            }
+            rec.write(
+                lambda s: s.update_run(run_id, **fields),
+                lambda: {"op": "update_run", "run_id": run_id, "fields": fields},
+            )
+    except Exception as exc:  # the command has ended: its exit code is what matters
+        warn(work, f"cannot record how the run ended ({type(exc).__name__}: {exc})")
+    left = rec.finish()
+    return LaunchResult(
+        run_id, exit_code, signal_name, duration, failure, joined, others, journal=left
+    )
+
+
+def _iso(ts: float | None) -> str | None:
+    from labbook.store import utc_iso
+
+    return utc_iso(ts)

@@ -1,0 +1,243 @@
+"""The database schema, as ``sqlite_utils.Migrations`` steps.
+
+Each step is applied once, in order, inside a transaction. ``PRAGMA user_version``
+mirrors the number of steps so that readers can check that a database is current
+without importing sqlite-utils (which costs ~100 ms of start-up).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
+
+#: Bump together with adding a step below.
+SCHEMA_VERSION = 8
+
+
+def migrations() -> Migrations:
+    from sqlite_utils.migrations import Migrations
+
+    steps = Migrations("labbook")
+
+    @steps(name="0001_initial")
+    def initial(db: Database) -> None:
+        db.executescript(
+            """
+            CREATE TABLE runs (
+                id TEXT PRIMARY KEY,
+                source_key TEXT NOT NULL UNIQUE,
+                name TEXT,
+                path TEXT,
+                host TEXT,
+                user TEXT,
+                framework TEXT,
+                status TEXT NOT NULL DEFAULT 'unknown',
+                failure_kind TEXT,
+                failure_message TEXT,
+                failure_step INTEGER,
+                started_at TEXT,
+                ended_at TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                command TEXT,
+                pid INTEGER,
+                cwd TEXT,
+                seed_value TEXT,
+                seed_source TEXT,
+                git_root TEXT,
+                git_commit TEXT,
+                git_branch TEXT,
+                git_remote TEXT,
+                git_dirty INTEGER,
+                git_diff TEXT REFERENCES blobs(hash),
+                git_untracked TEXT,
+                git_extra TEXT REFERENCES blobs(hash),
+                env TEXT REFERENCES blobs(hash),
+                env_source TEXT,
+                gpu TEXT,
+                log_tail TEXT REFERENCES blobs(hash),
+                missing INTEGER NOT NULL DEFAULT 0,
+                deleted_at TEXT
+            );
+            CREATE INDEX runs_started ON runs(started_at DESC, created_at DESC);
+            CREATE INDEX runs_status ON runs(status);
+            CREATE INDEX runs_name ON runs(name);
+            CREATE INDEX runs_path ON runs(path);
+            CREATE INDEX runs_git ON runs(git_root, started_at);
+
+            CREATE TABLE blobs (
+                hash TEXT PRIMARY KEY,
+                size INTEGER NOT NULL,
+                data BLOB NOT NULL
+            );
+
+            -- Flattened config: one row per dotted key. ``value`` is JSON; ``num`` holds
+            -- the number for numeric values so that --where can compare numerically.
+            CREATE TABLE params (
+                run_id TEXT NOT NULL REFERENCES runs(id),
+                key TEXT NOT NULL,
+                value TEXT,
+                num REAL,
+                PRIMARY KEY (run_id, key)
+            ) WITHOUT ROWID;
+            CREATE INDEX params_key_num ON params(key, num);
+            CREATE INDEX params_key_value ON params(key, value);
+
+            -- One summary per run and tag. SQLite stores a float NaN as NULL, so the
+            -- kind of a non-finite last value is kept in ``last_kind``.
+            CREATE TABLE metrics (
+                run_id TEXT NOT NULL REFERENCES runs(id),
+                tag TEXT NOT NULL,
+                last REAL,
+                last_kind TEXT,
+                min REAL,
+                max REAL,
+                step INTEGER,
+                count INTEGER NOT NULL,
+                nonfinite_step INTEGER,
+                first_step INTEGER,
+                last_wall_time REAL,
+                PRIMARY KEY (run_id, tag)
+            ) WITHOUT ROWID;
+            CREATE INDEX metrics_tag_last ON metrics(tag, last);
+
+            -- Downsampled curve per run and tag (<= 1,000 points), zlib-compressed JSON.
+            CREATE TABLE series (
+                run_id TEXT NOT NULL REFERENCES runs(id),
+                tag TEXT NOT NULL,
+                points BLOB NOT NULL,
+                PRIMARY KEY (run_id, tag)
+            ) WITHOUT ROWID;
+
+            CREATE TABLE tags (
+                run_id TEXT NOT NULL REFERENCES runs(id),
+                tag TEXT NOT NULL,
+                PRIMARY KEY (run_id, tag)
+            ) WITHOUT ROWID;
+            CREATE INDEX tags_tag ON tags(tag);
+
+            -- Notes are appended, never edited; deleting one sets deleted_at.
+            CREATE TABLE notes (
+                id INTEGER PRIMARY KEY,
+                run_id TEXT NOT NULL REFERENCES runs(id),
+                at TEXT NOT NULL,
+                author TEXT,
+                kind TEXT NOT NULL DEFAULT 'note',
+                text TEXT NOT NULL,
+                deleted_at TEXT
+            );
+            CREATE INDEX notes_run ON notes(run_id);
+
+            -- Read positions of the files a run is read from (incremental tailing).
+            CREATE TABLE files (
+                path TEXT PRIMARY KEY,
+                run_id TEXT NOT NULL REFERENCES runs(id),
+                offset INTEGER NOT NULL DEFAULT 0,
+                fingerprint TEXT,
+                size INTEGER,
+                mtime REAL
+            );
+            CREATE INDEX files_run ON files(run_id);
+            """
+        )
+
+    @steps(name="0002_runs_order")
+    def runs_order(db: Database) -> None:
+        # Listings sort newest first by this expression (query.NEWEST_FIRST); read
+        # backwards, this index gives that order (rowid last) without a sort.
+        db.executescript(
+            """
+            CREATE INDEX runs_order ON runs(coalesce(started_at, created_at), created_at);
+            """
+        )
+
+    @steps(name="0003_run_data")
+    def run_data(db: Database) -> None:
+        # Data fingerprints (labbook.capture.data) of config values that are paths,
+        # as one JSON blob per run, so that `labbook diff` can say "data/train changed".
+        if "data" not in db["runs"].columns_dict:  # idempotent, like the CREATE INDEX steps
+            db.execute("ALTER TABLE runs ADD COLUMN data TEXT REFERENCES blobs(hash)")
+
+    @steps(name="0004_search")
+    def search(db: Database) -> None:
+        # Full-text search (labbook.store.search): one document per searchable item (run
+        # name, command, failure, note, tag, config key = value) in search_docs, an
+        # FTS5 index over it with the trigram tokenizer (substring matches in any
+        # script, Chinese included, without word segmentation), and triggers so that
+        # every writer keeps both current without knowing about them.
+        from labbook.store.search import create_search_schema
+
+        create_search_schema(db.conn)
+
+    @steps(name="0005_watch")
+    def watch(db: Database) -> None:
+        # labbook watch: per-file tail state (CSV header, line count) beside the offset,
+        # and per-run daemon state (files signature, writer process, last change) so a
+        # restarted daemon resumes where the killed one stopped.
+        db.executescript(
+            """
+            ALTER TABLE files ADD COLUMN state TEXT;
+            CREATE TABLE watch_runs (
+                run_id TEXT PRIMARY KEY REFERENCES runs(id),
+                sig TEXT,
+                mode TEXT,
+                pid INTEGER,
+                create_time REAL,
+                last_change REAL,
+                active INTEGER NOT NULL DEFAULT 0
+            );
+            CREATE INDEX watch_runs_active ON watch_runs(active);
+            """
+        )
+
+    @steps(name="0006_config_sig")
+    def config_sig(db: Database) -> None:
+        # A digest of each run's config without seed-like and output-like keys
+        # (labbook.store.configsig): finding a run's seed peers is one index lookup.
+        import json
+
+        from labbook.store.configsig import signature_hash
+
+        if "config_sig" not in db["runs"].columns_dict:
+            db.execute("ALTER TABLE runs ADD COLUMN config_sig TEXT")
+        db.execute("CREATE INDEX IF NOT EXISTS runs_config_sig ON runs(config_sig)")
+        configs: dict[str, dict[str, object]] = {}
+        for run_id, key, value in db.execute("SELECT run_id, key, value FROM params"):
+            configs.setdefault(run_id, {})[key] = json.loads(value) if value is not None else None
+        db.conn.executemany(
+            "UPDATE runs SET config_sig = ? WHERE id = ?",
+            [(signature_hash(cfg), rid) for rid, cfg in configs.items()],
+        )
+
+    @steps(name="0007_runs_status_order")
+    def runs_status_order(db: Database) -> None:
+        # `--status failed` (and the TUI's status filter) newest first, without a sort.
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS runs_status_order"
+            " ON runs(status, coalesce(started_at, created_at), created_at)"
+        )
+
+    @steps(name="0008_import_dirs")
+    def import_dirs(db: Database) -> None:
+        # labbook import: what each run dir looked like when it was last recorded (a
+        # digest of its files' names, sizes and mtimes, and of the files read from
+        # outside it), so that re-importing an unchanged tree reads nothing again and
+        # an import that was interrupted goes on where it stopped.
+        db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS import_dirs (
+                path TEXT NOT NULL,
+                framework TEXT NOT NULL,
+                sig TEXT NOT NULL,
+                outside TEXT,
+                run_ids TEXT NOT NULL,
+                at TEXT NOT NULL,
+                PRIMARY KEY (path, framework)
+            );
+            """
+        )
+
+    return steps

@@ -1,0 +1,444 @@
+"""``labbook search``: full text over what people and runs said.
+
+What is searchable
+    run names, commands, failure kinds and messages, notes (all kinds), tags, and
+    config keys with their values (``optimizer.lr = 0.1; seed = 1``). Each is one
+    row of ``search_docs`` (``field`` says which; a run's whole config is one row),
+    indexed by the FTS5 table ``search_fts``.
+
+Why the trigram tokenizer
+    FTS5's default ``unicode61`` tokenizer splits on spaces and punctuation, so a
+    Chinese sentence (no spaces) becomes one huge token and "发散" never matches
+    "学习率太高导致发散". The ``trigram`` tokenizer indexes every 3-character window
+    of any script, so a query term is a case-insensitive *substring* match: it works
+    for Chinese and Japanese without a segmenter, and for config keys, paths and
+    error names (``OutOfMemoryError`` is found by ``memory``). Its limit is that
+    terms shorter than three characters cannot use the index; those (``lr``, "发散",
+    "of") are matched with ``LIKE`` on the documents instead, which is a scan of
+    ``search_docs`` but stays fast at notebook sizes (tens of thousands of rows).
+    One index instead of two (unicode61 + trigram) keeps the triggers simple.
+
+Why triggers
+    The schema step (:data:`SCHEMA_0004_SQL`) installs triggers on ``runs``,
+    ``notes``, ``tags`` and ``params``, so every writer — the importer, the daemon,
+    ``labbook run``, a future tool — keeps the index current without calling
+    anything. Config is the exception that keeps imports fast: a save replaces all
+    of a run's params, and an FTS write per key made saving ~4× slower, so the
+    params triggers only mark the run in ``search_dirty`` and :func:`search`
+    rebuilds one document per marked run before it queries. They use only SQLite built-ins (json1), never a Python function, so a
+    connection that did not register one can still write.
+
+Matching
+    The query is split into terms (whitespace; ``"double quotes"`` keep a phrase).
+    A run matches when *every* term occurs in some searchable item of that run
+    (not necessarily the same one). The score is the sum of each term's best
+    score, 1 + bm25 relevance (higher is better; terms matched by ``LIKE`` score
+    1), weighted by field (notes and failures count most). The snippet comes from the
+    item that holds the most terms, with every match wrapped in
+    :data:`MARK_START`/:data:`MARK_END`.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from labbook.errors import StoreError
+
+if TYPE_CHECKING:
+    from labbook.store import Store
+    from labbook.store.query import RunFilter
+
+__all__ = [
+    "MARK_END",
+    "MARK_START",
+    "SCHEMA_0004_SQL",
+    "SearchHit",
+    "create_search_schema",
+    "refresh_config_docs",
+    "search",
+    "split_query",
+]
+
+#: Markers around each match in :attr:`SearchHit.snippet`.
+MARK_START = "«"
+MARK_END = "»"
+#: Characters of context kept on each side of the first match in a snippet.
+SNIPPET_CONTEXT = 40
+#: At most this many matching items are read per term (the best by bm25 first).
+MAX_ROWS_PER_TERM = 20000
+#: Terms shorter than this cannot use the trigram index.
+TRIGRAM = 3
+
+#: How much a match in each field counts (bm25 is multiplied by this).
+FIELD_WEIGHT = {
+    "note": 1.5,
+    "failure": 1.5,
+    "name": 1.2,
+    "tag": 1.2,
+    "command": 1.0,
+    "config": 0.8,
+}
+
+# The runs' failure text says "out of memory" for both OOM kinds, so that a search
+# for it finds them whatever the framework printed.
+_FAILURE_TEXT = (
+    "new.failure_kind || CASE WHEN new.failure_kind IN ('cuda_oom', 'oom_killed')"
+    " THEN ' (out of memory)' ELSE '' END || ': ' || coalesce(new.failure_message, '')"
+)
+_COMMAND_TEXT = (
+    "CASE WHEN json_valid(new.command) AND json_type(new.command) = 'array'"
+    " THEN (SELECT group_concat(value, ' ') FROM json_each(new.command))"
+    " ELSE new.command END"
+)
+_PARAM_TEXT = (
+    "p.key || ' = ' || CASE WHEN p.value IS NULL THEN 'null'"
+    " WHEN json_valid(p.value) THEN (CASE json_type(p.value) WHEN 'text'"
+    " THEN json_extract(p.value, '$') ELSE p.value END) ELSE p.value END"
+)
+#: One config document per run: "key = value; key = value; …" in key order.
+_CONFIG_DOCS = (
+    "INSERT OR IGNORE INTO search_docs(run_id, field, ref, text)"
+    f" SELECT run_id, 'config', '', group_concat(kv, '; ') FROM (SELECT p.run_id, {_PARAM_TEXT} AS kv"
+    " FROM params AS p {where} ORDER BY p.run_id, p.key) GROUP BY run_id"
+)
+
+
+#: Schema step 0004 (applied once by :mod:`labbook.store.schema`; never edit, add a step).
+SCHEMA_0004_SQL = f"""
+CREATE TABLE IF NOT EXISTS search_docs (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    field TEXT NOT NULL,
+    ref TEXT NOT NULL DEFAULT '',
+    text TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS search_docs_key ON search_docs(run_id, field, ref);
+CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(
+    text, content='search_docs', content_rowid='id', tokenize='trigram'
+);
+
+CREATE TRIGGER IF NOT EXISTS search_docs_ai AFTER INSERT ON search_docs BEGIN
+    INSERT INTO search_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS search_docs_ad AFTER DELETE ON search_docs BEGIN
+    INSERT INTO search_fts(search_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS search_docs_au AFTER UPDATE ON search_docs BEGIN
+    INSERT INTO search_fts(search_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    INSERT INTO search_fts(rowid, text) VALUES (new.id, new.text);
+END;
+
+-- runs: name, command, failure
+CREATE TRIGGER IF NOT EXISTS search_runs_ai AFTER INSERT ON runs BEGIN
+    INSERT INTO search_docs(run_id, field, text)
+        SELECT new.id, 'name', new.name WHERE new.name IS NOT NULL AND new.name != '';
+    INSERT INTO search_docs(run_id, field, text)
+        SELECT new.id, 'command', {_COMMAND_TEXT} WHERE new.command IS NOT NULL;
+    INSERT INTO search_docs(run_id, field, text)
+        SELECT new.id, 'failure', {_FAILURE_TEXT} WHERE new.failure_kind IS NOT NULL;
+END;
+CREATE TRIGGER IF NOT EXISTS search_runs_name AFTER UPDATE OF name ON runs
+WHEN old.name IS NOT new.name BEGIN
+    DELETE FROM search_docs WHERE run_id = new.id AND field = 'name';
+    INSERT INTO search_docs(run_id, field, text)
+        SELECT new.id, 'name', new.name WHERE new.name IS NOT NULL AND new.name != '';
+END;
+CREATE TRIGGER IF NOT EXISTS search_runs_command AFTER UPDATE OF command ON runs
+WHEN old.command IS NOT new.command BEGIN
+    DELETE FROM search_docs WHERE run_id = new.id AND field = 'command';
+    INSERT INTO search_docs(run_id, field, text)
+        SELECT new.id, 'command', {_COMMAND_TEXT} WHERE new.command IS NOT NULL;
+END;
+CREATE TRIGGER IF NOT EXISTS search_runs_failure AFTER UPDATE OF failure_kind, failure_message ON runs
+WHEN old.failure_kind IS NOT new.failure_kind
+  OR old.failure_message IS NOT new.failure_message BEGIN
+    DELETE FROM search_docs WHERE run_id = new.id AND field = 'failure';
+    INSERT INTO search_docs(run_id, field, text)
+        SELECT new.id, 'failure', {_FAILURE_TEXT} WHERE new.failure_kind IS NOT NULL;
+END;
+CREATE TRIGGER IF NOT EXISTS search_runs_id AFTER UPDATE OF id ON runs
+WHEN old.id IS NOT new.id BEGIN
+    UPDATE search_docs SET run_id = new.id WHERE run_id = old.id;
+END;
+CREATE TRIGGER IF NOT EXISTS search_runs_ad AFTER DELETE ON runs BEGIN
+    DELETE FROM search_docs WHERE run_id = old.id;
+    DELETE FROM search_dirty WHERE run_id = old.id;
+END;
+
+-- notes: appended; a tombstone (deleted_at) takes the note out of the index
+CREATE TRIGGER IF NOT EXISTS search_notes_ai AFTER INSERT ON notes WHEN new.deleted_at IS NULL BEGIN
+    INSERT INTO search_docs(run_id, field, ref, text)
+        VALUES (new.run_id, 'note', CAST(new.id AS TEXT), new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS search_notes_au AFTER UPDATE ON notes BEGIN
+    DELETE FROM search_docs WHERE run_id = old.run_id AND field = 'note'
+        AND ref = CAST(old.id AS TEXT);
+    INSERT INTO search_docs(run_id, field, ref, text)
+        SELECT new.run_id, 'note', CAST(new.id AS TEXT), new.text WHERE new.deleted_at IS NULL;
+END;
+CREATE TRIGGER IF NOT EXISTS search_notes_ad AFTER DELETE ON notes BEGIN
+    DELETE FROM search_docs WHERE run_id = old.run_id AND field = 'note'
+        AND ref = CAST(old.id AS TEXT);
+END;
+
+-- tags
+CREATE TRIGGER IF NOT EXISTS search_tags_ai AFTER INSERT ON tags BEGIN
+    INSERT OR IGNORE INTO search_docs(run_id, field, ref, text)
+        VALUES (new.run_id, 'tag', new.tag, new.tag);
+END;
+CREATE TRIGGER IF NOT EXISTS search_tags_ad AFTER DELETE ON tags BEGIN
+    DELETE FROM search_docs WHERE run_id = old.run_id AND field = 'tag' AND ref = old.tag;
+END;
+CREATE TRIGGER IF NOT EXISTS search_tags_au AFTER UPDATE ON tags BEGIN
+    DELETE FROM search_docs WHERE run_id = old.run_id AND field = 'tag' AND ref = old.tag;
+    INSERT OR IGNORE INTO search_docs(run_id, field, ref, text)
+        VALUES (new.run_id, 'tag', new.tag, new.tag);
+END;
+
+-- config (params): a run's config is saved as a whole (all rows deleted, then
+-- inserted), so a per-row document would cost an FTS write per key and save. The
+-- triggers only mark the run; search() rebuilds one document per marked run.
+CREATE TABLE IF NOT EXISTS search_dirty (run_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS search_params_ai AFTER INSERT ON params BEGIN
+    INSERT OR IGNORE INTO search_dirty(run_id) VALUES (new.run_id);
+END;
+CREATE TRIGGER IF NOT EXISTS search_params_ad AFTER DELETE ON params BEGIN
+    INSERT OR IGNORE INTO search_dirty(run_id) VALUES (old.run_id);
+END;
+CREATE TRIGGER IF NOT EXISTS search_params_au AFTER UPDATE ON params BEGIN
+    INSERT OR IGNORE INTO search_dirty(run_id) VALUES (old.run_id);
+    INSERT OR IGNORE INTO search_dirty(run_id) VALUES (new.run_id);
+END;
+
+-- what is already there
+INSERT OR IGNORE INTO search_docs(run_id, field, text)
+    SELECT new.id, 'name', new.name FROM runs AS new WHERE new.name IS NOT NULL AND new.name != '';
+INSERT OR IGNORE INTO search_docs(run_id, field, text)
+    SELECT new.id, 'command', {_COMMAND_TEXT} FROM runs AS new WHERE new.command IS NOT NULL;
+INSERT OR IGNORE INTO search_docs(run_id, field, text)
+    SELECT new.id, 'failure', {_FAILURE_TEXT} FROM runs AS new WHERE new.failure_kind IS NOT NULL;
+INSERT OR IGNORE INTO search_docs(run_id, field, ref, text)
+    SELECT new.run_id, 'note', CAST(new.id AS TEXT), new.text FROM notes AS new
+    WHERE new.deleted_at IS NULL;
+INSERT OR IGNORE INTO search_docs(run_id, field, ref, text)
+    SELECT new.run_id, 'tag', new.tag, new.tag FROM tags AS new;
+{_CONFIG_DOCS.format(where="")};
+"""
+
+
+def create_search_schema(conn: sqlite3.Connection) -> None:
+    """Apply :data:`SCHEMA_0004_SQL` statement by statement, inside the caller's transaction.
+
+    (``executescript`` would commit the migration's transaction first, so a failure
+    halfway would leave a half-made index; every statement is also idempotent.)
+    """
+    statement = ""
+    for line in SCHEMA_0004_SQL.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+    if statement.strip():
+        conn.execute(statement)
+
+
+@dataclass
+class SearchHit:
+    """One matching run: its id, score (higher is better), the field and a snippet."""
+
+    run_id: str
+    score: float
+    field: str
+    snippet: str
+
+
+_TERM = re.compile(r'"([^"]*)"|(\S+)')
+
+
+def split_query(query: str) -> list[str]:
+    """Terms of a query: whitespace-separated, ``"double quotes"`` keep a phrase.
+
+    >>> split_query('out of memory "loss: nan"')
+    ['out', 'of', 'memory', 'loss: nan']
+    """
+    terms: list[str] = []
+    seen: set[str] = set()
+    for m in _TERM.finditer(query):
+        term = (m.group(1) if m.group(1) is not None else m.group(2)).strip()
+        if term and term.casefold() not in seen:
+            seen.add(term.casefold())
+            terms.append(term)
+    return terms
+
+
+@dataclass
+class _Doc:
+    run_id: str
+    field: str
+    text: str
+
+
+def _like_pattern(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _term_matches(store: Store, term: str) -> dict[int, tuple[_Doc, float]]:
+    """Documents holding ``term`` (doc id -> (doc, score ≥ 1, higher is better)).
+
+    The score is 1 + bm25 relevance (FTS5's bm25 is negative, better is lower): a
+    match counts even where bm25 says little (a term found in most documents has an
+    inverse document frequency near zero), and field weights then decide.
+    """
+    out: dict[int, tuple[_Doc, float]] = {}
+    if len(term) >= TRIGRAM:
+        phrase = '"' + term.replace('"', '""') + '"'
+        rows = store.conn.execute(
+            "SELECT d.id, d.run_id, d.field, d.text, bm25(search_fts) AS rank"
+            " FROM search_fts JOIN search_docs d ON d.id = search_fts.rowid"
+            " WHERE search_fts MATCH ? ORDER BY rank LIMIT ?",
+            (phrase, MAX_ROWS_PER_TERM),
+        )
+        for doc_id, run_id, field, text, rank in rows:
+            out[doc_id] = (_Doc(run_id, field, text), 1.0 - float(rank))
+    else:
+        # LIKE is case-insensitive for ASCII only; casefolded text would need a
+        # function, and short non-ASCII terms (CJK) have no case anyway.
+        rows = store.conn.execute(
+            "SELECT id, run_id, field, text FROM search_docs WHERE text LIKE ? ESCAPE '\\' LIMIT ?",
+            (_like_pattern(term), MAX_ROWS_PER_TERM),
+        )
+        for doc_id, run_id, field, text in rows:
+            out[doc_id] = (_Doc(run_id, field, text), 1.0)
+    return out
+
+
+def _allowed_runs(store: Store, flt: RunFilter | None, candidates: set[str]) -> list[str]:
+    """Candidates that exist, are not deleted and pass ``flt``, newest first."""
+    from dataclasses import replace
+
+    from labbook.store.query import RunFilter, select_runs
+
+    base = replace(flt, limit=None) if flt is not None else RunFilter(limit=None)
+    if not candidates:
+        return []
+    ids = [r["id"] for r in select_runs(store, base) if r["id"] in candidates]
+    return ids
+
+
+def refresh_config_docs(store: Store) -> int:
+    """Rebuild the config document of every run whose params changed; return how many.
+
+    Called by :func:`search` first. A read-only database is searched as it is.
+    """
+    conn = store.conn
+    try:
+        dirty = [r[0] for r in conn.execute("SELECT run_id FROM search_dirty")]
+    except sqlite3.OperationalError:
+        return 0
+    if not dirty:
+        return 0
+    try:
+        with store.transaction():
+            for i in range(0, len(dirty), 500):
+                chunk = dirty[i : i + 500]
+                marks = ",".join("?" for _ in chunk)
+                conn.execute(
+                    f"DELETE FROM search_docs WHERE field = 'config' AND run_id IN ({marks})", chunk
+                )
+                conn.execute(_CONFIG_DOCS.format(where=f"WHERE p.run_id IN ({marks})"), chunk)
+                conn.execute(f"DELETE FROM search_dirty WHERE run_id IN ({marks})", chunk)
+    except (sqlite3.OperationalError, StoreError):  # read-only or busy: search what is indexed
+        return 0
+    return len(dirty)
+
+
+def search(
+    store: Store, query: str, flt: RunFilter | None = None, limit: int = 50
+) -> list[SearchHit]:
+    """Runs matching every term of ``query``, best first (see the module docstring).
+
+    ``flt`` restricts the runs as ``labbook ls`` does (its own ``limit`` is ignored;
+    ``limit`` here bounds the hits, 0 or None for all). An empty query finds nothing.
+    """
+    terms = split_query(query)
+    if not terms:
+        return []
+    refresh_config_docs(store)
+    # run_id -> term index -> list of (doc_id, doc, weighted score)
+    per_run: dict[str, dict[int, list[tuple[int, _Doc, float]]]] = {}
+    for i, term in enumerate(terms):
+        matches = _term_matches(store, term)
+        runs_here: dict[str, list[tuple[int, _Doc, float]]] = {}
+        for doc_id, (doc, score) in matches.items():
+            weighted = score * FIELD_WEIGHT.get(doc.field, 1.0)
+            runs_here.setdefault(doc.run_id, []).append((doc_id, doc, weighted))
+        if i == 0:
+            for rid, docs in runs_here.items():
+                per_run[rid] = {0: docs}
+        else:
+            for rid in list(per_run):
+                if rid in runs_here:
+                    per_run[rid][i] = runs_here[rid]
+                else:
+                    del per_run[rid]
+        if not per_run:
+            return []
+    allowed = _allowed_runs(store, flt, set(per_run))
+    order = {rid: k for k, rid in enumerate(allowed)}  # newest first breaks ties
+    hits: list[SearchHit] = []
+    for rid in allowed:
+        by_term = per_run[rid]
+        score = sum(max(s for _, _, s in docs) for docs in by_term.values())
+        # The snippet: the document holding the most terms, then the best scored.
+        tally: dict[int, tuple[_Doc, int, float]] = {}
+        for docs in by_term.values():
+            for doc_id, doc, s in docs:
+                _, n, best = tally.get(doc_id, (doc, 0, 0.0))
+                tally[doc_id] = (doc, n + 1, max(best, s))
+        doc, _, _ = max(tally.values(), key=lambda t: (t[1], t[2]))
+        hits.append(SearchHit(rid, round(score, 6), doc.field, highlight(doc.text, terms)))
+    hits.sort(key=lambda h: (-h.score, order[h.run_id]))
+    return hits[:limit] if limit else hits
+
+
+def highlight(text: str, terms: list[str], context: int = SNIPPET_CONTEXT) -> str:
+    """``text`` cut around its first match, every match of ``terms`` marked.
+
+    Matching is case-insensitive, as the index is; the snippet is on one line.
+    """
+    flat = " ".join(text.split())
+    spans: list[tuple[int, int]] = []
+    for term in terms:
+        words = term.split()
+        if not words:
+            continue
+        pattern = re.compile(r"\s+".join(re.escape(w) for w in words), re.IGNORECASE)
+        spans += [(m.start(), m.end()) for m in pattern.finditer(flat) if m.end() > m.start()]
+    if not spans:
+        return flat[: 2 * context] + ("…" if len(flat) > 2 * context else "")
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for s, e in spans:
+        # overlapping matches, or matches only a space apart ("out of memory"), join
+        if merged and (s <= merged[-1][1] or flat[merged[-1][1] : s].isspace()):
+            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+        else:
+            merged.append((s, e))
+    lo = max(0, merged[0][0] - context)
+    hi = min(len(flat), max(merged[0][1] + context, lo + 2 * context))
+    out = ["…" if lo > 0 else ""]
+    pos = lo
+    for s, e in merged:
+        if s >= hi:
+            break
+        out.append(flat[pos:s])
+        out.append(MARK_START + flat[s:e] + MARK_END)
+        pos = e
+    if pos < hi:
+        out.append(flat[pos:hi])
+    out.append("…" if hi < len(flat) else "")
+    return "".join(out)
