@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,98 @@ def test_help_lists_every_command_with_its_own_summary():
         assert summary.split()[0].lower() in (command.help or "").lower()
     for name in ("import", "ls", "show", "demo", "tui"):
         assert f"  {name} " in out
+
+
+def _help_rows(out: str) -> dict[str, str]:
+    """``--help``'s Commands section as {name: summary} (wrapped summaries joined)."""
+    rows: dict[str, str] = {}
+    last = None
+    for line in out.split("Commands:\n", 1)[1].splitlines():
+        if line.startswith("  ") and not line.startswith("   "):
+            last, _, summary = line.strip().partition(" ")
+            rows[last] = summary.strip()
+        elif line.strip() and last is not None:
+            rows[last] += " " + line.strip()
+    return rows
+
+
+def test_help_lists_tui_and_every_lazy_command_on_its_own_line():
+    """Each command's row carries its own summary; ``tui`` (a plugin) its command's own."""
+    from labbook.cli import LAZY_COMMANDS, _load
+
+    r = run_cli("--help", env={"COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    rows = _help_rows(r.stdout)
+    for name, (_, summary) in LAZY_COMMANDS.items():
+        assert rows.get(name) == summary, (name, rows.get(name))
+    tui = _load("labbook_tui.cli:tui")
+    assert tui is not None and rows.get("tui") == tui.get_short_help_str(200)
+
+
+def test_plugins_are_what_importlib_metadata_finds(tmp_path: Path):
+    """The entry-point scan that --help makes without importlib.metadata finds what
+    importlib.metadata finds: here and with more distributions on the path (a shadowed
+    one, extras, comments), whose commands --help then lists."""
+    site = tmp_path / "site"
+    for dist, text in (
+        ("extra_cmds-1.0.dist-info", "[console_scripts]\nx = y:z\n\n[labbook.commands]\n"
+         "# a comment\nhello = extra_cmds_mod:hello [fancy]\nbroken=no_such_module_here:cmd\n"),
+        ("Other.Dist-2.0.egg-info", "[labbook.commands]\nother = other_mod : cmd\n"),
+    ):  # fmt: skip
+        (site / dist).mkdir(parents=True)
+        (site / dist / "entry_points.txt").write_text(text)
+    later = tmp_path / "later"  # the same distribution again, later on the path: shadowed
+    (later / "extra_cmds-0.9.dist-info").mkdir(parents=True)
+    (later / "extra_cmds-0.9.dist-info" / "entry_points.txt").write_text(
+        "[labbook.commands]\nshadowed = nope:cmd\n"
+    )
+    (site / "extra_cmds_mod.py").write_text(
+        "import click\n\n@click.command('hello')\ndef hello():\n"
+        '    """Say hello from a plugin."""\n    click.echo("hello")\n'
+    )
+    (site / "other_mod.py").write_text(
+        'import click\n\n@click.command("other")\ndef cmd():\n    """Another plugin."""\n'
+    )
+    code = (
+        "import json, importlib.metadata as m\n"
+        "from labbook.cli import PLUGIN_GROUP, _plugins\n"
+        "eps = {e.name: f'{e.module}:{e.attr}' for e in m.entry_points(group=PLUGIN_GROUP)}\n"
+        "print(json.dumps([_plugins(), eps]))\n"
+    )
+    env = {"PYTHONPATH": f"{site}:{later}", "COLUMNS": "200"}
+    for extra in ({}, env):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, **extra},
+        ).stdout
+        ours, theirs = json.loads(out)
+        assert ours == theirs and "tui" in ours
+    assert set(ours) == {"tui", "hello", "broken", "other"}
+    r = run_cli("--help", env=env)
+    assert r.returncode == 0, r.stderr
+    rows = _help_rows(r.stdout)
+    assert rows["hello"] == "Say hello from a plugin."
+    assert rows["other"] == "Another plugin."
+    assert "cannot load" in rows["broken"] and "no_such_module_here" in rows["broken"]
+    assert run_cli("hello", env=env).stdout == "hello\n"
+    r = run_cli("broken", env=env)
+    assert r.returncode != 0 and "cannot load" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_and_ls_do_not_import_importlib_metadata(db_path: Path):
+    """The entry-point scan is read directly: importlib.metadata alone is a quarter of --help."""
+    code = (
+        "import sys\nfrom labbook.cli import cli\n"
+        "try:\n    cli.main(sys.argv[1:], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        "print('importlib.metadata' in sys.modules)\n"
+    )
+    for args in (["--help"], ["--db", str(db_path), "ls"]):
+        r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[-1] == "False", args
 
 
 def test_runs_outputs_are_not_untracked_code(repo, db_path):

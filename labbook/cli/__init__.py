@@ -102,10 +102,54 @@ def _load(target: str) -> click.Command | None:
     return command if isinstance(command, click.Command) else None
 
 
-def _plugins() -> dict[str, Any]:
-    from importlib.metadata import entry_points
+def _plugins() -> dict[str, str]:
+    """``{name: "module:attr"}``: the commands installed distributions register under
+    :data:`PLUGIN_GROUP`.
 
-    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+    What ``importlib.metadata.entry_points(group=PLUGIN_GROUP)`` finds — the
+    ``entry_points.txt`` of each ``*.dist-info`` / ``*.egg-info`` directory on
+    ``sys.path``, only the first distribution of each name — read here directly:
+    importing importlib.metadata alone costs a quarter of ``labbook --help``
+    (benchmarks/bench_startup.py). Zipped eggs are not searched.
+    """
+    import os
+    import re
+
+    found: dict[str, str] = {}
+    seen: set[str] = set()
+    header = f"[{PLUGIN_GROUP}]"
+    for entry in sys.path:
+        folder = entry or "."
+        try:
+            children = os.listdir(folder)
+        except (OSError, TypeError, ValueError):  # a zip file, gone, not a path
+            continue
+        for child in children:
+            low = child.lower()
+            if not low.endswith((".dist-info", ".egg-info")):
+                continue
+            dist = re.sub(r"[-_.]+", "_", low.rpartition(".")[0].partition("-")[0])
+            if dist in seen:
+                continue  # importlib.metadata: the first on sys.path shadows the rest
+            seen.add(dist)
+            try:
+                with open(os.path.join(folder, child, "entry_points.txt"), encoding="utf-8") as f:
+                    text = f.read()
+            except (OSError, UnicodeDecodeError):  # none, or an egg-info file
+                continue
+            if header not in text:
+                continue
+            section = None
+            for line in map(str.strip, text.splitlines()):
+                if not line or line.startswith("#"):
+                    continue
+                if line.startswith("[") and line.endswith("]"):
+                    section = line.strip("[]")
+                elif section == PLUGIN_GROUP and "=" in line:
+                    name, _, value = line.partition("=")
+                    # "module:attr [extras]" -> "module:attr", as EntryPoint.load reads it
+                    found[name.strip()] = "".join(value.partition("[")[0].split())
+    return found
 
 
 class LabbookGroup(click.Group):
@@ -125,7 +169,11 @@ class LabbookGroup(click.Group):
             if name in LAZY_COMMANDS and name not in self.commands:
                 rows.append((name, LAZY_COMMANDS[name][1]))
                 continue
-            command = self.get_command(ctx, name)
+            try:
+                command = self.get_command(ctx, name)
+            except click.ClickException as exc:  # a broken plugin does not break --help
+                rows.append((name, f"({exc.message})"))
+                continue
             if command is not None and not command.hidden:
                 rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
         if rows:
@@ -138,15 +186,20 @@ class LabbookGroup(click.Group):
             return command
         if cmd_name in LAZY_COMMANDS:
             return _load(LAZY_COMMANDS[cmd_name][0])
-        plugin = _plugins().get(cmd_name)
-        if plugin is None:
+        target = _plugins().get(cmd_name)
+        if target is None:
             return None
+        import importlib
+
+        module_name, _, attr = target.partition(":")
         try:
-            loaded = plugin.load()
+            loaded: Any = importlib.import_module(module_name)
         except ImportError as exc:
             raise click.ClickException(
                 f"the '{cmd_name}' command is installed but cannot load ({exc})"
             ) from exc
+        for part in attr.split(".") if attr else ():  # "module:attr.sub", as EntryPoint.load
+            loaded = getattr(loaded, part, None)
         return loaded if isinstance(loaded, click.Command) else None
 
     def invoke(self, ctx: click.Context) -> Any:
