@@ -24,17 +24,7 @@ from labbook.store import Store
 from tests.conftest import REPO
 from tests.test_tui_data import NOW, UTC, facts, fill, fixed_ids
 
-
-def _module_available(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
-
-
 pytestmark = pytest.mark.anyio
-
-HAVE_DIFF = _module_available("labbook.analysis.diff")
-HAVE_SEARCH = _module_available("labbook.store.search")
 
 
 @pytest.fixture
@@ -460,15 +450,11 @@ async def test_mark_and_diff_overlays_curves(tui_db: Path) -> None:
         await pilot.press("L")
         assert plot.log_scale
         body = plain(screen.query_one("#sections-body", Static))
-        if HAVE_DIFF:
-            assert "config" in body and "optimizer.lr" in body
-        else:
-            assert "not available" in body
+        assert "config" in body and "optimizer.lr" in body
         await pilot.press("n", *"B overfits", "enter")
         assert notes_in(tui_db, "00000004") == [("note", "B overfits")]
 
 
-@pytest.mark.skipif(not HAVE_DIFF, reason="labbook.analysis.diff (issue 5) is not in this checkout yet")
 async def test_diff_sections_from_engine(tui_db: Path) -> None:
     app = app_for(tui_db)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -477,6 +463,30 @@ async def test_diff_sections_from_engine(tui_db: Path) -> None:
         body = plain(app.screen.query_one("#sections-body", Static))
         assert "optimizer.lr" in body and "0.001 → 0.1" in body
         assert "outcome" in body or "status" in body
+
+
+async def test_diff_is_the_engines_in_its_order(tui_db: Path) -> None:
+    """The TUI's diff is ``labbook diff``'s: diff_store's result (commits, untracked files),
+    sections in the engine's order, the code section in the renderer's lines."""
+    from labbook.analysis.diff import SECTIONS, diff_store
+    from labbook.render.diff import section_text
+
+    app = app_for(tui_db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_diff("00000002", "00000001")
+        await pilot.pause()
+        body = plain(app.screen.query_one("#sections-body", Static))
+    with Store.open(tui_db) as store:
+        result, _, _ = diff_store(store, "00000002", "00000001")
+    shown = [s for s in SECTIONS if s in result]
+    assert {"config", "code", "outcome"} <= set(shown)
+    titles = [line.strip() for line in body.splitlines() if line.strip() in SECTIONS]
+    assert titles == shown
+    assert "commits" in result["code"] and "untracked" in result["code"]
+    for line in section_text("code", result["code"]).splitlines():
+        assert line.rstrip() in body
+    assert "untracked removed: -notes.py" in body
+    assert '{"' not in body  # no section is shown as raw JSON
 
 
 # -- search, help, palette, theme -----------------------------------------------------------
@@ -491,10 +501,6 @@ async def test_search_screen(tui_db: Path) -> None:
         assert type(app.screen).__name__ == "SearchScreen"
         app.screen.query_one("#query", Input).value = "batch too big"
         await pilot.press("enter")
-        status = plain(app.screen.query_one("#status", Static))
-        if not HAVE_SEARCH:
-            assert "not available" in status
-            return
         screen: Any = app.screen
         assert screen.hits and screen.hits[0].run_id == rid
         await pilot.press("enter")
@@ -591,25 +597,3 @@ def test_count_and_window_queries(store: Store, tmp_path: Path) -> None:
     assert by_lr[0]["name"] in ("exp/run01", "exp/run07")
     by_dur = select_runs_window(store, flt, sort="duration", descending=True, limit=1)
     assert by_dur[0]["name"] == "exp/run11"
-
-
-async def test_screens_say_not_available_without_engines(
-    tui_db: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Without labbook.analysis.diff / labbook.store.search the screens say so instead of crashing."""
-    monkeypatch.setitem(sys.modules, "labbook.analysis.diff", None)
-    monkeypatch.setitem(sys.modules, "labbook.store.search", None)
-    import labbook
-
-    monkeypatch.delattr(labbook, "diff", raising=False)
-    monkeypatch.delattr(labbook, "search", raising=False)
-    app = app_for(tui_db)
-    async with app.run_test(size=(80, 24)) as pilot:
-        app.open_diff("00000001", "00000002")
-        await pilot.pause()
-        assert "not available" in text_of(app, "#sections-body")
-        assert len(app.screen.query_one("#overlay", CurvePlot).series) == 2
-        await pilot.press("escape", "s")
-        app.screen.query_one("#query", Input).value = "memory"
-        await pilot.press("enter")
-        assert "not available" in text_of(app, "#status")

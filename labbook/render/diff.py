@@ -376,24 +376,37 @@ def render_diff(
             o.section(s, "same" + (f" ({detail})" if detail else ""))
             continue
         o.section(s)
-        if s == "config":
-            _config(o, body)
-        elif s == "seed":
-            _seed(o, body)
-        elif s == "code":
-            _code(o, body, stat)
-        elif s == "data":
-            _data(o, body)
-        elif s == "env":
-            _env(o, body, stat)
-        elif s == "command":
-            _command(o, body)
-        elif s == "metrics":
-            _metrics(o, body, stat)
-        elif s == "speed":
-            _speed(o, body)
-        elif s == "outcome":
-            _outcome(o, body)
+        _section(o, s, body, stat)
+    return o.text()
+
+
+def _section(o: _Out, s: str, body: dict[str, Any], stat: bool) -> None:
+    """The lines of section ``s`` of a diff (without its title)."""
+    if s == "config":
+        _config(o, body)
+    elif s == "seed":
+        _seed(o, body)
+    elif s == "code":
+        _code(o, body, stat)
+    elif s == "data":
+        _data(o, body)
+    elif s == "env":
+        _env(o, body, stat)
+    elif s == "command":
+        _command(o, body)
+    elif s == "metrics":
+        _metrics(o, body, stat)
+    elif s == "speed":
+        _speed(o, body)
+    elif s == "outcome":
+        _outcome(o, body)
+
+
+def section_text(s: str, body: dict[str, Any], *, color: bool = False) -> str:
+    """One section of a diff as ``labbook diff`` shows it, without its title (the TUI's
+    diff shows the same lines)."""
+    o = _Out(color)
+    _section(o, s, body, False)
     return o.text()
 
 

@@ -14,15 +14,12 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from labbook_tui.fmt import fmt_value, metric_order, printable, safe, safe_lines
+from labbook_tui.fmt import fmt_value, metric_order, printable, safe
 from labbook_tui.plot import CurvePlot, Series
 from labbook_tui.run_screen import curves
 
 if TYPE_CHECKING:
     from labbook_tui.app import LabbookApp
-
-#: Sections in the order the diff engine documents them (issue 5); others follow.
-SECTION_ORDER = ("outcome", "config", "seed", "code", "data", "env", "command", "metrics", "speed")
 
 
 def _value(v: Any) -> str:
@@ -32,59 +29,52 @@ def _value(v: Any) -> str:
     return printable(fmt_value(v))
 
 
-def render_section(name: str, body: Any) -> RenderableType:
-    """One section of ``diff_runs``'s result, whatever its exact shape (it may grow)."""
+def _config_table(body: dict[str, Any]) -> Table:
+    t = Table(box=None, show_header=False, pad_edge=False)
+    t.add_column(no_wrap=True)
+    t.add_column(overflow="fold")
+    for key, (a, b) in sorted((body.get("changed") or {}).items()):
+        t.add_row(safe(f"~ {key}", "yellow"), Text(f"{_value(a)} → {_value(b)}"))
+    for key, b in sorted((body.get("added") or {}).items()):
+        t.add_row(safe(f"+ {key}", "green"), Text(_value(b)))
+    for key, a in sorted((body.get("removed") or {}).items()):
+        t.add_row(safe(f"- {key}", "red"), Text(_value(a)))
+    return t
+
+
+def _metrics_table(body: dict[str, Any]) -> Table:
+    from labbook.render.diff import noise_statement
+
+    t = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("metric", "A", "B", "Δ", "seed noise"):
+        t.add_column(col, justify="left" if col in ("metric", "seed noise") else "right")
+    for tag, entry in body.items():
+        # The words are labbook diff's (one statement of seed noise); the colour the TUI's.
+        statement = noise_statement(tag, entry)
+        within = (entry.get("seed_noise") or {}).get("within")
+        style = "dim" if within is None else ("green" if within else "bold")
+        noise_text: Text | str = Text(statement, style=style) if statement else ""
+        t.add_row(
+            safe(tag),
+            Text(_value(entry.get("a"))),
+            Text(_value(entry.get("b"))),
+            Text(_value(entry.get("delta"))),
+            noise_text,
+        )
+    return t
+
+
+def render_section(name: str, body: dict[str, Any]) -> RenderableType:
+    """One section of the diff engine's result: config and metrics as tables, the
+    others in the lines ``labbook diff`` prints (:func:`labbook.render.diff.section_text`)."""
+    from labbook.render.diff import section_text
+
     title = safe(name, "bold underline")
-    if name == "config" and isinstance(body, dict):
-        t = Table(box=None, show_header=False, pad_edge=False)
-        t.add_column(no_wrap=True)
-        t.add_column(overflow="fold")
-        for key, (a, b) in sorted((body.get("changed") or {}).items()):
-            t.add_row(safe(f"~ {key}", "yellow"), Text(f"{_value(a)} → {_value(b)}"))
-        for key, b in sorted((body.get("added") or {}).items()):
-            t.add_row(safe(f"+ {key}", "green"), Text(_value(b)))
-        for key, a in sorted((body.get("removed") or {}).items()):
-            t.add_row(safe(f"- {key}", "red"), Text(_value(a)))
-        return Group(title, t)
-    if name == "metrics" and isinstance(body, dict):
-        t = Table(box=None, pad_edge=False, header_style="bold")
-        for col in ("metric", "A", "B", "Δ", "seed noise"):
-            t.add_column(col, justify="left" if col in ("metric", "seed noise") else "right")
-        for tag, entry in sorted(body.items()):
-            if not isinstance(entry, dict):
-                t.add_row(safe(tag), Text(_value(entry)), "", "", "")
-                continue
-            noise = entry.get("seed_noise") or {}
-            noise_text: Text | str = ""
-            if noise:
-                verdict = "within" if noise.get("within") else "outside"
-                noise_text = Text(
-                    f"{verdict} σ {fmt_value(noise.get('std'))} (n {noise.get('n')})",
-                    style="green" if noise.get("within") else "bold",
-                )
-            t.add_row(
-                safe(tag),
-                Text(_value(entry.get("a"))),
-                Text(_value(entry.get("b"))),
-                Text(_value(entry.get("delta"))),
-                noise_text,
-            )
-        return Group(title, t)
-    if isinstance(body, dict):
-        t = Table(box=None, show_header=False, pad_edge=False)
-        t.add_column(style="bold", no_wrap=True)
-        t.add_column(overflow="fold")
-        for key, value in body.items():
-            if isinstance(value, str) and "\n" in value:
-                t.add_row(safe(key), safe_lines(value))
-            elif isinstance(value, (list, tuple)) and len(value) == 2 and name != "code":
-                t.add_row(safe(key), Text(f"{_value(value[0])} → {_value(value[1])}"))
-            else:
-                t.add_row(safe(key), Text(_value(value)))
-        return Group(title, t)
-    if isinstance(body, list):
-        return Group(title, *[Text(_value(item)) for item in body])
-    return Group(title, Text(_value(body)))
+    if name == "config":
+        return Group(title, _config_table(body))
+    if name == "metrics":
+        return Group(title, _metrics_table(body))
+    return Group(title, Text.from_ansi(section_text(name, body, color=True)))
 
 
 class DiffScreen(Screen[None]):
@@ -138,20 +128,13 @@ class DiffScreen(Screen[None]):
         body: list[RenderableType] = []
         try:
             self.result = notebook.diff(self.a, self.b)
-        except ImportError:
-            self.result = None
-            body.append(
-                Text(
-                    "Diff engine not available (labbook.analysis.diff is missing): curves only.",
-                    style="yellow",
-                )
-            )
         except LookupError as exc:
             self.result = None
             body.append(safe(str(exc), "red"))
         if self.result is not None:
-            sections = [k for k in SECTION_ORDER if k in self.result]
-            sections += [k for k in self.result if k not in SECTION_ORDER and k not in ("a", "b")]
+            from labbook.analysis.diff import SECTIONS
+
+            sections = [k for k in SECTIONS if k in self.result]
             if not sections:
                 body.append(Text("No differences.", style="green"))
             for name in sections:

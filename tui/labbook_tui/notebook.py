@@ -242,37 +242,27 @@ class Notebook:
         return rows[:limit]
 
     def search(self, text: str, limit: int = 50) -> list[Any]:
-        """Full-text search over notes and failures (``labbook.store.search``); ImportError if absent."""
-        import importlib
+        """Full-text search over notes and failures (``labbook.store.search``)."""
+        from labbook.store.search import search
 
-        search = importlib.import_module("labbook.store.search").search
         if self.store is None:
             return []
         return list(search(self.store, text, limit=limit))
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
-        """The diff engine's sections for runs ``a`` and ``b``; ImportError if it is absent.
-
-        Seed peers (runs that differ from A or B only in the seed) come from the
-        engine's own ``seed_peers``, so the TUI and ``labbook diff`` agree on noise.
-        """
+        """``labbook diff A B``'s result (:func:`labbook.analysis.diff.diff_store`): seed
+        peers, the commits between the runs, untracked files that are other runs' outputs
+        left out. ImportError if the engine is absent; LookupError if a run is gone."""
         import importlib
 
         engine = importlib.import_module("labbook.analysis.diff")
-
-        ra, rb = self.record(a), self.record(b)
-        if ra is None or rb is None or self.store is None:
+        if self.store is None:
             raise LookupError("one of the runs is gone")
-        peers: list[dict[str, Any]] = []
-        finder = getattr(engine, "seed_peers", None)
-        if finder is not None:
-            seen = {a, b}
-            for rec in (ra, rb):
-                for peer in finder(self.store, rec):
-                    if peer["id"] not in seen:
-                        seen.add(peer["id"])
-                        peers.append(peer)
-        return dict(engine.diff_runs(ra, rb, peers=peers))
+        try:
+            result, _, _ = engine.diff_store(self.store, a, b)
+        except LabbookError as exc:
+            raise LookupError(exc.message) from exc
+        return dict(result)
 
     # -- writing (one short transaction each) ----------------------------------------
 
