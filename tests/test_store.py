@@ -232,3 +232,23 @@ def test_processes_creating_one_database_at_once(tmp_path):
     conn = sqlite3.connect(db)
     applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations")]
     assert len(applied) == len(set(applied)) == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize(("repo_root", "index"), [("/work/proj", "runs_git"), (None, "runs_cwd")])
+def test_check_finds_past_runs_of_its_place_by_an_index(db_path, repo_root, index):
+    """`labbook check` (the shell hooks' path) looks up the runs of one repository, or
+    outside a work tree of one directory, with an index, not a scan of every run."""
+    from labbook.analysis.check import check, split_line
+
+    with Store.open(db_path) as s:
+        for i in range(3):
+            s.save_run(facts(f"/runs/{i}", status="failed", cwd="/work/other"))
+        statements: list[str] = []
+        s.conn.set_trace_callback(statements.append)
+        check(s, repo_root=repo_root, config={}, argv=split_line("python train.py --lr 5"),
+              cwd="/work/proj")  # fmt: skip
+        s.conn.set_trace_callback(None)
+        lookup = [q for q in statements if "FROM runs r" in q]
+        assert lookup, statements
+        plan = " ".join(row[3] for row in s.conn.execute("EXPLAIN QUERY PLAN " + lookup[0]))
+        assert f"SEARCH r USING INDEX {index}" in plan, plan

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from sqlite_utils.migrations import Migrations
 
 #: Bump together with adding a step below.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 def migrations() -> Migrations:
@@ -239,5 +239,11 @@ def migrations() -> Migrations:
             );
             """
         )
+
+    @steps(name="0009_runs_cwd")
+    def runs_cwd(db: Database) -> None:
+        # `labbook check` outside a git work tree looks up the runs started in the same
+        # directory: one index lookup, not a scan of every run (the shell hooks' path).
+        db.execute("CREATE INDEX IF NOT EXISTS runs_cwd ON runs(cwd, started_at)")
 
     return steps
