@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from labbook.analysis.check import check, compare, config_from_argv, match_key, script_of
+from labbook.analysis.check import check, compare, config_from_argv, entry_point, match_key
 from labbook.sources.launch import launch
 from labbook.store import Store
 from tests.conftest import REPO, git, run_cli
@@ -139,10 +139,12 @@ def test_argv_parsing() -> None:
          "--amp", "model.depth=50", "+trainer.devices=2", "~foo", "-v"]
     ) == {"lr": 0.1, "batch_size": 32, "amp": True, "model.depth": 50, "trainer.devices": 2}  # fmt: skip
     assert config_from_argv(["python", "-m", "pkg.train", "--seed", "-3"]) == {"seed": -3}
-    assert script_of(["accelerate", "launch", "scripts/train_gpt.py", "--x", "1"]) == (
-        "train_gpt.py",
-        3,
-    )
+    acc = entry_point(["accelerate", "launch", "scripts/train_gpt.py", "--x", "1"], "/r", "/r")
+    assert acc is not None and acc.key == "scripts/train_gpt.py"
+    assert acc.same_as(entry_point(["python", "-u", "./scripts/train_gpt.py"], "/r", "/r"))  # type: ignore[arg-type]
+    assert entry_point(["python", "-m", "pkg.train"], "/r", "/r").key == "pkg/train.py"  # type: ignore[union-attr]
+    assert entry_point(["python", "../train.py"], "/r/src", "/r").key == "train.py"  # type: ignore[union-attr]
+    assert entry_point(["python", "-c", "pass"], "/r", "/r") is None
     assert match_key("lr", {"optimizer.lr": 1, "model.depth": 2}) == "optimizer.lr"
     assert match_key("lr", {"optimizer.lr": 1, "scheduler.lr": 2}) is None
     assert match_key("batch-size", {"batch_size": 1}) == "batch_size"
@@ -150,12 +152,32 @@ def test_argv_parsing() -> None:
 
 def test_compare_definitions() -> None:
     old = {"optimizer.lr": 0.1, "seed": 1, "epochs": 10, "model": "resnet"}
-    assert compare({"lr": "0.1", "seed": 1.0}, old)[0] == "same"
-    assert compare({"lr": 0.2, "seed": 1}, old)[0] == "close"
-    assert compare({"lr": 0.2, "seed": 2}, old)[0] is None  # both shared keys differ
-    assert compare({"lr": 0.2}, old)[0] is None
-    assert compare({"lr": 0.1, "warmup": 5, "dropout": 0.1}, old)[0] is None  # 1 of 3 known
-    assert compare({}, old)[0] is None
+    stated = ["lr", "seed"]  # what the old command said; the rest its script wrote
+    assert compare({"lr": "0.1", "seed": 1.0}, old, old_stated=stated).kind == "same"
+    assert compare({"lr": 0.1, "seed": 1, "epochs": 10}, old, old_stated=stated).kind == "same"
+    # one value differs, the other agrees: close; both differ: neither
+    assert compare({"lr": 0.2, "seed": 1}, old, old_stated=stated).kind == "close"
+    assert compare({"lr": 0.2, "seed": 2}, old, old_stated=stated).kind is None
+    # a single shared key is not enough when the old command said more (or the new)
+    assert compare({"lr": 0.1}, old, old_stated=["lr", "seed", "epochs"]).kind is None
+    assert compare({"lr": 0.1, "warmup": 5, "dropout": 0.1}, old, old_stated=stated).kind is None
+    # ... unless it is all either says
+    assert compare({"lr": 0.1}, old, old_stated=["lr"]).kind == "same"
+    assert compare({}, old, old_stated=stated).kind is None
+    # nested and flat names name the same key, both ways
+    assert compare({"optimizer.lr": 0.1, "seed": 1}, {"lr": 0.1, "seed": 1}).kind == "same"
+    # close needs more agreeing than differing or one-sided keys
+    c = compare({"lr": 5, "seed": 2, "epochs": 15}, {"lr": 0.2, "seed": 2, "warmup": 100})
+    assert c.kind is None and c.only_then == {"warmup": 100} and c.only_now == {"epochs": 15}
+    # another config file is another config
+    assert compare({"config": "a.yaml", "lr": 1}, {"config": "b.yaml", "lr": 1}).kind is None
+    assert compare({"config": "./c/a.yaml", "lr": 1}, {"config": "c/a.yaml", "lr": 1}).kind == (
+        "same"
+    )
+    # output locations and run names are not compared; optimizer.name is
+    assert compare({"lr": 1, "out": "x", "run_name": "a"}, {"lr": 1, "out": "y"}).kind == "same"
+    assert compare({"optimizer.name": "adam", "lr": 1, "seed": 1},
+                   {"optimizer.name": "sgd", "lr": 1, "seed": 1}).kind == "close"  # fmt: skip
 
 
 def test_fast_path_for_the_hooks(history: dict[str, str], repo: Path, db_path: Path) -> None:

@@ -5,33 +5,50 @@ Which past runs
     one, runs started in the same directory) that failed, diverged or were killed,
     or that carry a ``failure`` or ``lesson`` note — whatever their status.
 
-Which config the new run has
-    Keys from ``--config FILE`` (flattened), overridden by the command's own
-    arguments: Hydra-style ``key=value`` (``+key=``/``++key=`` too) and
-    ``--key value`` / ``--key=value`` / a bare ``--flag`` (true). Only arguments
-    after the script (``train.py``, ``-m pkg.train``) count, so ``torchrun
-    --nproc_per_node 8`` does not. Keys are compared with dashes as underscores.
+The entry point (a run is only ever like a run of the same code)
+    The script or module a command runs, through the usual launchers: ``python
+    [-u] train.py``, ``python -m pkg.train``, ``torchrun … train.py`` (``-m`` too),
+    ``python -m torch.distributed.run …``, ``accelerate launch … train.py``,
+    ``deepspeed …``, ``srun``/``mpirun``/``sbatch``, ``bash run.sh``, behind
+    ``VAR=1``, ``env``, ``nohup``, ``nice``, ``uv run``, ``conda run -n E``. A script
+    is named by its path relative to the repository (else to the directory), so
+    ``python ../train.py`` from ``src/`` is ``train.py`` and ``src/train.py`` is
+    another script; ``-m pkg.train`` is ``pkg/train.py`` from the cwd. When a
+    command is given, a past run is compared only when its recorded command ran the
+    same entry point (a run without a recorded command is not). Hydra records only
+    a job name, so a Hydra run dir's entry point matches by file name. ``python
+    -c``, ``labbook run …`` (it checks by itself) and the like: no entry point, no
+    warning. ``labbook check --config FILE`` with no command compares configs only.
 
-Which key is which
-    A new key matches an old key that is equal or that ends with ``.KEY`` (so
-    ``--lr`` matches ``optimizer.lr``) when exactly one old key does. A past run's
-    config is its recorded config plus, for keys it lacks, its own command's args.
+Which config each run states
+    New: keys from ``--config FILE`` (flattened), overridden by the command's own
+    arguments: Hydra-style ``key=value`` (``+key=``/``++key=`` too) and ``--key
+    value`` / ``--key=value`` / a bare ``--flag`` (true); only arguments after the
+    entry point count, so ``torchrun --nproc_per_node 8`` does not. Old: the keys
+    its command stated (all of its recorded config when it has no command); their
+    values are read from the recorded config (which also holds what the script
+    wrote itself, defaults included), else from the command. Keys compare with
+    dashes as underscores; a key matches an equal key or one that ends in ``.KEY``
+    (``--lr`` matches ``optimizer.lr``, and ``optimizer.lr`` matches ``lr``) when
+    exactly one does. Keys that say where a run writes or what it is called
+    (``out``, ``output_dir``, ``run_name``, ``hydra.*``, …: :data:`IGNORED_KEYS`) are
+    not compared.
 
 Same and close (the definitions)
-    *shared* = the new keys that the old run has; *differing* = shared keys whose
-    values differ (numbers compare as numbers: ``5`` = ``5.0`` = ``"5"``).
+    For each new key the old run's value is looked up: *agree* or *differ*
+    (numbers as numbers: ``5`` = ``5.0`` = ``"5"``); a new key the old run has no
+    value for, and a key the old command stated that the new one does not, are
+    *one-sided*. Coverage: at least half of the new keys have an old value, and at
+    least half of the old command's stated keys are stated by the new one. A single
+    shared key is therefore never enough unless it is all that both commands state.
 
-    * **same**: at least one shared key, no differing one, and the old run has
-      at least half of the new keys;
-    * **close**: the old run has at least half of the new keys, at most
-      :data:`CLOSE_MAX_DIFFS` (2) values differ and at most half of the shared
-      keys differ (``lr`` and ``seed`` given, only ``seed`` changed: close);
-    * a new run with no config at all is *same* as a past run of the same script
-      whose command had no config either.
+    * **same**: same entry point, coverage, nothing differs (and at least one key
+      agrees); or neither command states any config at all;
+    * **close**: same entry point, coverage, 1 to :data:`CLOSE_MAX_DIFFS` (2) values
+      differ and at least as many keys agree as differ or are one-sided;
+    * a config file (``--config``, ``--config-name``, …) that differs, or that only
+      one side names, is a different config: neither.
 
-    Keys that say where a run writes or what it is called (``out``, ``output_dir``,
-    ``run_name``, ``hydra.*``, … :data:`IGNORED_KEYS`) are not compared. When both
-    commands name a script, it must be the same script (by file name).
     An exact repeat of a failed config is a *same* match with a run that failed,
     diverged or was killed; ``--strict`` makes that exit 1.
 """
@@ -55,12 +72,15 @@ __all__ = [
     "CLOSE_MAX_DIFFS",
     "IGNORED_KEYS",
     "CheckWarning",
+    "Comparison",
+    "EntryPoint",
     "check",
     "compare",
     "config_from_argv",
+    "entry_point",
     "load_config_file",
     "match_key",
-    "script_of",
+    "parse_command",
 ]
 
 #: At most this many differing values for a "close" config.
@@ -69,32 +89,197 @@ CLOSE_MAX_DIFFS = 2
 BAD_STATUSES = ("failed", "diverged", "killed")
 #: Note kinds that make a run worth recalling whatever its status.
 WARNING_NOTES = ("failure", "lesson")
-#: Arguments of launchers that take a value (so that value is not taken as the script).
-_PY_OPTS_WITH_VALUE = {"-W", "-X", "-c"}
 
 
 def _norm(key: str) -> str:
     return key.strip().lstrip("+~").replace("-", "_")
 
 
-def script_of(argv: list[str]) -> tuple[str | None, int]:
-    """The script a command runs (``train.py`` or ``-m pkg.train``) and the index of
-    its first own argument; ``(None, 1)`` when there is none."""
-    for i, arg in enumerate(argv):
-        if arg == "-m" and i + 1 < len(argv):
-            return argv[i + 1], i + 2
-        if arg.startswith("-m") and len(arg) > 2 and i > 0 and "python" in argv[0]:
-            return arg[2:], i + 1
-        if arg.endswith(".py") and not arg.startswith("-"):
-            return os.path.basename(arg), i + 1
-    return None, 1
+# -- the entry point -------------------------------------------------------------------
+
+_PYTHON = re.compile(r"^(?:python|pypy)(?:\d+(?:\.\d+)*)?[a-z]?(?:\.exe)?$")
+_ENV_ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+#: ``python -m X`` where X launches the script that follows.
+_LAUNCHER_MODULES = {
+    "torch.distributed.run",
+    "torch.distributed.launch",
+    "accelerate.commands.launch",
+    "deepspeed",
+    "deepspeed.launcher.runner",
+}
+#: Launcher options that take no value (so the next word is not skipped as one).
+_LAUNCHER_FLAGS = {
+    "--standalone", "--use_env", "--use-env", "--multi_gpu", "--multi-gpu", "--cpu",
+    "--tpu", "--use_deepspeed", "--use_fsdp", "--use_megatron_lm", "--quiet", "-q",
+    "--debug", "--no_local_rank", "--no-local-rank", "--force_multi", "--autotuning",
+    "--pty", "--exclusive", "-l", "--label", "--unbuffered", "-u", "--wait",
+    "--parsable", "-v", "--verbose",
+}  # fmt: skip
+#: Commands that run the command after them.
+_WRAPPERS = {"env", "nohup", "exec", "time", "command", "nice", "ionice", "stdbuf"}
+#: Their options that take a value (env -u NAME, nice -n 5, stdbuf -o L, ionice -c 2).
+_WRAPPER_VALUE_OPTS = {"-u", "--unset", "-C", "--chdir", "-n", "-c", "-o", "-e", "-i", "-S"}
+#: ``X run …``: the command after ``run`` (and X's options).
+_RUNNERS = {"uv", "poetry", "pipenv", "pdm", "hatch", "rye", "conda", "mamba", "micromamba"}
+#: Launchers whose first word after their options is another command.
+_PROGRAM_LAUNCHERS = {"srun", "mpirun", "mpiexec", "horovodrun", "numactl", "taskset"}
+#: Interpreters and batch systems whose first word after their options is a script.
+_SCRIPT_RUNNERS = {"bash", "sh", "zsh", "sbatch"}
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    """What a command runs: ``key`` compares (a path relative to the repository, or
+    ``program:NAME``), ``shown`` is what the command said (``-m pkg.train``)."""
+
+    key: str
+    shown: str
+
+    def same_as(self, other: EntryPoint, *, by_name: bool = False) -> bool:
+        if self.key == other.key:
+            return True
+        return by_name and os.path.basename(self.key) == os.path.basename(other.key)
+
+
+def _command_like(word: str) -> bool:
+    b = os.path.basename(word)
+    return bool(_PYTHON.match(b)) or b in ("torchrun", "accelerate", "deepspeed")
+
+
+def _skip_options(argv: list[str], j: int, *, module_flag: bool = False) -> tuple[int, bool, bool]:
+    """The index of the first word after a launcher's options, whether ``-m``/``--module``
+    was among them and whether ``--no-python`` was. An option takes the next word as
+    its value unless that is an option, a script (``*.py``) or an interpreter."""
+    module = no_python = False
+    while j < len(argv):
+        a = argv[j]
+        if a == "--":
+            return j + 1, module, no_python
+        if module_flag and a in ("-m", "--module"):
+            module, j = True, j + 1
+            continue
+        if a in ("--no-python", "--no_python"):
+            no_python, j = True, j + 1
+            continue
+        if not a.startswith("-") or a == "-":
+            break
+        j += 1
+        if "=" in a or a in _LAUNCHER_FLAGS or j >= len(argv):
+            continue
+        nxt = argv[j]
+        if not nxt.startswith("-") and not nxt.endswith(".py") and not _command_like(nxt):
+            j += 1
+    return j, module, no_python
+
+
+def parse_command(
+    argv: list[str], i: int = 0, _depth: int = 0
+) -> tuple[str | None, str | None, int]:
+    """``(kind, name, start)``: what ``argv`` runs — ``"script"`` (a path as given),
+    ``"module"`` (``-m`` NAME) or ``"program"`` (a command name), None when it cannot
+    tell (``python -c``, ``labbook …``) — and the index of its first own argument."""
+    n = len(argv)
+    while i < n:  # wrappers: VAR=1, env, nohup, nice -n 5, uv run, conda run -n env
+        a, b = argv[i], os.path.basename(argv[i])
+        if _ENV_ASSIGN.match(a):
+            i += 1
+        elif b in _WRAPPERS:
+            i += 1
+            while i < n and (
+                argv[i].startswith("-") or (b == "env" and _ENV_ASSIGN.match(argv[i]))
+            ):
+                i += 2 if argv[i] in _WRAPPER_VALUE_OPTS else 1
+        elif b in _RUNNERS and i + 1 < n and argv[i + 1] == "run":
+            i = _skip_options(argv, i + 2)[0]
+        else:
+            break
+    if i >= n or _depth > 4:
+        return None, None, min(i + 1, n) if n else 1
+    a, b = argv[i], os.path.basename(argv[i])
+    if _PYTHON.match(b):
+        return _parse_python(argv, i + 1, _depth)
+    if b == "torchrun" or b == "deepspeed":
+        return _parse_launcher(argv, i + 1, _depth)
+    if b == "accelerate":
+        if i + 1 < n and argv[i + 1] == "launch":
+            return _parse_launcher(argv, i + 2, _depth)
+        return None, None, i + 1
+    if b in _PROGRAM_LAUNCHERS:
+        return parse_command(argv, _skip_options(argv, i + 1)[0], _depth + 1)
+    if b in _SCRIPT_RUNNERS:
+        j = _skip_options(argv, i + 1)[0]
+        if j >= n or argv[j].startswith("-"):
+            return None, None, j
+        return "script", argv[j], j + 1
+    if b == "labbook":
+        return None, None, i + 1  # `labbook run -- CMD` checks CMD by itself
+    if a.endswith(".py") or "/" in a:
+        return "script", a, i + 1
+    return "program", b, i + 1
+
+
+def _parse_python(argv: list[str], j: int, depth: int) -> tuple[str | None, str | None, int]:
+    n = len(argv)
+    while j < n:
+        a = argv[j]
+        if a == "-m" or (a.startswith("-m") and len(a) > 2):
+            name, nxt = (argv[j + 1], j + 2) if a == "-m" and j + 1 < n else (a[2:], j + 1)
+            if a == "-m" and j + 1 >= n:
+                return None, None, n
+            if name in _LAUNCHER_MODULES:
+                return _parse_launcher(argv, nxt, depth)
+            return "module", name, nxt
+        if a == "-c" or a == "-":
+            return None, None, j + 2 if a == "-c" else j + 1  # code, not a file: no entry point
+        if a in ("-W", "-X", "--check-hash-based-pycs"):
+            j += 2
+            continue
+        if a.startswith("-"):
+            j += 1
+            continue
+        return "script", a, j + 1
+    return None, None, n
+
+
+def _parse_launcher(argv: list[str], j: int, depth: int) -> tuple[str | None, str | None, int]:
+    j, module, no_python = _skip_options(argv, j, module_flag=True)
+    if j >= len(argv):
+        return None, None, j
+    if module:
+        return "module", argv[j], j + 1
+    if no_python or _command_like(argv[j]):
+        return parse_command(argv, j, depth + 1)
+    return "script", argv[j], j + 1
+
+
+def entry_point(argv: list[str], cwd: str | None, root: str | None) -> EntryPoint | None:
+    """The entry point ``argv`` runs when started in ``cwd``, its path relative to
+    ``root`` (the repository, else the directory) when inside it; None: none known."""
+    kind, name, _ = parse_command(list(argv))
+    if kind is None or not name:
+        return None
+    if kind == "program":
+        return EntryPoint("program:" + name, name)
+    path, shown = (
+        (name.replace(".", "/") + ".py", f"-m {name}") if kind == "module" else (name, name)
+    )
+    base = cwd or root or ""
+    full = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+    if root and os.path.isabs(full):
+        rel = os.path.relpath(full, root)
+        if not rel.startswith(".." + os.sep) and rel != "..":
+            return EntryPoint(rel, shown)
+    return EntryPoint(full, shown)
+
+
+# -- the config a command states ---------------------------------------------------------
 
 
 def config_from_argv(argv: list[str]) -> dict[str, Any]:
     """The config a command line states (see the module docstring), flattened."""
     if not argv:
         return {}
-    _, start = script_of(list(argv))
+    _, _, start = parse_command(list(argv))
     args = list(argv[start:])
     out: dict[str, Any] = {}
     i = 0
@@ -156,12 +341,16 @@ def load_config_file(path: str) -> dict[str, Any]:
 
 
 #: Keys that name where a run writes or what it is called, not how it trains: they
-#: differ between any two runs and are left out of the comparison.
+#: differ between any two runs and are left out of the comparison. ``name`` and
+#: ``output`` only at the top level (``optimizer.name`` is how it trains).
 IGNORED_KEYS = re.compile(
-    r"^(?:hydra\..*|(?:.*\.)?(?:out|outs|output|outputs|out_dir|output_dir|outdir|save_dir"
-    r"|save_path|log_dir|logdir|logging_dir|run_name|name|exp_name|experiment_name"
-    r"|checkpoint_dir|ckpt_dir|resume|resume_from_checkpoint|config|config_name|config_path))$"
+    r"^(?:hydra\..*|out|outs|output|outputs|name"
+    r"|(?:.*\.)?(?:out_dir|output_dir|outdir|output_path|save_dir|save_path|log_dir|logdir"
+    r"|logging_dir|run_name|exp_name|experiment_name|checkpoint_dir|ckpt_dir|resume"
+    r"|resume_from_checkpoint))$"
 )
+#: Keys that name a config file: a different file is a different config.
+CONFIG_FILE_KEYS = re.compile(r"^(?:config|config_file|config_name|cfg|configs)$")
 
 
 def ignored_key(key: str) -> bool:
@@ -179,6 +368,20 @@ def match_key(key: str, config: dict[str, Any]) -> str | None:
     return ends[0] if len(ends) == 1 else None
 
 
+def _resolve(key: str, config: dict[str, Any], by_norm: dict[str, str]) -> str | None:
+    """:func:`match_key` both ways: also ``optimizer.lr`` names a recorded ``lr``."""
+    k = _norm(key).lower()
+    if k in by_norm:
+        return by_norm[k]
+    ends = [c for n, c in by_norm.items() if n.endswith("." + k)]
+    if len(ends) == 1:
+        return ends[0]
+    if ends:
+        return None
+    starts = [c for n, c in by_norm.items() if k.endswith("." + n)]
+    return starts[0] if len(starts) == 1 else None
+
+
 def _same_value(a: Any, b: Any) -> bool:
     if isinstance(a, str):
         a = parse_value(a)
@@ -190,32 +393,72 @@ def _same_value(a: Any, b: Any) -> bool:
         if math.isnan(a) or math.isnan(b):
             return math.isnan(a) and math.isnan(b)
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+    if isinstance(a, str) and isinstance(b, str) and ("/" in a or "/" in b):
+        return os.path.normpath(a) == os.path.normpath(b)
     return bool(a == b)
 
 
-def compare(
-    new: dict[str, Any], old: dict[str, Any]
-) -> tuple[str | None, dict[str, Any], dict[str, tuple[Any, Any]]]:
-    """``("same"|"close"|None, matched {key: value}, differed {key: (old, new)})``."""
-    matched: dict[str, Any] = {}
-    differed: dict[str, tuple[Any, Any]] = {}
+@dataclass
+class Comparison:
+    """How a new config compares with an old run's (see the module docstring)."""
+
+    #: "same", "close" or None
+    kind: str | None
+    #: old key -> the value both have
+    matched: dict[str, Any] = field(default_factory=dict)
+    #: old key -> (value then, value now)
+    differed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    #: keys the old command stated that the new one does not -> the old value
+    only_then: dict[str, Any] = field(default_factory=dict)
+    #: new keys the old run has no value for -> the new value
+    only_now: dict[str, Any] = field(default_factory=dict)
+    #: old key -> the new key that named it (``optimizer.lr`` -> ``lr``)
+    names: dict[str, str] = field(default_factory=dict)
+
+
+def compare(new: dict[str, Any], old: dict[str, Any], *, old_stated: Any = None) -> Comparison:
+    """Compare the config a new run states with an old run's recorded config ``old``,
+    of which the old command stated the keys ``old_stated`` (None: all of them)."""
     new = {k: v for k, v in new.items() if not ignored_key(k)}
+    stated = [k for k in (old if old_stated is None else old_stated) if not ignored_key(k)]
+    c = Comparison(None)
+    if not new:
+        return c
+    by_norm = {_norm(k).lower(): k for k in old}
     for key, value in new.items():
-        old_key = match_key(key, old)
+        old_key = _resolve(key, old, by_norm)
         if old_key is None:
+            c.only_now[key] = value
             continue
+        c.names[old_key] = key
         if _same_value(old[old_key], value):
-            matched[old_key] = value
+            c.matched[old_key] = value
         else:
-            differed[old_key] = (old[old_key], value)
-    shared = len(matched) + len(differed)
-    if not new or shared == 0 or shared * 2 < len(new):
-        return None, matched, differed
-    if not differed:
-        return "same", matched, differed
-    if len(differed) <= CLOSE_MAX_DIFFS and len(differed) * 2 <= shared:
-        return "close", matched, differed
-    return None, matched, differed
+            c.differed[old_key] = (old[old_key], value)
+    for key in stated:
+        old_key = _resolve(key, old, by_norm) or key
+        if old_key not in c.names:
+            c.only_then[old_key] = old.get(old_key)
+    shared = len(c.matched) + len(c.differed)
+    covered = len(stated) - len(c.only_then)
+    if shared == 0 or shared * 2 < len(new) or covered * 2 < len(stated):
+        return c
+    files = [k for k in (*c.differed, *c.only_then, *c.only_now) if _is_config_file_key(k)]
+    if files:
+        return c  # another config file: another config, however the rest compares
+    one_sided = len(c.only_then) + len(c.only_now)
+    if not c.differed:
+        c.kind = "same"
+    elif len(c.differed) <= CLOSE_MAX_DIFFS and len(c.matched) >= len(c.differed) + one_sided:
+        c.kind = "close"
+    return c
+
+
+def _is_config_file_key(key: str) -> bool:
+    return bool(CONFIG_FILE_KEYS.match(_norm(key).lower().rpartition(".")[2]))
+
+
+_SEED_KEYS = re.compile(r"^(?:.*\.)?(?:seed|random_seed|rng_seed|data_seed|manual_seed)$")
 
 
 @dataclass
@@ -234,6 +477,14 @@ class CheckWarning:
     notes: list[dict[str, Any]] = field(default_factory=list)
     started_at: str | None = None
     command: list[str] | None = None
+    #: what that run ran (``train.py``, ``-m pkg.train``), when known
+    entry_point: str | None = None
+    #: keys that run's command set that this one leaves to the default -> value then
+    only_then: dict[str, Any] = field(default_factory=dict)
+    #: keys this command sets that that run has no value for -> value now
+    only_now: dict[str, Any] = field(default_factory=dict)
+    #: old key -> the key as this command names it
+    names: dict[str, str] = field(default_factory=dict)
 
     @property
     def repeat_of_failure(self) -> bool:
@@ -247,8 +498,11 @@ class CheckWarning:
             "status": self.status,
             "failure": self.failure,
             "match": self.match,
+            "entry_point": self.entry_point,
             "matched": self.matched,
             "differed": {k: {"then": a, "now": b} for k, (a, b) in self.differed.items()},
+            "only_then": self.only_then,
+            "only_now": self.only_now,
             "notes": self.notes,
             "started_at": self.started_at,
             "command": self.command,
@@ -266,44 +520,56 @@ def check(
     limit: int = 5,
 ) -> list[CheckWarning]:
     """Past runs of the repository at ``repo_root`` (or of ``cwd`` when None) that went
-    wrong or carry failure/lesson notes and whose config is the same as or close to
-    ``config`` overridden by ``argv``'s arguments; most alike first, then newest."""
+    wrong or carry failure/lesson notes, that ran the entry point ``argv`` runs and
+    whose config is the same as or close to ``config`` overridden by ``argv``'s
+    arguments; most alike first, then newest. With no ``argv``, ``config`` alone is
+    compared (with every such run). The command's paths are relative to ``cwd``
+    (None: ``repo_root``, else the current directory)."""
+    work = os.path.abspath(cwd or repo_root or os.getcwd())
+    root = repo_root or work
     new_cfg = dict(config)
     for key, value in config_from_argv(argv).items():
         existing = match_key(key, new_cfg)
         new_cfg[existing or key] = value
-    script, _ = script_of(argv)
+    new_stated = {k: v for k, v in new_cfg.items() if not ignored_key(k)}
+    entry = entry_point(argv, work, root) if argv else None
+    if (argv and entry is None) or (not argv and not new_stated):
+        return []
     bad = ",".join("?" for _ in BAD_STATUSES)
     kinds = ",".join("?" for _ in WARNING_NOTES)
     where = "r.git_root = ?" if repo_root else "r.cwd = ?"
-    place = repo_root or os.path.abspath(cwd or os.getcwd())
     rows = store.conn.execute(
-        f"SELECT r.id, r.name, r.status, r.failure_kind, r.failure_message, r.started_at,"
-        f" r.command FROM runs r WHERE r.deleted_at IS NULL AND {where} AND (r.status IN ({bad})"
-        f" OR r.id IN (SELECT run_id FROM notes WHERE deleted_at IS NULL AND kind IN ({kinds})))"
+        "SELECT r.id, r.name, r.status, r.failure_kind, r.failure_message, r.started_at,"
+        f" r.command, r.cwd, r.framework FROM runs r WHERE r.deleted_at IS NULL AND {where}"
+        f" AND (r.status IN ({bad}) OR r.id IN (SELECT run_id FROM notes"
+        f" WHERE deleted_at IS NULL AND kind IN ({kinds})))"
         " ORDER BY coalesce(r.started_at, r.created_at) DESC LIMIT 2000",
-        (place, *BAD_STATUSES, *WARNING_NOTES),
+        (root, *BAD_STATUSES, *WARNING_NOTES),
     ).fetchall()
     out: list[CheckWarning] = []
-    for rid, name, status, fkind, fmsg, started, command_json in rows:
+    for rid, name, status, fkind, fmsg, started, command_json, old_cwd, framework in rows:
         try:
             old_cmd = json.loads(command_json) if command_json else None
         except ValueError:
             old_cmd = None
-        old_script = script_of(old_cmd)[0] if old_cmd else None
-        if script and old_script and os.path.basename(script) != os.path.basename(old_script):
+        if not isinstance(old_cmd, list) or not all(isinstance(a, str) for a in old_cmd):
+            old_cmd = None
+        old_entry = entry_point(old_cmd, old_cwd or root, root) if old_cmd else None
+        if entry is not None and (
+            old_entry is None or not entry.same_as(old_entry, by_name=framework == "hydra")
+        ):
             continue
         old_cfg = store.config(rid)
-        for key, value in config_from_argv(old_cmd or []).items():
+        old_args = config_from_argv(old_cmd) if old_cmd else {}
+        for key, value in old_args.items():
             if match_key(key, old_cfg) is None:
                 old_cfg[key] = value
-        if new_cfg:
-            kind, matched, differed = compare(new_cfg, old_cfg)
-        elif script and old_script and not config_from_argv(old_cmd or []):
-            kind, matched, differed = "same", {}, {}
+        old_stated = list(old_args) if old_cmd else None
+        if not new_stated and not [k for k in old_args if not ignored_key(k)]:
+            c = Comparison("same")  # the same script, and neither says any config
         else:
-            kind = None
-        if kind is None:
+            c = compare(new_cfg, old_cfg, old_stated=old_stated)
+        if c.kind is None:
             continue
         notes = store.notes_of(rid)
         notes.sort(key=lambda n: (n["kind"] not in WARNING_NOTES, n["id"]))
@@ -313,12 +579,16 @@ def check(
                 name=name,
                 status=status,
                 failure={"kind": fkind, "message": fmsg} if fkind else None,
-                match=kind,
-                matched=matched,
-                differed=differed,
+                match=c.kind,
+                matched=c.matched,
+                differed=c.differed,
                 notes=notes,
                 started_at=started,
                 command=old_cmd,
+                entry_point=old_entry.shown if old_entry else None,
+                only_then=c.only_then,
+                only_now=c.only_now,
+                names=c.names,
             )
         )
     out.sort(key=lambda w: (w.match != "same", len(w.differed)))  # stable: newest first
@@ -333,23 +603,53 @@ def split_line(line: str) -> list[str]:
         return line.split()
 
 
+_DID = {"failed": "failed", "diverged": "diverged", "killed": "was killed"}
+
+
 def format_warning(w: CheckWarning) -> list[str]:
-    """A warning as a few lines of text for a terminal (no colour codes)."""
+    """A warning as a few lines of text for a terminal (no colour codes)::
+
+    labbook: a config close to run 3f2a (lr-sweep) of train.py, which ended diverged: nan — …
+      that run diverged with lr 0.2; yours is 0.05
+      same: seed=1, epochs=15
+    """
     what = "the same config as" if w.match == "same" else "a config close to"
     title = f"{w.run_id}" + (f" ({w.name})" if w.name else "")
+    if w.entry_point:
+        title += f" of {w.entry_point}"
     ended = w.status
     if w.failure:
         ended += f": {w.failure['kind']} — {w.failure['message']}"
     lines = [f"labbook: {what} run {title}, which ended {ended}"]
     if w.started_at:
         lines[0] += f" [{w.started_at}]"
+    did = _DID.get(w.status)
     if w.differed:
-        diffs = ", ".join(f"{k}: {_show(a)} → {_show(b)}" for k, (a, b) in w.differed.items())
-        lines.append(f"  differs: {diffs}")
+        keys = [w.names.get(k, k) for k in w.differed]
+        then = " and ".join(
+            f"{k} {_show(a)}" for k, (a, _) in zip(keys, w.differed.values(), strict=True)
+        )
+        now = " and ".join(_show(b) for _, b in w.differed.values())
+        lead = f"that run {did} with" if did else "that run had"
+        line = f"  {lead} {then}; yours {'is' if len(keys) == 1 else 'are'} {now}"
+        if all(_SEED_KEYS.match(_norm(k).lower()) for k in w.differed):
+            line += " (only the seed differs)"
+        lines.append(line)
     if w.matched:
-        shown = ", ".join(f"{k}={_show(v)}" for k, v in list(w.matched.items())[:8])
-        more = f" (+{len(w.matched) - 8} more)" if len(w.matched) > 8 else ""
+        items = [(w.names.get(k, k), v) for k, v in w.matched.items()]
+        shown = ", ".join(f"{k}={_show(v)}" for k, v in items[:8])
+        more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
         lines.append(f"  same: {shown}{more}")
+    if w.only_then:
+        shown = ", ".join(f"{k} {_show(v)}" for k, v in w.only_then.items())
+        lines.append(
+            f"  that run also set {shown}; yours leaves {'it' if len(w.only_then) == 1 else 'them'} to the default"
+        )
+    if w.only_now:
+        shown = ", ".join(f"{k} {_show(v)}" for k, v in w.only_now.items())
+        lines.append(
+            f"  yours also sets {shown}; that run has no record of {'it' if len(w.only_now) == 1 else 'them'}"
+        )
     for n in w.notes:
         text = " ".join(str(n["text"]).split())
         lines.append(f"  {n['kind']} ({n.get('author') or '?'}, {n['at']}): {text}")
@@ -402,6 +702,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         for w in warnings:
             print("\n".join(format_warning(w)))
-    except Exception:  # a shell hook never complains
+    except Exception as exc:  # a shell hook never complains
+        from labbook.errors import LabbookError
+        from labbook.warn import warn_exception
+
+        warn_exception(None, "check --hook failed", exc, expected=(LabbookError,), quiet=True)
         return 0
     return 0
