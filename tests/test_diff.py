@@ -243,35 +243,54 @@ def test_outcome_and_speed_thresholds(project: Path, db_path: Path):
 # -- seed noise -------------------------------------------------------------------------------------
 
 
+#: Student's t 97.5% quantile with 2 degrees of freedom (any printed table).
+T975_DF2 = 4.3027
+
+
 def test_seed_noise_over_five_seeds(project: Path, db_path: Path):
     ids = [
         train(project, db_path, f"seed{s}", "--lr", "0.05", "--seed", str(s)) for s in range(1, 6)
     ]
-    other = train(project, db_path, "slow", "--lr", "0.002", "--seed", "1")
+    others = [
+        train(project, db_path, f"slow{s}", "--lr", "0.002", "--seed", str(s)) for s in (1, 2, 3)
+    ]
     with Store.open(db_path) as store:
         peers = seed_peers(store, store.record(ids[0]))
         assert sorted(p["id"] for p in peers) == sorted(ids[1:])  # not "slow": another config
         finals = [store.record(i)["metrics"]["val_loss"]["last"] for i in ids]
+        slow = [store.record(i)["metrics"]["val_loss"]["last"] for i in others]
 
+    # Two seeds of one config: the noise is the spread of the three other seeds.
     d = diff(db_path, ids[0], ids[1])
     entry = d["metrics"]["val_loss"]
     noise = entry["seed_noise"]
-    assert noise["n"] == 5
-    assert math.isclose(noise["mean"], statistics.mean(finals))
-    assert math.isclose(noise["std"], statistics.stdev(finals))
-    assert noise["within"] is (abs(entry["delta"]) <= 2 * statistics.stdev(finals))
+    sample = finals[2:]
+    assert noise["n"] == 3 and noise["df"] == 2 and noise["test"] == "pair"
+    assert math.isclose(noise["mean"], statistics.mean(sample))
+    assert math.isclose(noise["std"], statistics.stdev(sample))
+    interval = T975_DF2 * statistics.stdev(sample) * math.sqrt(2)
+    assert math.isclose(noise["interval"], interval, rel_tol=1e-4)
+    t = abs(entry["delta"]) / (statistics.stdev(sample) * math.sqrt(2))
+    assert math.isclose(noise["p"], 1 - t / math.sqrt(2 + t * t))  # t with 2 df, closed form
+    assert noise["within"] is (abs(entry["delta"]) <= noise["interval"])
     assert noise["within"] is True  # two seeds of one config differ by seed noise
 
-    # Against another config: the gap is far outside the five seeds' spread.
-    far = diff(db_path, ids[0], other)["metrics"]["val_loss"]
-    assert far["seed_noise"]["n"] == 6 and far["seed_noise"]["within"] is False
+    # Against another config with three seeds: Welch's test of the two groups' means.
+    far = diff(db_path, ids[0], others[0])["metrics"]["val_loss"]["seed_noise"]
+    assert far["test"] == "welch" and far["n"] == 8 and far["within"] is False
+    assert far["groups"]["a"]["n"] == 5 and far["groups"]["b"]["n"] == 3
+    assert math.isclose(far["difference"], statistics.mean(slow) - statistics.mean(finals))
+    assert far["p"] < 0.05 and far["interval"] < abs(far["difference"])
 
     text = run_cli("diff", ids[0], ids[1], db=db_path).stdout
-    sigma = f"{statistics.stdev(finals):.2g}"
+    shown = f"{noise['interval']:.2g}"
     assert re.search(
-        rf"Δ val_loss [+-]\S+ is within seed noise \(σ {re.escape(sigma)}, n 5\)", text
+        rf"Δ val_loss [+-]\S+ is within seed noise \(±{re.escape(shown)} at 95%, n 3\)", text
     )
-    assert "exceeds seed noise" in run_cli("diff", ids[0], other, db=db_path).stdout
+    far_text = run_cli("diff", ids[0], others[0], db=db_path).stdout
+    assert re.search(
+        r"exceeds seed noise: the seeds' means differ by .*Welch p .*n 5 \+ 3", far_text
+    )
 
 
 # -- the CLI ---------------------------------------------------------------------------------------

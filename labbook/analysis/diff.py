@@ -36,10 +36,24 @@ their *seed peers*. It returns the ``labbook diff --json`` object: ``a`` and ``b
 **Seed noise.** The *seed peers* of a run are the runs of the same repository
 (any commit) whose config is the same apart from seed-like keys and output-like
 keys (``output_dir``, ``run_name``, …), and that did not fail, diverge or get
-killed. When such runs exist besides A and B, each metric gets ``seed_noise``:
-``n`` (runs in the sample: A, B and their peers), ``mean`` of their final values,
-``std`` (the sample standard deviation; pooled over the two groups when A and B
-have different configs) and ``within``: **|delta| <= 2 * std**.
+killed. When such runs exist besides A and B, each metric with a delta gets
+``seed_noise``, a verdict at :data:`NOISE_LEVEL` (95%, two-sided) on final values:
+
+* *one pair* (A and B share a config, or one of them is a single run of its
+  config): two draws of a config differ by N(0, 2σ²), σ estimated from the ``n``
+  peers besides A and B (``mean``, ``std``: theirs), so ``within`` is
+  ``|delta| <= t(n-1) * std * √2`` (``interval``; ``p`` the two-sided p-value of
+  ``delta / (std √2)``, ``df`` = n - 1, ``test`` ``"pair"``);
+* *two groups* (A's and B's configs differ beyond the seed and each has ≥ 2 runs
+  with a value, A and B included): Welch's t-test of B's group mean against A's
+  (``difference`` of the means, ``interval`` the half-width of its 95% confidence
+  interval, ``p``, ``df`` by Welch–Satterthwaite, ``test`` ``"welch"``; ``groups``
+  ``a`` and ``b`` with their ``n``, ``mean``, ``std``; ``n``, ``mean``, ``std``:
+  all runs, std pooled). ``within``: ``|difference| <= interval``;
+* a metric that does not vary over the seeds (σ = 0: ``epoch``, ``step``, an
+  ``lr`` schedule) is ``constant: true`` with ``within`` None (no verdict);
+* fewer than 2 peers with a finite value (one pair): ``within`` None and a
+  ``reason``.
 
 **Speed** differences below the noise of timing are not differences: wall time
 and steps/s are compared only when both runs ran for at least
@@ -62,6 +76,7 @@ from datetime import datetime
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any, cast
 
+from labbook.analysis.stats import t_ppf, t_sf2
 from labbook.errors import LabbookError, RunNotFound, UsageError
 from labbook.store.configsig import is_seed_key, signature_hash
 
@@ -77,8 +92,10 @@ SPEED_MIN_WALL_S = 10.0
 SPEED_REL = 0.10
 #: Difference in mean GPU utilisation (percentage points) that counts.
 GPU_UTIL_POINTS = 10.0
-#: ``within`` seed noise when ``|delta| <= NOISE_SIGMAS * std``.
-NOISE_SIGMAS = 2.0
+#: Two-sided confidence of the seed-noise interval (see the module docstring).
+NOISE_LEVEL = 0.95
+#: A metric whose σ over the seeds is at most this fraction of its mean is constant.
+CONSTANT_REL = 1e-12
 #: At most this many commits are listed each way.
 COMMITS_MAX = 50
 #: At most this many seed-peer candidates are examined per run.
@@ -504,28 +521,104 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return mean, var
 
 
-def _seed_noise(
-    tag: str, delta: float, groups: list[list[dict[str, Any]]], others: int
-) -> dict[str, Any] | None:
-    """Spread of ``tag``'s final value over the runs in ``groups`` (see module docstring)."""
-    if others < 1:
-        return None
-    samples = []
-    for group in groups:
-        vals = [_number((r.get("metrics") or {}).get(tag, {}).get("last")) for r in group]
-        samples.append([v for v in vals if v is not None])
-    everything = [v for s in samples for v in s]
-    dof = sum(len(s) - 1 for s in samples if s)
-    if len(everything) < 3 or dof < 1:
-        return None
-    pooled = sum(_stats(s)[1] * (len(s) - 1) for s in samples if len(s) > 1) / dof
-    std = math.sqrt(pooled)
+def _finals(group: Sequence[dict[str, Any]], tag: str) -> list[float]:
+    """The finite final values of ``tag`` over the runs of ``group``."""
+    vals = (_number(((r.get("metrics") or {}).get(tag) or {}).get("last")) for r in group)
+    return [v for v in vals if v is not None]
+
+
+def _constant(mean: float, var: float) -> bool:
+    """No spread at all: σ is 0, or only the rounding of the mean's sum (``epoch``, ``lr``)."""
+    return var == 0.0 or math.sqrt(var) <= CONSTANT_REL * abs(mean)
+
+
+def _noise(
+    n: int,
+    mean: float | None,
+    std: float | None,
+    within: bool | None,
+    interval: float | None = None,
+    p: float | None = None,
+    **more: Any,
+) -> dict[str, Any]:
+    """A ``seed_noise`` object, its keys in the documented order."""
     return {
-        "n": len(everything),
-        "mean": sum(everything) / len(everything),
+        "n": n,
+        "mean": mean,
         "std": std,
-        "within": abs(delta) <= NOISE_SIGMAS * std,
+        "within": within,
+        "interval": interval,
+        "p": p,
+        **more,
     }
+
+
+def _pair_noise(delta: float, sample: list[float]) -> dict[str, Any]:
+    """One pair against the seed noise of ``sample`` (the peers, A and B left out).
+
+    Two draws of one config differ by N(0, 2σ²), and σ estimated from n peers has
+    n - 1 degrees of freedom, so ``delta / (s √2)`` is Student's t with n - 1.
+    """
+    n = len(sample)
+    if n < 2:
+        peers = f"{n} seed peer{'' if n == 1 else 's'}"
+        mean = sum(sample) / n if n else None
+        return _noise(n, mean, None, None, reason=f"{peers} with a value besides A and B, 2 needed")
+    mean, var = _stats(sample)
+    if _constant(mean, var):
+        return _noise(n, mean, 0.0, None, df=n - 1, constant=True)
+    scale = math.sqrt(2.0 * var)
+    interval = t_ppf(0.5 + NOISE_LEVEL / 2, n - 1) * scale
+    p = t_sf2(delta / scale, n - 1)
+    return _noise(
+        n, mean, math.sqrt(var), abs(delta) <= interval, interval, p, df=n - 1, test="pair"
+    )
+
+
+def _welch_noise(ga: list[float], gb: list[float]) -> dict[str, Any]:
+    """A's seed group against B's (each ≥ 2 runs): Welch's t-test, Welch–Satterthwaite df."""
+    na, nb = len(ga), len(gb)
+    ma, va = _stats(ga)
+    mb, vb = _stats(gb)
+    n, mean = na + nb, (sum(ga) + sum(gb)) / (na + nb)
+    std = math.sqrt(((na - 1) * va + (nb - 1) * vb) / (na + nb - 2))
+    groups = {
+        "a": {"n": na, "mean": ma, "std": math.sqrt(va)},
+        "b": {"n": nb, "mean": mb, "std": math.sqrt(vb)},
+    }
+    if _constant(ma, va) and _constant(mb, vb):
+        return _noise(n, mean, std, None, constant=True, difference=mb - ma, groups=groups)
+    sa, sb = va / na, vb / nb
+    se = math.sqrt(sa + sb)
+    df = (sa + sb) ** 2 / (sa**2 / (na - 1) + sb**2 / (nb - 1))
+    interval = t_ppf(0.5 + NOISE_LEVEL / 2, df) * se
+    p = t_sf2((mb - ma) / se, df)
+    within = abs(mb - ma) <= interval
+    return _noise(
+        n, mean, std, within, interval, p, df=df, test="welch", difference=mb - ma, groups=groups
+    )
+
+
+def _seed_noise(
+    tag: str,
+    delta: float,
+    a: dict[str, Any],
+    b: dict[str, Any],
+    peers_a: list[dict[str, Any]],
+    peers_b: list[dict[str, Any]] | None,
+) -> dict[str, Any] | None:
+    """``tag``'s seed noise for a diff (see the module docstring); None without peers."""
+    if peers_b is None:  # one config: A and B are two draws of it
+        return _pair_noise(delta, _finals(peers_a, tag)) if peers_a else None
+    if not peers_a and not peers_b:
+        return None
+    fa, fb = _finals(peers_a, tag), _finals(peers_b, tag)
+    ga, gb = _finals([a], tag) + fa, _finals([b], tag) + fb
+    if len(ga) >= 2 and len(gb) >= 2:
+        return _welch_noise(ga, gb)
+    # One side is a single run: does it differ from the other side's runs by more
+    # than two runs of that config differ?
+    return _pair_noise(delta, fa if len(fa) >= len(fb) else fb)
 
 
 def _noise_groups(
@@ -533,18 +626,17 @@ def _noise_groups(
     b: dict[str, Any],
     peers: Sequence[dict[str, Any]],
     sigs: dict[str, Any],
-) -> tuple[list[list[dict[str, Any]]], int]:
-    """The seed-peer groups of A and B (one when they share a config); count of others."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """A's seed peers and B's, A and B left out; B's is None when A and B share a config."""
     sig_a, sig_b = _signature(a, sigs), _signature(b, sigs)
     by_id: dict[str, dict[str, Any]] = {}
     for p in peers:
         if p.get("id") not in (a.get("id"), b.get("id")):
             by_id.setdefault(p["id"], p)
-    group_a = [a] + [p for p in by_id.values() if _signature(p, sigs) == sig_a]
+    peers_a = [p for p in by_id.values() if _signature(p, sigs) == sig_a]
     if sig_a == sig_b:
-        return [[*group_a, b]], len(group_a) - 1
-    group_b = [b] + [p for p in by_id.values() if _signature(p, sigs) == sig_b]
-    return [group_a, group_b], len(group_a) + len(group_b) - 2
+        return peers_a, None
+    return peers_a, [p for p in by_id.values() if _signature(p, sigs) == sig_b]
 
 
 def _diff_metrics(
@@ -555,7 +647,7 @@ def _diff_metrics(
     sigs: dict[str, Any],
 ) -> dict[str, Any]:
     ma, mb = a.get("metrics") or {}, b.get("metrics") or {}
-    groups, others = _noise_groups(a, b, peers, sigs) if peers else ([], 0)
+    peers_a, peers_b = _noise_groups(a, b, peers, sigs) if peers else ([], None)
     out: dict[str, Any] = {}
     for tag in sorted(set(ma) | set(mb)):
         la = (ma.get(tag) or {}).get("last")
@@ -565,8 +657,8 @@ def _diff_metrics(
         na, nb = _number(la), _number(lb)
         delta = nb - na if na is not None and nb is not None else None
         entry: dict[str, Any] = {"a": la, "b": lb, "delta": delta}
-        if delta is not None and groups:
-            noise = _seed_noise(tag, delta, groups, others)
+        if delta is not None:
+            noise = _seed_noise(tag, delta, a, b, peers_a, peers_b)
             if noise is not None:
                 entry["seed_noise"] = noise
         out[tag] = entry

@@ -101,16 +101,41 @@ def _run_label(rec: dict[str, Any]) -> str:
     return _p(f"{rec['id']}  {name}".rstrip())
 
 
+def _g(x: float) -> str:
+    return f"{x:.2g}"
+
+
 def noise_statement(tag: str, entry: dict[str, Any]) -> str | None:
-    """'Δ val/acc +0.42 is within seed noise (σ 0.61, n 5)', or None without seed noise."""
+    """What seed noise says of a metric's delta, or None without seed noise.
+
+    'Δ val/acc +0.42 is within seed noise (±0.61 at 95%, n 5)' for one pair;
+    'Δ val/acc +0.42 exceeds seed noise: the seeds' means differ by +0.4 (±0.2 at
+    95%, Welch p 0.001, n 5 + 5)' for two seed groups; 'constant across seeds (n 4)';
+    'no seed-noise verdict: …' with the reason.
+    """
     noise = entry.get("seed_noise")
     delta = entry.get("delta")
     if not noise or delta is None:
         return None
+    if noise.get("constant"):
+        return f"constant across seeds (n {noise['n']})"
+    if noise.get("within") is None:
+        return f"no seed-noise verdict: {_p(noise.get('reason') or 'unknown')}"
     verdict = "is within" if noise["within"] else "exceeds"
-    return (
-        f"Δ {_p(tag)} {_signed(delta)} {verdict} seed noise (σ {noise['std']:.2g}, n {noise['n']})"
-    )
+    head = f"Δ {_p(tag)} {_signed(delta)} {verdict} seed noise"
+    if noise.get("test") == "welch":
+        ga, gb = noise["groups"]["a"], noise["groups"]["b"]
+        return (
+            f"{head}: the seeds' means differ by {_signed(noise['difference'])} "
+            f"(±{_g(noise['interval'])} at 95%, Welch p {_g(noise['p'])}, "
+            f"n {ga['n']} + {gb['n']})"
+        )
+    return f"{head} (±{_g(noise['interval'])} at 95%, n {noise['n']})"
+
+
+def _noise_colour(entry: dict[str, Any]) -> str | None:
+    within = (entry.get("seed_noise") or {}).get("within")
+    return None if within is None else ("green" if within else "yellow")
 
 
 # -- sections -------------------------------------------------------------------------------
@@ -293,8 +318,9 @@ def _metrics(o: _Out, d: dict[str, Any], stat: bool) -> None:
         )
         statement = noise_statement(tag, entry)
         if statement and not stat:
-            colour = "green" if entry["seed_noise"]["within"] else "yellow"
-            line += "  " + o.style(statement, fg=colour)
+            colour = _noise_colour(entry)
+            look: dict[str, Any] = {"fg": colour} if colour else {"dim": True}
+            line += "  " + o.style(statement, **look)
         o.add("  " + line.rstrip())
 
 
