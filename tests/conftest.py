@@ -13,6 +13,27 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "lenient: the test injects a failure into code that guards against it, so "
+        "LABBOOK_STRICT is off (the handler must warn, not re-raise); say why at the marker",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _strict(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strict mode (labbook.warn.strict): an exception that a handler would only warn
+    about is re-raised, so that a bug in a reader or recogniser fails its test instead
+    of becoming a warning. Child processes (the CLI through run_cli) inherit it.
+    Tests marked ``lenient`` run as users do."""
+    monkeypatch.delenv("LABBOOK_DEBUG", raising=False)
+    if request.node.get_closest_marker("lenient") is None:
+        monkeypatch.setenv("LABBOOK_STRICT", "1")
+    else:
+        monkeypatch.delenv("LABBOOK_STRICT", raising=False)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

@@ -42,7 +42,14 @@ from labbook.capture.redact import (  # noqa: F401
     redact_text,
 )
 from labbook.model import EnvInfo
-from labbook.warn import warn
+from labbook.warn import warn, warn_exception
+
+
+def psutil_errors() -> tuple[type[BaseException], ...]:
+    """psutil's errors (a process that ended or is not ours), once psutil is loaded."""
+    cls = getattr(sys.modules.get("psutil"), "Error", None)
+    return (cls,) if isinstance(cls, type) else ()
+
 
 #: Variables recorded by :func:`select_env_vars`: exact names, or prefixes written
 #: ``PREFIX_*``.  They are the ones that change what a training run does or where it
@@ -94,7 +101,8 @@ def select_env_vars(environ: Mapping[str, str]) -> dict[str, str]:
     """
     try:
         items = list(environ.items())
-    except Exception:  # a broken mapping: record nothing rather than fail
+    except Exception as exc:  # a broken mapping: record nothing rather than fail
+        warn_exception(None, "environment variables not recorded", exc, quiet=True)
         return {}
     kept = {
         name: value if isinstance(value, str) else str(value)
@@ -413,6 +421,12 @@ def _as_str(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def _nvml_said(what: str, exc: Exception) -> None:
+    """No warning (a machine without a GPU is no news); the traceback at debug level.
+    Only pynvml ran, so what it raised is the machine's, not labbook's, even in strict mode."""
+    warn_exception(None, what, exc, expected=(Exception,), quiet=True)
+
+
 def nvml_info() -> tuple[str | None, list[str]]:
     """(CUDA driver version "12.4", GPU names) from NVML; (None, []) when unavailable.
 
@@ -428,25 +442,29 @@ def nvml_info() -> tuple[str | None, list[str]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import pynvml  # lazy: a C library load
-    except Exception:
+    except Exception as exc:  # not installed, or its C library cannot load
+        _nvml_said("cannot import pynvml", exc)
         _NVML_CACHE = (None, [])
         return None, []
     try:
         pynvml.nvmlInit()
-    except Exception:  # no driver, no GPU, container without NVML: not an error
+    except Exception as exc:  # no driver, no GPU, container without NVML: not an error
+        _nvml_said("nvmlInit failed", exc)
         _NVML_CACHE = (None, [])
         return None, []
     try:
         try:
             v = int(pynvml.nvmlSystemGetCudaDriverVersion())
             cuda = f"{v // 1000}.{(v % 1000) // 10}"
-        except Exception:
+        except Exception as exc:
+            _nvml_said("NVML cannot give the CUDA driver version", exc)
             cuda = None
         try:
             for i in range(int(pynvml.nvmlDeviceGetCount())):
                 handle = pynvml.nvmlDeviceGetHandleByIndex(i)
                 gpus.append(_as_str(pynvml.nvmlDeviceGetName(handle)))
-        except Exception:
+        except Exception as exc:
+            _nvml_said("NVML cannot list the GPUs", exc)
             gpus = []
     finally:
         with contextlib.suppress(Exception):
@@ -517,7 +535,9 @@ def invoked_path(proc: Any, exe: str, environ: Mapping[str, str]) -> str:
         return exe
     try:
         argv0 = proc.cmdline()[0]
-    except Exception:
+    except Exception as exc:  # it ended, is not ours, or has no argv
+        what = "cannot read the process's argv[0]"
+        warn_exception(None, what, exc, expected=(IndexError, *psutil_errors()), quiet=True)
         return exe
     candidates: list[str] = []
     if os.sep in argv0:
@@ -576,7 +596,7 @@ def interpreter_env(exe: str | None, environ: Mapping[str, str]) -> EnvInfo:
             packages = read_packages(site_packages_of(exe))
             python = python_version_of(exe)
         except Exception as exc:  # never let a capture problem stop the work
-            warn(exe, f"packages not recorded ({type(exc).__name__}: {exc})")
+            warn_exception(exe, "packages not recorded", exc)
     cuda, gpus = nvml_info()
     return EnvInfo(
         source="process",

@@ -41,7 +41,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from labbook.model import GitState
-from labbook.warn import warn, warn_on_import
+from labbook.warn import warn, warn_exception, warn_on_import
 
 #: Untracked file contents are kept only for text files smaller than this (bytes).
 UNTRACKED_FILE_MAX = 256 * 1024
@@ -71,6 +71,16 @@ class _GitUnavailable(Exception):
 
 class _RepoError(Exception):
     """git refused the repository (broken ``.git``, dubious ownership, …)."""
+
+
+def _git_errors() -> tuple[type[BaseException], ...]:
+    """GitPython's errors (a git command that failed on this repository), when it is loaded:
+    the repository's problem, not labbook's."""
+    import sys
+
+    module = sys.modules.get("git.exc")
+    cls = getattr(module, "GitError", None)
+    return (cls,) if isinstance(cls, type) else ()
 
 
 def find_repo_root(path: str | os.PathLike[str]) -> str | None:
@@ -487,7 +497,8 @@ def capture_git(path: str | os.PathLike[str]) -> GitState | None:
     global _unavailable_warned
     try:
         root = find_repo_root(path)
-    except Exception:
+    except Exception as exc:  # it catches what a path can raise: this is a bug
+        warn_exception(path, "cannot look for a git repository", exc, quiet=True)
         return None
     if root is None:
         return None
@@ -502,7 +513,7 @@ def capture_git(path: str | os.PathLike[str]) -> GitState | None:
         warn(root, f"not a usable git repository, git state not recorded: {exc}")
         return None
     except Exception as exc:  # never let a git problem stop an import
-        warn(root, f"git state not recorded: {type(exc).__name__}: {exc}")
+        warn_exception(root, "git state not recorded", exc, expected=_git_errors())
         return None
     if state.untracked_truncated:
         warn_on_import(

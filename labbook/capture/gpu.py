@@ -74,6 +74,7 @@ from typing import Any, Protocol
 
 from labbook.model import Point
 from labbook.series import MAX_POINTS, downsample, encode_points
+from labbook.warn import warn_exception
 
 logger = logging.getLogger("labbook")
 
@@ -177,6 +178,8 @@ class NvmlBackend:
             if what not in self._logged:
                 self._logged.add(what)
                 logger.info("NVML cannot give %s: %s", what, exc)
+                what_failed = f"NVML cannot give {what}"
+                warn_exception(None, what_failed, exc, expected=nvml_errors(self._nvml), quiet=True)
             return None
 
     def read(self) -> tuple[list[GpuReading], list[GpuProcess]]:
@@ -228,6 +231,13 @@ class NvmlBackend:
                 self._nvml.nvmlShutdown()
 
 
+def nvml_errors(nvml: Any) -> tuple[type[BaseException], ...]:
+    """The NVML module's own error class (``pynvml.NVMLError``): errors of the driver
+    and the GPU, not of labbook. ``nvml`` may be a backend that keeps its module."""
+    cls = getattr(getattr(nvml, "_nvml", nvml), "NVMLError", None)
+    return (cls,) if isinstance(cls, type) and issubclass(cls, BaseException) else ()
+
+
 def _nvml_reason(exc: BaseException, nvml: Any) -> str:
     """One line for why NVML could not start, from its error class."""
     checks = (
@@ -255,18 +265,21 @@ def open_backend(nvml: Any = None) -> tuple[NvmlBackend | None, str]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 import pynvml as nvml_module  # lazy: loads a C library
-        except Exception as exc:
+        except Exception as exc:  # not installed, or its C library cannot load
+            warn_exception(None, "cannot import pynvml", exc, expected=(Exception,), quiet=True)
             return None, f"GPU monitoring off: nvidia-ml-py (pynvml) is not installed ({exc})"
         nvml = nvml_module
     try:
         nvml.nvmlInit()
-    except Exception as exc:
+    except Exception as exc:  # only NVML ran: whatever it raises is the machine's
+        warn_exception(None, "nvmlInit failed", exc, expected=(Exception,), quiet=True)
         return None, f"GPU monitoring off: {_nvml_reason(exc, nvml)}"
     try:
         backend = NvmlBackend(nvml)
     except Exception as exc:
         with contextlib.suppress(Exception):
             nvml.nvmlShutdown()
+        warn_exception(None, "NVML failed to start", exc, expected=nvml_errors(nvml), quiet=True)
         return None, f"GPU monitoring off: {_nvml_reason(exc, nvml)}"
     names = backend.device_names
     if not names:
@@ -353,6 +366,7 @@ def sample_forever(
             if msg not in seen_errors:
                 seen_errors.add(msg)
                 logger.warning("GPU sampling: %s", msg)
+                warn_exception(None, "GPU sampling", exc, expected=nvml_errors(backend), quiet=True)
         if stop.is_set():
             break
         do_wait(max(0.0, started + interval - clock()))

@@ -50,6 +50,7 @@ from typing import Any
 from labbook.capture import env as capenv
 from labbook.capture.redact import redact_argv
 from labbook.model import EnvInfo
+from labbook.warn import warn_exception
 
 #: Programs that often sit in or read from a run directory without writing it: a
 #: match by one of these ranks below any other process.  Compared with the
@@ -239,10 +240,12 @@ def _fd_mode(pid: int, fd: str) -> int | None:
 
 def _open_files_psutil(proc: Any, root: str) -> tuple[int, int]:
     """The same as :func:`_open_files_in` where there is no ``/proc`` (macOS)."""
+    import psutil  # lazy
+
     writes = reads = 0
     try:
         files = proc.open_files()
-    except Exception:
+    except (psutil.Error, OSError):  # it ended, or is not ours to look at
         return 0, 0
     for f in files:
         path = getattr(f, "path", "")
@@ -470,7 +473,14 @@ def find_writer(
     uid = os.getuid() if hasattr(os, "getuid") else None
     try:
         cands, parents = _candidates(root, targets, exclude, uid)
-    except Exception:  # psutil missing or /proc unreadable: no process, no failure
+    except Exception as exc:  # /proc unreadable (OSError) or psutil's: no process, no failure
+        warn_exception(
+            root,
+            "cannot look for the writing process",
+            exc,
+            quiet=True,
+            expected=capenv.psutil_errors(),
+        )
         return None
     chosen = _choose(cands, parents)
     if chosen is None:

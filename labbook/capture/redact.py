@@ -53,6 +53,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from labbook.model import Failure, RunFacts
+from labbook.warn import warn_exception
 
 __all__ = [
     "REDACTED",
@@ -595,7 +596,8 @@ def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         items = list(config.items())
-    except Exception:  # a broken mapping: nothing rather than a leak
+    except Exception as exc:  # a broken mapping: nothing rather than a leak
+        warn_exception(None, "config not recorded", exc, quiet=True)
         return out
     for key, value in items:
         name = key if isinstance(key, str) else str(key)

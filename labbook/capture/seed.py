@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from labbook.model import Seed
+from labbook.warn import warn_exception
 
 #: Names (the last component of a dotted config key) that hold a seed.
 SEED_KEYS = (
@@ -99,7 +100,8 @@ def seed_from_config(config_flat: Mapping[str, Any]) -> Seed | None:
     found: Seed | None = None
     try:
         items = list(config_flat.items())
-    except Exception:
+    except Exception as exc:  # a broken mapping: no seed rather than a failure
+        warn_exception(None, "config not searched for a seed", exc, quiet=True)
         return None
     for key, raw in items:
         if not isinstance(key, str):
@@ -227,7 +229,8 @@ def seed_from_env(environ: Mapping[str, str]) -> Seed | None:
     """``PL_GLOBAL_SEED`` (exported by Lightning's ``seed_everything``), or None."""
     try:
         raw = environ.get("PL_GLOBAL_SEED")
-    except Exception:
+    except Exception as exc:  # a broken mapping: no seed rather than a failure
+        warn_exception(None, "environment not searched for a seed", exc, quiet=True)
         return None
     value = parse_seed_value(raw)
     if value is None:

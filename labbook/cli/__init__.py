@@ -92,13 +92,7 @@ def _load(target: str) -> click.Command | None:
     import importlib
 
     module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None  # not part of this build
-        raise
-    command = getattr(module, attr, None)
+    command = getattr(importlib.import_module(module_name), attr, None)
     return command if isinstance(command, click.Command) else None
 
 
@@ -230,26 +224,37 @@ class LabbookGroup(click.Group):
     envvar="LABBOOK_DB",
     help="Database file. Default: $LABBOOK_DB, else ~/.local/share/labbook/labbook.db.",
 )
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show debug messages on stderr, with the traceback of every error that labbook "
+    "went on after (also: LABBOOK_DEBUG=1).",
+)
 @click.version_option(__version__, prog_name="labbook")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None) -> None:
+def cli(ctx: click.Context, db: str | None, debug: bool) -> None:
     """labbook — a lab notebook for ML experiments.
 
     Records every training run's code, config, seed, environment, metrics and
     outcome into SQLite, without changes to your training code.
     """
+    from labbook.warn import DEBUG_ENV, env_flag
+
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
     logger = logging.getLogger("labbook")
     if WARNINGS not in logger.handlers:
-        saved = (logger.propagate, logger.level)
+        saved = (logger.propagate, logger.level, WARNINGS.level)
+        level = logging.DEBUG if debug or env_flag(DEBUG_ENV) else logging.WARNING
         logger.addHandler(WARNINGS)
         logger.propagate = False
-        logger.setLevel(logging.WARNING)
+        logger.setLevel(level)
+        WARNINGS.setLevel(level)
 
         def restore() -> None:  # when run in-process (tests, the demo), leave logging as found
             logger.removeHandler(WARNINGS)
-            logger.propagate, logger.level = saved
+            logger.propagate, logger.level, handler_level = saved
+            WARNINGS.setLevel(handler_level)
 
         ctx.call_on_close(restore)
 

@@ -12,7 +12,13 @@ from labbook.textsafe import json_text, printable
 
 
 class WarningHandler(logging.Handler):
-    """Prints labbook's warnings on stderr, one line each, and counts them."""
+    """Prints labbook's warnings on stderr, one line each, and counts them.
+
+    With ``--debug`` (or ``LABBOOK_DEBUG=1``) its level is DEBUG: debug messages
+    are printed too, as ``labbook: debug: …``, each followed by the traceback it
+    carries (:func:`labbook.warn.warn_exception` keeps one for every exception
+    that a handler swallowed).
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -20,12 +26,26 @@ class WarningHandler(logging.Handler):
         self.console: Any = None  # a rich Console while a progress bar is shown
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING:
+            self._debug(record)
+            return
         self.count += 1
         line = f"labbook: warning: {printable(record.getMessage())}"
         if self.console is not None:
             self.console.print(line, markup=False, highlight=False, style="yellow")
         else:
             click.echo(line, err=True)
+
+    def _debug(self, record: logging.LogRecord) -> None:
+        lines = [f"labbook: debug: {printable(record.getMessage())}"]
+        if record.exc_info:
+            text = logging.Formatter().formatException(record.exc_info)
+            lines += [printable(line) for line in text.splitlines()]
+        text = "\n".join(lines)
+        if self.console is not None:
+            self.console.print(text, markup=False, highlight=False, style="dim")
+        else:
+            click.echo(text, err=True)
 
 
 WARNINGS = WarningHandler()
@@ -40,9 +60,10 @@ def open_store(ctx: click.Context, *, create: bool = True) -> Any:
     try:
         replay_all(store)
     except Exception as exc:  # never let a leftover journal stop a command
-        from labbook.warn import warn
+        from labbook.errors import LabbookError
+        from labbook.warn import warn_exception
 
-        warn(None, f"cannot write the journal ({type(exc).__name__}: {exc})")
+        warn_exception(None, "cannot write the journal", exc, expected=(LabbookError,))
     return store
 
 

@@ -23,13 +23,16 @@ def _db_path(ctx: click.Context) -> Any:
 def _launchopen_store(ctx: click.Context) -> Any:
     """The store for ``labbook run``, or None (one line said) when it cannot be opened:
     the command runs all the same and its record waits in the journal."""
-    from labbook.warn import warn
+    from labbook.warn import warn, warn_exception
 
     try:
         return open_store(ctx)
+    except LabbookError as exc:
+        warn(None, f"cannot open the notebook ({exc.message}); the run is kept in the journal")
+        return None
     except Exception as exc:
-        reason = exc.message if isinstance(exc, LabbookError) else f"{type(exc).__name__}: {exc}"
-        warn(None, f"cannot open the notebook ({reason}); the run is kept in the journal")
+        what = "cannot open the notebook; the run is kept in the journal"
+        warn_exception(None, what, exc)
         return None
 
 
@@ -77,9 +80,9 @@ def run_cmd(
         try:
             warnings = check_before(ctx, argv, {})
         except Exception as exc:  # a broken check must not stop the command
-            from labbook.warn import warn
+            from labbook.warn import warn_exception
 
-            warn(None, f"cannot check past runs ({type(exc).__name__}: {exc})")
+            warn_exception(None, "cannot check past runs", exc, expected=(LabbookError,))
             warnings = []
         print_warnings(warnings, err=True)
         if strict and any(w.repeat_of_failure for w in warnings):

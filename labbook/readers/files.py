@@ -48,13 +48,14 @@ from labbook.readers.values import (
     STEP_MAX,
     STEP_MIN,
     BadValues,
-    as_float,
     bad_step,
     check_name,
+    json_number,
+    number_or_text,
     shown_value,
     without_surrogates,
 )
-from labbook.warn import warn
+from labbook.warn import warn, warn_exception
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -95,23 +96,6 @@ FINAL_STEP = -1
 STEP_KEYS = ("step", "global_step", "iter", "iteration", "epoch")
 #: Record fields that may hold the wall-clock time of a record.
 WALL_TIME_KEYS = ("time", "timestamp", "wall_time", "walltime", "_timestamp")
-
-_NONFINITE_STRINGS = frozenset(
-    {
-        "nan",
-        "NaN",
-        "NAN",
-        "inf",
-        "+inf",
-        "-inf",
-        "Inf",
-        "-Inf",
-        "Infinity",
-        "-Infinity",
-        "+Infinity",
-    }
-)
-
 
 # --------------------------------------------------------------------------- #
 # Opening and reading
@@ -290,26 +274,40 @@ def load_yaml(path: PathLike) -> Any | None:
     text = _text_or_none(path, "YAML")
     if text is None:
         return None
+    several = False
     try:
         doc = yaml.load(text, Loader=_TolerantLoader)  # a SafeLoader subclass
-        if doc is None:
-            warn(path, "empty YAML document")
-            return None
-        return _checked_plain(path, doc)
     except yaml.composer.ComposerError as exc:
         if "single document" not in str(exc):
             warn(path, f"malformed YAML: {_yaml_reason(exc)}")
             return None
-    except Exception as exc:  # any parse/construct failure is bad input, not a crash
+        several = True
+    except _BAD_YAML as exc:
         warn(path, f"malformed YAML: {_yaml_reason(exc)}")
         return None
-    try:
-        first = next(iter(yaml.load_all(text, Loader=_TolerantLoader)))
-    except Exception as exc:
-        warn(path, f"malformed YAML: {_yaml_reason(exc)}")
+    except Exception as exc:  # not bad input: a bug (strict mode raises it)
+        warn_exception(path, "cannot read YAML", exc)
         return None
-    warn(path, "several YAML documents; only the first was read")
-    return _checked_plain(path, first)
+    if several:
+        try:
+            doc = next(iter(yaml.load_all(text, Loader=_TolerantLoader)))
+        except _BAD_YAML as exc:
+            warn(path, f"malformed YAML: {_yaml_reason(exc)}")
+            return None
+        except Exception as exc:
+            warn_exception(path, "cannot read YAML", exc)
+            return None
+        warn(path, "several YAML documents; only the first was read")
+    elif doc is None:
+        warn(path, "empty YAML document")
+        return None
+    return _checked_plain(path, doc)
+
+
+#: What PyYAML raises on a malformed document: its own errors, a constructor's
+#: ValueError/TypeError/OverflowError on an odd scalar or key, RecursionError on
+#: absurd nesting. Anything else is a bug.
+_BAD_YAML = (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError, UnicodeError)
 
 
 #: Most values a YAML document may expand to once its aliases are followed.
@@ -350,7 +348,11 @@ def _checked_plain(path: PathLike, doc: Any) -> Any | None:
     if size > MAX_YAML_VALUES:
         warn(path, f"YAML aliases expand to more than {MAX_YAML_VALUES} values; skipped")
         return None
-    return _plain(doc)
+    try:
+        return _plain(doc)
+    except RecursionError:
+        warn(path, "malformed YAML: nested too deeply")
+        return None
 
 
 def _yaml_reason(exc: BaseException) -> str:
@@ -367,9 +369,17 @@ def load_toml(path: PathLike) -> Any | None:
     if text is None:
         return None
     try:
-        return _plain(tomllib.loads(text))
-    except Exception as exc:  # TOMLDecodeError, or RecursionError on absurd nesting
+        doc = tomllib.loads(text)
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, or absurd nesting
         warn(path, f"malformed TOML: {exc}")
+        return None
+    except Exception as exc:  # not bad input: a bug (strict mode raises it)
+        warn_exception(path, "cannot read TOML", exc)
+        return None
+    try:
+        return _plain(doc)
+    except RecursionError:
+        warn(path, "malformed TOML: nested too deeply")
         return None
 
 
@@ -405,20 +415,6 @@ def load_config(path: PathLike) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- #
 
 
-def _number(value: Any) -> float | None:
-    """A metric value as float: ints and floats (not bools), and 'nan'/'inf' strings.
-
-    None for anything else, and for an integer too large for a float.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return as_float(value)
-    if isinstance(value, str) and value.strip() in _NONFINITE_STRINGS:
-        return float(value.strip())
-    return None
-
-
 def _as_step(value: Any) -> int | None:
     """An integral step from a record field (an int, or a float with no fraction).
 
@@ -435,7 +431,7 @@ def _as_step(value: Any) -> int | None:
 
 def _as_wall_time(value: Any) -> float | None:
     """A plausible Unix time in seconds (or milliseconds, converted); else None."""
-    v = _number(value)
+    v = json_number(value)
     if v is None or not math.isfinite(v):
         return None
     if 1e9 <= v < 1e11:
@@ -460,7 +456,7 @@ def _flat_numbers(
         if isinstance(value, dict):
             _flat_numbers(value, name, out, bad, where)
             continue
-        num = _number(value)
+        num = json_number(value)
         if num is not None:
             out[name] = num
         elif isinstance(value, int) and not isinstance(value, bool):
@@ -731,7 +727,7 @@ class CsvColumns:
         """Add one data row's points; the step is its step column's, else ``row_no``."""
         step: int | None = None
         for i in self.step_cols:
-            step = _as_step(_csv_number(row[i]))
+            step = _as_step(number_or_text(row[i]))
             if step is not None:
                 break
         if step is None:
@@ -739,32 +735,20 @@ class CsvColumns:
         wall: float | None = None
         wall_col = None
         for i in self.time_cols:
-            wall = _as_wall_time(_csv_number(row[i]))
+            wall = _as_wall_time(number_or_text(row[i]))
             if wall is not None:
                 wall_col = i
                 break
         if self.time_cols and wall_col is None:
             # A 'time' column that is not a Unix time (e.g. seconds per step): a metric.
             for i in self.time_cols:
-                v = _csv_number(row[i])
+                v = number_or_text(row[i])
                 if v is not None:
                     into.setdefault(self.header[i], []).append(Point(step, v, None))
         for i, name in self.metric_cols:
-            v = _csv_number(row[i])
+            v = number_or_text(row[i])
             if v is not None:
                 into.setdefault(name, []).append(Point(step, v, wall))
-
-
-def _csv_number(cell: str) -> float | None:
-    """A CSV cell as a float ('' → None, 'nan'/'inf' → float, 'True' → None)."""
-    text = cell.strip()
-    if not text or text.lower() in ("true", "false"):
-        return None
-    try:
-        value = float(text)
-    except (ValueError, OverflowError):
-        return None
-    return value
 
 
 def read_json_metrics(path: PathLike) -> dict[str, list[Point]]:
@@ -808,7 +792,7 @@ def _series(key: str, items: list[Any], bad: BadValues) -> list[Point]:
     points: list[Point] = []
     for index, item in enumerate(items):
         if isinstance(item, dict):
-            v = _number(item.get("value"))
+            v = json_number(item.get("value"))
             if v is None:
                 continue
             why = bad_step(item.get("step"))
@@ -821,7 +805,7 @@ def _series(key: str, items: list[Any], bad: BadValues) -> list[Point]:
             )
             points.append(Point(index if step is None else step, v, wall))
         else:
-            v = _number(item)
+            v = json_number(item)
             if v is not None:
                 points.append(Point(index, v, None))
     return points

@@ -5,12 +5,14 @@ file: config, history rows, summary, environment and the exit record. Its
 framing is the LevelDB log format behind a 7-byte W&B header: 32 KiB blocks of
 chunks, each ``<crc32 u32><length u16><type u8>`` then the payload; a record is
 one FULL chunk or FIRST, MIDDLE…, LAST. Each record is a protobuf
-``wandb_internal.Record``, decoded with the message classes wandb itself ships
-(``wandb.proto.wandb_internal_pb2``) — the only part of wandb used, and only
-when it is installed (``pip install 'labbook[wandb]'``).
+``wandb_internal.Record``, decoded with labbook's own declarations of the few
+messages it reads (:mod:`labbook.readers.wandb_proto`): wandb need not be
+installed where labbook runs, and is never imported.
 
 A run that is still writing, or was killed, ends in a torn chunk: reading stops
-there and the run is marked truncated; everything before it is kept.
+there and the run is marked truncated; everything before it is kept. The init
+config (and so, usually, the seed) is in the ``run`` record near the start:
+:attr:`WandbLog.run_record` says whether it was read.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from typing import Any
 
 from labbook.model import Point
 from labbook.readers.contain import outside
-from labbook.readers.values import as_float
-from labbook.warn import warn
+from labbook.readers.values import json_number, number
+from labbook.warn import warn, warn_exception
 
 HEADER = struct.pack("<4sHB", b":W&B", 0xBEE1, 0)
 BLOCK = 32 * 1024
@@ -54,19 +56,9 @@ class WandbLog:
     git_remote: str | None = None
     #: the environment records as wandb-metadata.json would have held them
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def _record_class() -> Any | None:
-    try:
-        from wandb.proto import wandb_internal_pb2
-    except Exception:  # not installed, or an incompatible protobuf
-        return None
-    return getattr(wandb_internal_pb2, "Record", None)
-
-
-def available() -> bool:
-    """Whether wandb's message classes can be imported here."""
-    return _record_class() is not None
+    #: whether the ``run`` record (the init config) was read; False when the log is
+    #: torn or damaged before it, so what the config holds (the seed) is unknown
+    run_record: bool = False
 
 
 def chunks(data: bytes) -> Iterator[bytes]:
@@ -122,9 +114,8 @@ def _item(item: Any) -> tuple[str, Any]:
 
 
 def read_wandb_log(path: Path) -> WandbLog | None:
-    """Read ``path``; None when wandb is not installed or the file is not a wandb log."""
-    record_cls = _record_class()
-    if record_cls is None or outside(path):
+    """Read ``path``; None (with one warning) when it cannot be read or is no wandb log."""
+    if outside(path):
         return None
     try:
         with open(path, "rb") as fh:
@@ -135,15 +126,24 @@ def read_wandb_log(path: Path) -> WandbLog | None:
     if not data.startswith(HEADER):
         warn(path, "not a wandb transaction log (bad header)")
         return None
+    from google.protobuf.message import DecodeError
+
+    from labbook.readers.wandb_proto import record_class
+
+    record_cls = record_class()
     out = WandbLog()
     step_of_row = 0
     try:
         for payload in chunks(data):
             try:
                 rec = record_cls.FromString(payload)
-            except Exception:
+            except (DecodeError, ValueError, RecursionError):  # bad bytes in the file
                 out.truncated = True
                 warn(path, "undecodable record; stopped reading there")
+                break
+            except Exception as exc:  # not bad input: a bug (strict mode raises it)
+                out.truncated = True
+                warn_exception(path, "undecodable record; stopped reading there", exc)
                 break
             step_of_row = _apply(out, rec, step_of_row)
     except _Torn as torn:
@@ -161,6 +161,7 @@ def _apply(out: WandbLog, rec: Any, next_step: int) -> int:
     kind = rec.WhichOneof("record_type")
     if kind == "run":
         run = rec.run
+        out.run_record = True
         out.config.update(_item(u) for u in run.config.update)
         out.name = run.display_name or out.name
         out.tags = list(run.tags) or out.tags
@@ -180,21 +181,13 @@ def _apply(out: WandbLog, rec: Any, next_step: int) -> int:
         if not isinstance(step, (int, float)) or isinstance(step, bool):
             step = rec.history.step.num if rec.history.HasField("step") else next_step
         wall = row.get("_timestamp")
-        wall = float(wall) if isinstance(wall, (int, float)) else None
+        wall = number(wall)
         for key, value in row.items():
-            if key.startswith("_") or isinstance(value, bool):
+            if key.startswith("_"):
                 continue
-            if isinstance(value, str) and value.lower() in (
-                "nan",
-                "inf",
-                "-inf",
-                "infinity",
-                "-infinity",
-            ):
-                value = float(value)
-            number = as_float(value) if isinstance(value, (int, float)) else None
-            if number is not None:  # an integer too large for a float is no metric value
-                out.history.setdefault(key, []).append(Point(int(step), number, wall))
+            v = json_number(value)  # None for an integer too large for a float, too
+            if v is not None:
+                out.history.setdefault(key, []).append(Point(int(step), v, wall))
         return int(step) + 1
     elif kind == "summary":
         out.summary.update(_item(u) for u in rec.summary.update)

@@ -15,7 +15,7 @@ from pathlib import Path
 from labbook.analysis.status import infer_status
 from labbook.model import RunFacts
 from labbook.recognisers import RECOGNISERS, DirInfo, Recogniser, walk
-from labbook.warn import warn
+from labbook.warn import warn, warn_exception
 
 
 def discover(
@@ -39,7 +39,7 @@ def discover(
                 matched = rec.match(d)
                 is_weak = matched and rec.weak(d)
             except Exception as exc:  # a recogniser bug must not end the walk
-                warn(d.path, f"{rec.framework}: cannot check ({type(exc).__name__}: {exc})")
+                warn_exception(d.path, f"{rec.framework}: cannot check", exc)
                 continue
             if matched:
                 found.append((rec, d))
@@ -81,7 +81,7 @@ class Completer:
         self._host = socket.gethostname()
         try:
             self._user = getpass.getuser()
-        except Exception:
+        except (KeyError, OSError, ImportError):  # no passwd entry (a container), no pwd
             self._user = str(os.getuid())
 
     def complete(self, facts: RunFacts) -> RunFacts:

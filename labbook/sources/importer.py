@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labbook.errors import StoreBusy
+from labbook.errors import LabbookError, StoreBusy
 from labbook.model import RunFacts
 from labbook.recognisers import DirInfo, Recogniser
 from labbook.sources.discover import Completer, discover
 from labbook.store import Store, safe_text
-from labbook.warn import held, import_warnings, replay, warn
+from labbook.warn import held, import_warnings, replay, warn, warn_exception
 
 Progress = Callable[[str, int, int], None]
 
@@ -111,7 +111,8 @@ def _remember(
     try:
         store.set_import_state(key, framework, sig, outside, run_ids)
     except Exception as exc:  # only costs a re-read next time
-        warn(key, f"cannot remember this run dir's state ({type(exc).__name__}: {exc})")
+        what = "cannot remember this run dir's state"
+        warn_exception(key, what, exc, expected=(LabbookError,))
 
 
 def _read_run(rec: Recogniser, d: DirInfo, report: ImportReport) -> list[RunFacts]:
@@ -135,7 +136,7 @@ def _read_run(rec: Recogniser, d: DirInfo, report: ImportReport) -> list[RunFact
         return []
     replay(said)
     if error is not None:
-        warn(d.path, f"cannot read {rec.framework} run ({type(error).__name__}: {error})")
+        warn_exception(d.path, f"cannot read {rec.framework} run", error)
         report.failed.append(str(d.path))
         return []
     return runs
@@ -151,7 +152,7 @@ def _save(store: Store, completer: Completer, facts: RunFacts, report: ImportRep
     try:
         completer.complete(facts)
     except Exception as exc:
-        warn(facts.path, f"cannot read run ({type(exc).__name__}: {exc})")
+        warn_exception(facts.path, "cannot read run", exc)
         report.failed.append(facts.path)
         return None
     for attempt in range(1, SAVE_TRIES + 1):
@@ -163,7 +164,7 @@ def _save(store: Store, completer: Completer, facts: RunFacts, report: ImportRep
                 continue
             warn(facts.path, f"not recorded: {exc.message}")
         except Exception as exc:
-            warn(facts.path, f"not recorded ({type(exc).__name__}: {exc})")
+            warn_exception(facts.path, "not recorded", exc, expected=(LabbookError,))
         report.unrecorded.append(facts.path)
         return None
     (report.created if created else report.updated).append(run_id)

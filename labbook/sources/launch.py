@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from labbook.errors import LabbookError, UsageError
 from labbook.model import EnvInfo, Failure, RunFacts
-from labbook.warn import warn
+from labbook.warn import strict, warn_exception
 
 if TYPE_CHECKING:
     from labbook.store import Store
@@ -201,7 +201,7 @@ def launch_facts(
     )
     try:
         facts.user = getpass.getuser()
-    except Exception:
+    except (KeyError, OSError, ImportError):  # no passwd entry (a container), no pwd
         facts.user = str(os.getuid())
     if git:
         from labbook.capture.git import capture_git
@@ -264,7 +264,7 @@ class Recorder:
             try:
                 entry = op()
             except Exception as exc:
-                warn(None, f"cannot journal a write ({type(exc).__name__}: {exc})")
+                warn_exception(None, "cannot journal a write", exc)
                 return None
             self.journal.append(entry)
         return None
@@ -278,7 +278,9 @@ class Recorder:
         try:
             assert self.journal is not None and self.store is not None
             self.journal.flush(self.store)
-        except Exception:
+        except Exception as exc:  # busy or full: try again later
+            what = "cannot write the journal now"
+            warn_exception(None, what, exc, expected=(LabbookError,), quiet=True)
             self.retry_at = time.monotonic() + self.retry_interval
             self.retry_interval = min(self.retry_interval * 2, RETRY_MAX_S)
             return False
@@ -293,16 +295,11 @@ class Recorder:
     def _say(self, exc: Exception) -> None:
         """A delayed write is not worth a warning (:meth:`finish` says what is left over);
         why it was delayed is logged at debug level, with the traceback."""
-        import logging
-
-        if not self.said:
-            self.said = True
-            reason = (
-                exc.message if isinstance(exc, LabbookError) else f"{type(exc).__name__}: {exc}"
-            )
-            logging.getLogger("labbook").debug(
-                "cannot record now (%s); kept in the journal", reason, exc_info=exc
-            )
+        if self.said and not strict():
+            return
+        self.said = True
+        what = "cannot record now; kept in the journal"
+        warn_exception(None, what, exc, expected=(LabbookError,), quiet=True)
 
     def finish(self) -> str | None:
         """After the command: a last try; a one-line note when something is left over."""
@@ -403,7 +400,7 @@ class _Joiner:
         try:
             self.existing = {str(d.path) for _, d in run_dirs(launch.cwd or ".")}
         except Exception as exc:
-            warn(launch.cwd, f"cannot look for run directories ({type(exc).__name__}: {exc})")
+            warn_exception(launch.cwd, "cannot look for run directories", exc)
             self.existing = set()
         if time.monotonic() - t0 > JOIN_BUDGET_S:
             self.enabled = False  # a huge cwd: look once more at the end only
@@ -422,14 +419,14 @@ class _Joiner:
         try:
             found = new_run_dirs(self.launch.cwd or ".", self.launch.started_at, self.existing)
         except Exception as exc:  # discovery must never end a launch
-            warn(self.launch.cwd, f"cannot look for run directories ({type(exc).__name__}: {exc})")
+            warn_exception(self.launch.cwd, "cannot look for run directories", exc)
             found = []
         completer = Completer(git=False)
         for rec, d in found:
             try:
                 runs = list(rec.read(d))
-            except Exception as exc:
-                warn(d.path, f"cannot read {rec.framework} run ({type(exc).__name__}: {exc})")
+            except Exception as exc:  # a reader bug must not end a launch
+                warn_exception(d.path, f"cannot read {rec.framework} run", exc)
                 continue
             for facts in runs:
                 if str(d.path) in self.existing and self._owned_elsewhere(facts.source_key):
@@ -454,7 +451,9 @@ class _Joiner:
             if other is None or other == self.run_id or other in self.others.values():
                 return False
             row = store.run_row(other)
-        except Exception:  # a broken store: take the directory as this launch's
+        except Exception as exc:  # a broken store: take the directory as this launch's
+            what = f"cannot tell who owns {source_key}"
+            warn_exception(None, what, exc, expected=(LabbookError,), quiet=True)
             return False
         return row is not None and row["status"] == "running"
 
@@ -474,7 +473,7 @@ class _Joiner:
         try:
             completer.complete(facts)
         except Exception as exc:
-            warn(facts.path, f"cannot complete run ({type(exc).__name__}: {exc})")
+            warn_exception(facts.path, "cannot complete run", exc)
         if not final:
             facts.status = "running" if facts.status in ("unknown", "finished") else facts.status
         elif status is not None:
@@ -814,7 +813,7 @@ def launch(
     try:
         facts = launch_facts(argv, cwd=work, environ=environ, name=name, tags=tags, git=git)
     except Exception as exc:  # capture must never stop the command
-        warn(work, f"cannot capture the launch ({type(exc).__name__}: {exc})")
+        warn_exception(work, "cannot capture the launch", exc)
         facts = RunFacts(
             path=work,
             framework="command",
@@ -917,7 +916,7 @@ def launch(
                 lambda: {"op": "update_run", "run_id": run_id, "fields": fields},
             )
     except Exception as exc:  # the command has ended: its exit code is what matters
-        warn(work, f"cannot record how the run ended ({type(exc).__name__}: {exc})")
+        warn_exception(work, "cannot record how the run ended", exc, expected=(LabbookError,))
     left = rec.finish()
     return LaunchResult(
         run_id, exit_code, signal_name, duration, failure, joined, others, journal=left

@@ -29,8 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labbook.errors import LabbookError
 from labbook.model import EnvInfo, Failure, GitState, Point, RunFacts, Seed
-from labbook.warn import warn
+from labbook.warn import warn, warn_exception
 
 if TYPE_CHECKING:
     from labbook.store import Store
@@ -164,6 +165,11 @@ class Journal:
         self._fd = None
 
 
+#: What an entry of the wrong shape (written by another version, or edited) raises
+#: when applied: bad input, not a bug, even in strict mode.
+_BAD_ENTRY: tuple[type[BaseException], ...] = (LabbookError, KeyError, TypeError, ValueError)
+
+
 def _read_ops(path: Path) -> list[dict[str, Any]]:
     ops: list[dict[str, Any]] = []
     with open(path, encoding="ascii", errors="replace") as f:
@@ -245,7 +251,8 @@ def _replay(store: Store, files: list[Path]) -> int:
                 return written  # busy, or the disk is full: try again later
             except Exception as exc:  # a bad entry must not block the ones after it
                 bad = path.with_suffix(".bad")
-                warn(path, f"cannot replay journal ({type(exc).__name__}: {exc}); kept as {bad}")
+                what = f"cannot replay journal, kept as {bad}"
+                warn_exception(path, what, exc, expected=_BAD_ENTRY)
                 with contextlib.suppress(OSError):
                     os.replace(path, bad)
                 continue

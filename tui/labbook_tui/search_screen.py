@@ -92,9 +92,6 @@ class SearchScreen(Screen[None]):
             return
         try:
             self.hits = self.app.notebook.search(text)
-        except ImportError:
-            status.update(Text("Search not available (labbook.store.search is missing).", "yellow"))
-            return
         except LabbookError as exc:
             status.update(safe(exc.message, "red"))
             return

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labbook.errors import LabbookError
 from labbook.sources.watch import fs, procs
 from labbook.sources.watch.config import PathFilter, WatchConfig
 from labbook.sources.watch.debounce import Debouncer
@@ -31,7 +32,7 @@ from labbook.sources.watch.handler import EventEnqueuer, PathEvent, event_filter
 from labbook.sources.watch.ingest import Ingestor, RunState, dir_signature, locate
 from labbook.sources.watch.lock import DaemonLock
 from labbook.store import Store, safe_text
-from labbook.warn import warn
+from labbook.warn import warn, warn_exception
 
 _STOP = object()
 #: At most this many changed paths are remembered per pending run (then: "look at all").
@@ -276,7 +277,7 @@ class Daemon:
                 ing.catching_up = True
                 self._catch_up(ing)
             except Exception as exc:
-                warn(None, f"catch-up scan failed ({type(exc).__name__}: {exc})")
+                warn_exception(None, "catch-up scan failed", exc)
             finally:
                 ing.catching_up = False
             self.ready.set()
@@ -312,7 +313,7 @@ class Daemon:
                     try:
                         ing.adopt_processes()
                     except Exception as exc:
-                        warn(None, f"process lookup failed ({type(exc).__name__}: {exc})")
+                        warn_exception(None, "process lookup failed", exc)
                 if stopping:
                     break
                 if time.monotonic() >= next_tick:
@@ -322,7 +323,8 @@ class Daemon:
             self._save_gpu(ing, force=True)
         except BaseException as exc:  # the loop must never die silently
             self._error = exc
-            warn(None, f"watch consumer stopped ({type(exc).__name__}: {exc})")
+            # the last net, even in strict mode (the bug below was raised to here)
+            warn_exception(None, "watch consumer stopped", exc, expected=(BaseException,))
         finally:
             self.ready.set()
             ing.store.close()
@@ -383,7 +385,7 @@ class Daemon:
         it gives up (the run dir's next change tries again)."""
         import sqlite3
 
-        from labbook.errors import LabbookError, StoreError
+        from labbook.errors import StoreError
 
         where = key if not isinstance(key, tuple) else key[1]
         reason = exc.message if isinstance(exc, LabbookError) else f"{type(exc).__name__}: {exc}"
@@ -394,8 +396,10 @@ class Daemon:
             warn(where, f"cannot ingest ({reason}); gave up until it changes again")
             return
         self._retries[key] = n
-        if n == 1:
+        if n == 1 and (busy or isinstance(exc, LabbookError)):
             warn(where, f"cannot ingest now ({reason}); will retry")
+        elif n == 1:  # not the store: a bug, whose traceback --debug shows
+            warn_exception(where, "cannot ingest now; will retry", exc)
         delay = min(RETRY_FIRST_S * 2 ** (n - 1), RETRY_MAX_S)
         self.options.debounce.note(key, time.monotonic() + delay)
         self._changed[key] = None  # look at everything again
@@ -404,7 +408,7 @@ class Daemon:
         try:
             ing.tick()
         except Exception as exc:
-            warn(None, f"lifecycle check failed ({type(exc).__name__}: {exc})")
+            warn_exception(None, "lifecycle check failed", exc)
         if time.monotonic() >= self._journal_at:
             self._replay_journal(ing)
         self._save_gpu(ing)
@@ -419,7 +423,7 @@ class Daemon:
         try:
             replay_all(ing.store)
         except Exception as exc:
-            warn(None, f"cannot write the journal ({type(exc).__name__}: {exc})")
+            warn_exception(None, "cannot write the journal", exc, expected=(LabbookError,))
 
     # -- catch-up -----------------------------------------------------------------------------
 
@@ -484,7 +488,7 @@ class Daemon:
                         "util_pct": sum(utils) / len(utils) if utils else None,
                     }
         except Exception as exc:
-            warn(None, f"GPU sample not recorded ({type(exc).__name__}: {exc})")
+            warn_exception(None, "GPU sample not recorded", exc, expected=(LabbookError,))
 
     def _save_gpu(self, ing: Ingestor, *, force: bool = False) -> None:
         now = time.monotonic()

@@ -32,7 +32,7 @@ from labbook.recognisers.common import dir_signature
 from labbook.sources.watch import lifecycle, procs
 from labbook.sources.watch.tail import is_tail_candidate, read_appended, settle_tags, tail_files
 from labbook.store import Store, safe_text
-from labbook.warn import warn
+from labbook.warn import warn_exception
 
 TAIL_FRAMEWORKS = frozenset({"tensorboard", "lightning", "generic"})
 #: Columns captured at first sight that later re-reads must not overwrite.
@@ -114,8 +114,8 @@ def match(d: DirInfo) -> tuple[Recogniser, bool] | None:
         try:
             if rec.match(d):
                 return rec, rec.weak(d) or not rec.owns_subtree
-        except Exception as exc:
-            warn(d.path, f"{rec.framework}: cannot check ({type(exc).__name__}: {exc})")
+        except Exception as exc:  # a recogniser bug must not stop the daemon
+            warn_exception(d.path, f"{rec.framework}: cannot check", exc)
     return None
 
 
@@ -224,8 +224,8 @@ class Ingestor:
     def _read(self, rec: Recogniser, d: DirInfo) -> list[RunFacts]:
         try:
             return list(rec.read(d))
-        except Exception as exc:
-            warn(d.path, f"cannot read {rec.framework} run ({type(exc).__name__}: {exc})")
+        except Exception as exc:  # a reader bug must not stop the daemon
+            warn_exception(d.path, f"cannot read {rec.framework} run", exc)
             return []
 
     def _complete(self, facts: RunFacts) -> None:
