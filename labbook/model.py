@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 #: Statuses a run can have, in the order a run usually moves through them.
 STATUSES = ("running", "finished", "failed", "diverged", "killed", "unknown")
@@ -40,10 +40,21 @@ class Failure:
 
 @dataclass
 class Seed:
-    """The seed a run used and where it was found; ``value is None`` means not set."""
+    """The seed a run used and where it was found.
+
+    ``value is None`` means *not set* (every place that could hold a seed was read
+    and none did), unless ``known`` is False: *unknown*, a file that could hold it
+    could not be read (unreadable, corrupt, or a log torn before its config). An
+    unknown seed has no value and no source; :meth:`unknown` makes one.
+    """
 
     value: Any = None
     source: str | None = None
+    known: bool = True
+
+    @classmethod
+    def unknown(cls) -> Seed:
+        return cls(value=None, source=None, known=False)
 
 
 @dataclass
@@ -151,3 +162,72 @@ def flatten(obj: Any, prefix: str = "", out: dict[str, Any] | None = None) -> di
     elif prefix:
         out[prefix] = obj
     return out
+
+
+# -- the --json record ---------------------------------------------------------------------
+# What ``labbook show RUN --json`` prints (README, "The --json contract"), as
+# ``Store.record`` builds it and render, analysis and the TUI read it. Fields are
+# added over time, never renamed or removed.
+
+
+class FailureRecord(TypedDict):
+    kind: str
+    message: str | None
+    step: int | None
+
+
+class SeedRecord(TypedDict):
+    #: ``None`` when the run set no seed that labbook could find
+    value: Any
+    #: where it was found: ``config:KEY``, ``argv:--seed``, ``env:PL_GLOBAL_SEED``, …
+    source: str | None
+
+
+class MetricSummary(TypedDict):
+    #: final value; not finite: the strings ``"nan"``, ``"inf"``, ``"-inf"`` (JSON has no NaN)
+    last: float | str | None
+    min: float | None
+    max: float | None
+    step: int | None
+    count: int
+    nonfinite_step: int | None
+
+
+class NoteRecord(TypedDict):
+    at: str
+    kind: str
+    text: str
+    author: str | None
+
+
+class RunRecord(TypedDict):
+    """One run as the ``--json`` contract has it (``Store.record``, ``labbook show --json``)."""
+
+    id: str
+    name: str | None
+    path: str | None
+    host: str | None
+    user: str | None
+    framework: str | None
+    status: str
+    failure: FailureRecord | None
+    started_at: str | None
+    ended_at: str | None
+    command: list[str] | None
+    pid: int | None
+    seed: SeedRecord
+    #: flattened with dotted keys; values keep their JSON types
+    config: dict[str, Any]
+    metrics: dict[str, MetricSummary]
+    #: root, commit, branch, remote, dirty, untracked (heavy: diff and untracked contents)
+    git: dict[str, Any] | None
+    #: source, python, platform, packages (heavy only), cuda, gpus, vars, …
+    env: dict[str, Any] | None
+    gpu: dict[str, Any] | None
+    #: config key -> fingerprint of the file or directory it named
+    data: dict[str, Any]
+    tags: list[str]
+    notes: list[NoteRecord]
+    missing: bool
+    created_at: str
+    updated_at: str

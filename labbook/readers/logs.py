@@ -38,6 +38,7 @@ from typing import Any
 
 from labbook.model import Failure, Point, Seed, flatten
 from labbook.readers.contain import outside
+from labbook.readers.values import NONFINITE_TEXT, NUMBER_TEXT, number_or_text
 from labbook.warn import warn
 
 __all__ = [
@@ -315,8 +316,8 @@ _METRIC_HINT = re.compile(
     r"loss|acc|top\d|ppl|perplex|f1|auc|bleu|rouge|score|err|mse|mae|nll|bpd|bpc|reward|norm"
     r"|precision|recall|iou|map|dice|wer|cer|kl|psnr|ssim|fid|metric|step|epoch|iter"
 )
-_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-_NONFINITE = r"[-+]?(?:nan|inf|infinity)"
+_NUM = NUMBER_TEXT
+_NONFINITE = NONFINITE_TEXT
 _NUM_RE = re.compile(rf"(?:{_NUM}|(?i:{_NONFINITE}))(?:/\d+)?")
 _WORD_RE = re.compile(r"[A-Za-z_][\w.\-/@]*")
 _KV_RE = re.compile(r"([A-Za-z_][\w.\-/@]*)[=:](.+)")
@@ -686,29 +687,13 @@ def _parse_dict(text: str) -> dict[str, Any] | None:
     return obj
 
 
-def _numeric(value: Any) -> float | None:
-    """A dict value as a metric: numbers and numeric strings (new HF prints '0.6934')."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        try:
-            return float(value)
-        except OverflowError:
-            return None
-    if isinstance(value, str) and _NUM_RE.fullmatch(value.strip()) and "/" not in value:
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
 def _dict_record(d: dict[str, Any]) -> _Record | None:
     """A printed dict as a metric record, if it is one: flat, at least half numeric,
     with a metric-looking numeric key (``{'loss': 0.5, 'epoch': 0.5}``). Otherwise None."""
     if any(isinstance(v, dict | list | tuple) for v in d.values()):
         return None
-    nums = {k: _numeric(v) for k, v in d.items()}
+    # numbers and numeric strings (new HF prints '0.6934')
+    nums = {k: number_or_text(v) for k, v in d.items()}
     numeric = {k: v for k, v in nums.items() if v is not None}
     if len(numeric) * 2 < len(d):
         return None

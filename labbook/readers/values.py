@@ -5,12 +5,28 @@ a finite number), a metric value that is no float (a 400-digit integer), a name
 that cannot be stored as UTF-8 (a lone surrogate from a ``\\ud800`` escape) is
 skipped, counted in a :class:`BadValues`, and reported in one warning per file
 that names the file and the first bad field; the rest of the file is read.
+
+**Numbers.** Every reader, the store and analysis take a value as a number through
+one of these, each a rule of its own:
+
+* :func:`number`: strictly a number (an int or a float, never a bool, never text);
+  :func:`finite_number` also leaves out NaN and the infinities;
+* :func:`json_number`: a number, or the text a JSON writer puts where JSON has no
+  number (``"nan"``, ``"Infinity"``, ``"-inf"``, any case): metric records;
+* :func:`number_or_text`: a number, or any text that is one (``"0.6934"``,
+  ``"1e-3"``, ``"nan"``): printed dicts and CSV cells, where everything is text;
+* :func:`sql_number`: what a config value compares as in ``--where``: a number, and a
+  bool as 1.0 or 0.0;
+* :func:`parse_value`: text typed as a value (``0.01``, ``3``, ``true``, ``'a b'``).
+
+None of them raises: an integer too large for a float is no number (None).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from operator import attrgetter
 from typing import Any
 
@@ -103,6 +119,59 @@ def as_float(value: int | float) -> float | None:
         return float(value)
     except OverflowError:
         return None
+
+
+#: A finite number as text (``3``, ``-0.5``, ``.5``, ``1e-3``).
+NUMBER_TEXT = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+#: NaN and the infinities as text, matched without regard to case (``NaN``, ``-Infinity``).
+NONFINITE_TEXT = r"[-+]?(?:nan|inf|infinity)"
+_NONFINITE_RE = re.compile(rf"(?i:{NONFINITE_TEXT})")
+_NUMBER_TEXT_RE = re.compile(rf"{NUMBER_TEXT}|(?i:{NONFINITE_TEXT})")
+
+
+def number(value: Any) -> float | None:
+    """Strictly a number: an int or a float (not a bool, not text) as a float.
+
+    None for anything else and for an integer too large for a float; NaN and the
+    infinities are kept (see :func:`finite_number`).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return as_float(value)
+
+
+def finite_number(value: Any) -> float | None:
+    """:func:`number`, and None for NaN and the infinities too."""
+    f = number(value)
+    return f if f is not None and math.isfinite(f) else None
+
+
+def json_number(value: Any) -> float | None:
+    """A metric value read from JSON: a number (:func:`number`), or the text JSON
+    writers put for what JSON cannot hold: ``"nan"``, ``"inf"``, ``"-Infinity"``, …
+    (any case, surrounding blanks ignored). Other text is no number."""
+    if isinstance(value, str):
+        text = value.strip()
+        return float(text) if _NONFINITE_RE.fullmatch(text) else None
+    return number(value)
+
+
+def number_or_text(value: Any) -> float | None:
+    """A number (:func:`number`), or text that is one: ``"0.6934"``, ``" 1e-3 "``,
+    ``"nan"``. Not ``"true"``, not ``"3/10"``, not ``""``: where every value is text
+    (a CSV cell, a value in a printed dict)."""
+    if isinstance(value, str):
+        text = value.strip()
+        return float(text) if _NUMBER_TEXT_RE.fullmatch(text) else None
+    return number(value)
+
+
+def sql_number(value: Any) -> float | None:
+    """What a config value compares as in ``--where`` (the ``params.num`` column): a
+    number, and a bool as 1.0 or 0.0 (``--where use_amp=true``); None for the rest."""
+    if isinstance(value, bool):
+        return float(value)
+    return number(value)
 
 
 def checked_points(

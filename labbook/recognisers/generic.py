@@ -28,6 +28,7 @@ from labbook.readers.files import (
     read_json_metrics,
     read_jsonl_metrics,
 )
+from labbook.readers.values import number
 from labbook.recognisers.base import DirInfo, Recogniser
 from labbook.recognisers.common import (
     LOG_NAMES,
@@ -151,14 +152,8 @@ def _is_empty(path: Path) -> bool:
 
 
 def _marker_points(value: Any) -> list[Point]:
-    if isinstance(value, bool):
-        return []
-    if isinstance(value, (int, float)):
-        return [Point(0, float(value))]
     if isinstance(value, list):
-        return [
-            Point(i, float(v))
-            for i, v in enumerate(value)
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
-        ]
-    return []
+        numbers = [(i, number(v)) for i, v in enumerate(value)]
+        return [Point(i, v) for i, v in numbers if v is not None]
+    v = number(value)
+    return [] if v is None else [Point(0, v)]

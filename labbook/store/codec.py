@@ -48,17 +48,6 @@ def safe_text(text: str | None) -> str | None:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def number(value: Any) -> float | None:
-    """A config value's number for ``--where`` comparisons (None: not a number, or an
-    integer too large for a float)."""
-    if isinstance(value, (bool, int, float)):
-        try:
-            return float(value)
-        except OverflowError:
-            return None
-    return None
-
-
 def json_float(value: float | None) -> float | str | None:
     """JSON has no NaN: non-finite values are written as the strings 'nan', 'inf', '-inf'."""
     kind = nonfinite_kind(value)

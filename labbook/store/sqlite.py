@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from labbook.errors import StoreBusy, StoreError
-from labbook.model import EnvInfo, Point, RunFacts
+from labbook.model import EnvInfo, MetricSummary, NoteRecord, Point, RunFacts, RunRecord
 from labbook.paths import default_db_path
+from labbook.readers.values import sql_number
 from labbook.series import (
     MAX_POINTS,
     Summary,
@@ -45,7 +46,6 @@ from labbook.store.codec import (
     json_float,
     new_run_id,
     now_iso,
-    number,
     safe_text,
     utc_iso,
 )
@@ -353,7 +353,7 @@ class Store:
             "missing": 0,
             "config_sig": _config_sig(facts.config),
         }
-        params = [(k, dump_json(v), number(v)) for k, v in facts.config.items()]
+        params = [(k, dump_json(v), sql_number(v)) for k, v in facts.config.items()]
         tags = [
             _tag_rows(tag, Summary.of(pts), downsample(pts))
             for tag, pts in facts.metrics.items()
@@ -589,8 +589,8 @@ class Store:
         ).fetchall()
         return {k: json.loads(v) if v is not None else None for k, v in rows}
 
-    def metric_summaries(self, run_ids: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
-        out: dict[str, dict[str, dict[str, Any]]] = {rid: {} for rid in run_ids}
+    def metric_summaries(self, run_ids: Sequence[str]) -> dict[str, dict[str, MetricSummary]]:
+        out: dict[str, dict[str, MetricSummary]] = {rid: {} for rid in run_ids}
         for chunk in _chunks(list(run_ids), 500):
             marks = ",".join("?" for _ in chunk)
             for r in self.conn.execute(
@@ -640,7 +640,7 @@ class Store:
             )
         ]
 
-    def record(self, run_id: str, *, heavy: bool = True) -> dict[str, Any]:
+    def record(self, run_id: str, *, heavy: bool = True) -> RunRecord:
         """The run as the ``--json`` contract object (``heavy=False`` omits diff/packages)."""
         row = self.run_row(run_id)
         if row is None:
@@ -649,12 +649,10 @@ class Store:
             raise RunNotFound(f"no run with id {run_id}")
         return self._records([row], heavy=heavy)[0]
 
-    def records(
-        self, rows: Sequence[dict[str, Any]], *, heavy: bool = False
-    ) -> list[dict[str, Any]]:
+    def records(self, rows: Sequence[dict[str, Any]], *, heavy: bool = False) -> list[RunRecord]:
         return self._records(rows, heavy=heavy)
 
-    def _records(self, rows: Sequence[dict[str, Any]], *, heavy: bool) -> list[dict[str, Any]]:
+    def _records(self, rows: Sequence[dict[str, Any]], *, heavy: bool) -> list[RunRecord]:
         ids = [r["id"] for r in rows]
         metrics = self.metric_summaries(ids)
         tags = self.tags_of(ids)
@@ -664,7 +662,7 @@ class Store:
         out = []
         for r in rows:
             rid = r["id"]
-            rec: dict[str, Any] = {
+            rec: RunRecord = {
                 "id": rid,
                 "name": r["name"],
                 "path": r["path"],
@@ -720,8 +718,8 @@ class Store:
                 out[rid][key] = value
         return out
 
-    def _notes(self, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        out: dict[str, list[dict[str, Any]]] = {}
+    def _notes(self, ids: Sequence[str]) -> dict[str, list[NoteRecord]]:
+        out: dict[str, list[NoteRecord]] = {}
         for chunk in _chunks(list(ids), 500):
             marks = ",".join("?" for _ in chunk)
             for rid, at, author, kind, text in self.conn.execute(
