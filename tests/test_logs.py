@@ -181,7 +181,12 @@ def assert_one_warning(caplog: pytest.LogCaptureFixture, path: Path, *words: str
             None,
             1.0,
         ),
-        ("iter 0: loss 4.2, time 1234.56ms, mfu -100.00%", {"loss": 4.2}, 0, None),
+        (
+            "iter 0: loss 4.2, time 1234.56ms, mfu -100.00%",
+            {"loss": 4.2, "time": 1234.56, "mfu": -100.0},  # values with units: as printed
+            0,
+            None,
+        ),
         ("2026-11-22 18:57:30,648 - __main__ - INFO - epoch=1 loss=0.3", {"loss": 0.3}, None, 1.0),
         ("INFO:root:step 5 loss 0.7", {"loss": 0.7}, 5, None),
         (
@@ -191,6 +196,12 @@ def assert_one_warning(caplog: pytest.LogCaptureFixture, path: Path, *words: str
             None,
         ),
         ("Train Loss: 0.23 | Val Acc: 0.91", {"Train_Loss": 0.23, "Val_Acc": 0.91}, None, None),
+        (  # a tqdm postfix (set_postfix); v_num is a counter, not a metric
+            "Epoch 0: 100%|██████████| 4/4 [00:00<00:00, 50.2it/s, v_num=0, train_loss=0.693]",
+            {"train_loss": 0.693},
+            None,
+            0.0,
+        ),
     ],
 )
 def test_metric_line_formats(
@@ -237,7 +248,6 @@ def test_nonfinite_values_are_recorded(line: str, name: str, kind: str) -> None:
         "The loss at step 5 was 0.3",
         "epoch 3 took 12.5s",
         "Epoch 1/2  ━━━━━━━ 1/4 0:00:00 • -:--:-- 0.00it/s v_num: 1",
-        "Epoch 0: 100%|██████████| 4/4 [00:00<00:00, 50.2it/s, v_num=0, train_loss=0.693]",
         "Downloading: 100%|██████████| 1.2G/1.2G [00:10<00:00, 120MB/s]",
         "Namespace(seed=3, lr=0.0003, steps=500, batch_size=32, loss_weight=0.5)",
         "W1122 19:01:50.413000 18255 torch/_export/non_strict_utils.py:656] dimension "

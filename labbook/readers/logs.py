@@ -45,6 +45,7 @@ __all__ = [
     "HEAD_BYTES",
     "TAIL_BYTES",
     "LogFacts",
+    "OutputReader",
     "classify_failure",
     "clean_lines",
     "find_traceback",
@@ -257,7 +258,7 @@ _HEADER = re.compile(
       | (?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\b\s*(?:[-:|]\s*)?(?:[\w<>]+(?:\.[\w<>]+)+:\s+)?
       | [\w.<>]+\s+-\s+(?=(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\b)   # name - LEVEL -
       | \[(?!\s*(?i:epoch|step|iter|iteration)\b)[^\]\n]{0,80}\]\s*     # [time][name][LEVEL]
-      | [-|:]\s+
+      | [-|:*>]\s+
     )""",
     re.VERBOSE,
 )
@@ -332,6 +333,14 @@ _BRACKET_INDEX = re.compile(
     r"(?i)\b(epoch|step|iter|iteration|batch)\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]"
 )
 
+#: Units a printed value may carry (``12.3ms``, ``1.5s``, ``98%``, ``5ms/step``, ``3000M``):
+#: the number is kept as printed, without the unit (no conversion).
+_UNIT = (
+    r"(?:%|(?:ns|us|µs|ms|s|sec|secs|min|h|hr|x|it|its|samples|tok|toks|tokens|img|imgs"
+    r"|K|M|G|T|B|k|KB|MB|GB|TB|KiB|MiB|GiB|TiB)(?:/(?:s|sec|it|step|batch|iter|iteration|ex))?"
+    r"|/s|/sec)"
+)
+_UNIT_NUM_RE = re.compile(rf"({_NUM})({_UNIT})")
 _KV_ITEM = rf"[A-Za-z_][\w.\-/@]*=(?:{_NUM}|(?i:{_NONFINITE}))(?:/\d+)?"
 _KV_LINE = re.compile(rf"(?:{_KV_ITEM}[,;]?\s+)*{_KV_ITEM}[,;]?")
 _KV_PAIR = re.compile(rf"([A-Za-z_][\w.\-/@]*)=((?:{_NUM}|(?i:{_NONFINITE}))(?:/\d+)?)")
@@ -408,6 +417,8 @@ def _tokens(msg: str) -> list[tuple[int, str, str]]:
         elif chunk.endswith(":") and _NUM_RE.fullmatch(chunk[:-1]):
             out.append((_NUMK, chunk[:-1], ""))
             out.append((_COLON, ":", ""))
+        elif (u := _UNIT_NUM_RE.fullmatch(chunk)) is not None:
+            out.append((_NUMK, u.group(1), ""))
         elif _WORD_RE.fullmatch(chunk):
             out.append((_WORDK, chunk, ""))
         elif chunk.endswith(":") and _WORD_RE.fullmatch(chunk[:-1]):
@@ -416,6 +427,8 @@ def _tokens(msg: str) -> list[tuple[int, str, str]]:
             m = _KV_RE.fullmatch(chunk)
             if m and _NUM_RE.fullmatch(m.group(2)):
                 out.append((_KVK, m.group(1), m.group(2)))
+            elif m and (u := _UNIT_NUM_RE.fullmatch(m.group(2))) is not None:
+                out.append((_KVK, m.group(1), u.group(1)))
             else:
                 out.append((_OTHER, chunk, ""))
         if trailing:
@@ -535,14 +548,184 @@ def _parse_message(msg: str) -> _Record | None:
     if _KV_LINE.fullmatch(msg):
         pairs = [(k, v, True) for k, v in _KV_PAIR.findall(msg)]
         return _pairs_record(pairs, [], 0)
+    if "|" in msg and "[" in msg:
+        tq = _tqdm_record(msg)
+        if tq is not None:
+            return tq
+    progress = _progress_prefix(msg) if "[" in msg else None
+    if progress is not None:
+        msg = progress.rest
+    if "(" in msg:
+        msg = _PAREN_NUMS.sub(" ", msg)
     if "[" in msg:
         msg = _BRACKET_INDEX.sub(r"\1 \2/\3 |", msg)
         msg = _BRACKETED_INDEX.sub(r" \1 | ", msg).strip()
     toks = _tokens(msg)
     parsed = _pairs_suffix(toks)
     rec = _pairs_record(parsed[1], toks, parsed[0]) if parsed is not None else None
+    if rec is None and progress is not None:
+        rec = _fields_record(msg, min_fields=1) or _segments_record(toks)
     if rec is None and _STARTS_WITH_INDEX.match(msg):
         rec = _segments_record(toks)
+    if rec is None:
+        rec = _fields_record(msg)
+    if rec is not None and progress is not None:
+        rec = progress.apply(rec)
+    return rec
+
+
+#: Parenthesised numbers after a value: running averages (``Loss: 2.30 (2.41)``),
+#: percentages (``[640/60000 (1%)]``), rates (``(0.210s,  609.5/s)``). Dropped.
+_PAREN_NUMS = re.compile(
+    rf"\(\s*(?:(?:{_NUM})(?:{_UNIT})?|[-+]?(?i:nan|inf))(?:[\s,]+(?:{_NUM})(?:{_UNIT})?)*\s*\)"
+)
+
+#: A tqdm bar: ``desc: 100%|████| 600/600 [00:12<00:00, 48.1it/s, loss=0.21, acc=0.93]``.
+_TQDM = re.compile(
+    r"^(?P<desc>.*?)\s*\d{1,3}%\|[^|]*\|\s*[\d.]+[kMGT]?/[\d.?]+[kMGT]?\s*\[(?P<inner>[^\]]*)\]\s*$"
+)
+_TQDM_ITEM = re.compile(rf"\s*([A-Za-z_][\w.\-/@]*)=((?:{_NUM}|(?i:{_NONFINITE})))(?:{_UNIT})?\s*")
+
+
+def _tqdm_record(msg: str) -> _Record | None:
+    """A finished tqdm bar's postfix (``loss=0.21, acc=0.93``) as a record; its
+    description gives the epoch/step (``Epoch 3: 100%|…``). Bars without a postfix
+    (downloads) give nothing."""
+    m = _TQDM.match(msg)
+    if m is None:
+        return None
+    values: dict[str, float] = {}
+    for item in m.group("inner").split(",")[1:]:
+        kv = _TQDM_ITEM.fullmatch(item)
+        if kv is None:
+            continue
+        name = kv.group(1)
+        if name.lower() in _NOT_METRICS or name.lower() in _INDEX_NAMES:
+            continue
+        try:
+            values[name] = float(kv.group(2))
+        except (ValueError, OverflowError):
+            continue
+    if not values:
+        return None
+    rec = _Record(values)
+    for im in _INDEX_IN_TEXT.finditer(m.group("desc")):
+        kind = _INDEX_NAMES[im.group(1).lower()]
+        if kind == "step" and rec.step is None:
+            rec.step = int(im.group(2))
+        elif kind == "epoch" and rec.epoch is None:
+            rec.epoch = float(im.group(2))
+    return rec
+
+
+_PHASES = {
+    "train": "",
+    "training": "",
+    "test": "test",
+    "testing": "test",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "validate": "val",
+    "eval": "eval",
+    "evaluation": "eval",
+    "evaluate": "eval",
+}
+_PHASE = (
+    r"(?P<phase>train|training|test|testing|val|valid|validation|validate|eval|evaluation|evaluate)"
+)
+_POS = r"\[\s*(?P<k>\d+)\s*/\s*(?P<n>\d+)\s*(?:\(\s*[\d.]+\s*%\s*\))?\s*\]"
+#: Progress prefixes that state the epoch and the position within it:
+#: ``Epoch(train) [1][100/500]`` (mmengine), ``Epoch: [0][ 10/500]`` (pytorch
+#: imagenet), ``Train Epoch: 1 [640/60000 (1%)]`` (pytorch mnist), ``Train: 0 [ 100/500
+#: ( 20%)]`` and ``Test: [ 10/100]`` (timm).
+_PROGRESS = (
+    re.compile(rf"(?i)^epoch\s*\(\s*{_PHASE}\s*\)\s*\[\s*(?P<e>\d+)\s*\]\s*{_POS}"),
+    re.compile(rf"(?i)^epoch\s*:?\s*\[\s*(?P<e>\d+)\s*\]\s*{_POS}"),
+    re.compile(rf"(?i)^(?:{_PHASE}\s+)?epoch\s*:?\s*(?P<e>\d+)\s*{_POS}"),
+    re.compile(rf"(?i)^{_PHASE}\s*:\s*(?:(?P<e>\d+)\s*)?{_POS}"),
+)
+
+
+@dataclass
+class _Progress:
+    rest: str
+    phase: str
+    epoch: int | None
+    k: int
+    n: int
+
+    def apply(self, rec: _Record) -> _Record:
+        """Give ``rec`` this prefix's step and phase.
+
+        In training the step is epoch × N + k (the position counted across epochs, so
+        steps keep growing); an evaluation line (``Test: [10/100]``) takes no step of
+        its own (it is recorded at the last training step) and its metric names get
+        the phase (``test/Loss``), since train and test lines print the same names.
+        """
+        if self.phase:
+            rec.values = {
+                (k if k.lower().startswith(self.phase) else f"{self.phase}/{k}"): v
+                for k, v in rec.values.items()
+            }
+            rec.step = None
+            rec.epoch = None
+        elif rec.step is None:
+            if self.epoch is not None and self.n > 0:
+                rec.step = self.epoch * self.n + self.k
+                rec.epoch = float(self.epoch)
+            else:
+                rec.step = self.k
+        return rec
+
+
+def _progress_prefix(msg: str) -> _Progress | None:
+    for rx in _PROGRESS:
+        m = rx.match(msg)
+        if m is None:
+            continue
+        groups = m.groupdict()
+        phase = _PHASES.get((groups.get("phase") or "train").lower(), "")
+        e = groups.get("e")
+        rest = msg[m.end() :].lstrip(" \t:,-|")
+        return _Progress(rest, phase, int(e) if e is not None else None, int(m["k"]), int(m["n"]))
+    return None
+
+
+#: Where fields of a line part: a '|', a tab, or two spaces after a value and before a name.
+_FIELD_SPLIT = re.compile(r"\s*\|\s*|\t+|(?<=[\d%s,)\]])\s{2,}(?=[A-Za-z_*])")
+
+
+def _fields_record(msg: str, *, min_fields: int = 2) -> _Record | None:
+    """A line of fields (``| epoch 001 | loss 2.3 | ppl 4.9``, ``iter: 19  total_loss:
+    1.2  lr: 0.01``, tab-separated meters): each field that is wholly name/value
+    pairs counts, others (``eta: 0:10:00``, ``640.0/s``) are skipped; a field naming
+    an index in words (``end of epoch 1``) gives the step/epoch. At least two fields
+    and a metric-looking name are required."""
+    fields = [f for f in _FIELD_SPLIT.split(msg) if f.strip()]
+    if len(fields) < min_fields:
+        return None
+    pairs: list[tuple[str, str, bool]] = []
+    step: int | None = None
+    epoch: float | None = None
+    for f in fields:
+        toks = _tokens(f)
+        parsed = _pairs_suffix(toks)
+        if parsed is not None and parsed[0] == 0 and parsed[1]:
+            pairs += parsed[1]
+            continue
+        im = _INDEX_IN_TEXT.search(f)
+        if im is not None and len(toks) <= 6:
+            kind = _INDEX_NAMES[im.group(1).lower()]
+            if kind == "step" and step is None:
+                step = int(im.group(2))
+            elif kind == "epoch" and epoch is None:
+                epoch = float(im.group(2))
+    rec = _pairs_record(pairs, [], 0)
+    if rec is None or not rec.values or not any(_is_metric_name(k) for k in rec.values):
+        return None
+    rec.step = rec.step if rec.step is not None else step
+    rec.epoch = rec.epoch if rec.epoch is not None else epoch
     return rec
 
 
@@ -591,7 +774,9 @@ def _pairs_record(
         low = name.lower()
         index = _INDEX_NAMES.get(low)
         if index is None and total is not None and low not in _NOT_METRICS:
-            return None  # 'acc 45/100': not a plain value
+            if not (sep and total > 0 and _is_metric_name(name)):
+                return None  # 'acc 45/100': not a plain value
+            value = value / total  # 'Accuracy: 9837/10000': a count, kept as its ratio
         if index == "step":
             if math.isfinite(value) and value.is_integer():
                 step = int(value)
@@ -710,40 +895,6 @@ def _dict_record(d: dict[str, Any]) -> _Record | None:
         elif k.lower() not in _NOT_METRICS:
             rec.values[k] = v
     return rec if rec.values else None
-
-
-def _assign_steps(records: list[_Record], path: str | os.PathLike[str]) -> dict[str, list[Point]]:
-    """Give every record a step: its own step, else its epoch (if every epoch that
-    would be used is a whole number), else the step of the last record that had
-    one, else a running counter (0-based index among metric records). A record
-    whose step does not fit in 64 bits is skipped (one warning naming ``path``)."""
-    epoch_ok = all(r.epoch.is_integer() for r in records if r.step is None and r.epoch is not None)
-    metrics: dict[str, list[Point]] = {}
-    last: int | None = None
-    out_of_range: list[int] = []
-    for counter, r in enumerate(records):
-        if r.step is not None:
-            step = r.step
-        elif r.epoch is not None and epoch_ok:
-            step = int(r.epoch)
-        elif last is not None:
-            step = last
-        else:
-            step = counter
-        if not -(2**63) <= step < 2**63:
-            out_of_range.append(step)
-            continue
-        if r.step is not None or (r.epoch is not None and epoch_ok):
-            last = step
-        for name, value in r.values.items():
-            metrics.setdefault(name, []).append(Point(step, value))
-    if out_of_range:
-        warn(
-            path,
-            f"skipped {len(out_of_range)} metric line(s) whose step does not fit in 64 bits "
-            f"(the first: {str(out_of_range[0])[:30]})",
-        )
-    return metrics
 
 
 # --------------------------------------------------------------------------- #
@@ -1125,6 +1276,204 @@ def classify_failure(
 # --------------------------------------------------------------------------- #
 
 
+class _LogState:
+    """What the lines of a log said so far: config, seed, end marker and metric points.
+
+    One line at a time (:meth:`add`), so that a whole file (:func:`read_log`) and a
+    stream read while it is written (:class:`OutputReader`) give the same answers.
+    Steps are given as records arrive: a record's own step, else its epoch while
+    every epoch seen so far was a whole number, else the step of the last record that
+    had one, else a running counter (0-based index among metric records).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+        self.path = path
+        self.line_no = 0
+        self.explicit_cfg: dict[str, Any] | None = None
+        self.bare_cfg: dict[str, Any] | None = None
+        self._seed: tuple[int, int, str] | None = None
+        self.finished_at = -1
+        self.ctx_step: int | None = None
+        self.ctx_epoch: float | None = None
+        self.in_tb = False
+        self.metrics: dict[str, list[Point]] = {}
+        self.count = 0  # metric points
+        self._records = 0
+        self._last: int | None = None
+        self._frac_epoch = False
+        self._out_of_range: list[int] = []
+
+    @property
+    def config(self) -> dict[str, Any]:
+        cfg = self.explicit_cfg if self.explicit_cfg is not None else self.bare_cfg
+        return flatten(cfg) if cfg else {}
+
+    @property
+    def seed(self) -> Seed | None:
+        return Seed(self._seed[1], f"log:{self._seed[2]}") if self._seed is not None else None
+
+    def gap(self) -> None:
+        self.in_tb = False
+
+    def add(self, line: str) -> None:
+        """One cleaned line (see :func:`clean_lines`)."""
+        line_no = self.line_no
+        self.line_no += 1
+        if not line:
+            return
+        if _TB_START in line:
+            self.in_tb = True
+            return
+        if self.in_tb:
+            body = _RANK_ONLY.sub("", line)
+            if body[:1] in (" ", "\t"):
+                return
+            self.in_tb = False
+            return  # the exception line
+        msg = _strip_header(line)
+        if not msg:
+            return
+        if ("reached" in msg or "Training completed" in msg) and _FINISHED.search(msg):
+            self.finished_at = line_no
+        s = _seed_from(msg)
+        if s is not None and (self._seed is None or s[0] < self._seed[0]):
+            self._seed = s
+        if self.explicit_cfg is None and ("Namespace(" in msg or msg.endswith("}")):
+            cfg = _config_from(msg, line_no)
+            if cfg is not None:
+                if cfg[1]:
+                    self.explicit_cfg = cfg[0]
+                    return
+                if self.bare_cfg is None:
+                    self.bare_cfg = cfg[0]
+                    return
+        rec = _parse_message(msg)
+        if rec is None:
+            return
+        if not rec.values:
+            self.ctx_step, self.ctx_epoch = rec.step, rec.epoch
+            return
+        if rec.step is None and rec.epoch is None:
+            rec.step, rec.epoch = self.ctx_step, self.ctx_epoch
+        if rec.finished:
+            self.finished_at = line_no
+        self._record(rec)
+
+    def _record(self, r: _Record) -> None:
+        counter = self._records
+        self._records += 1
+        if r.step is None and r.epoch is not None and not r.epoch.is_integer():
+            self._frac_epoch = True
+        by_epoch = r.step is None and r.epoch is not None and not self._frac_epoch
+        if r.step is not None:
+            step = r.step
+        elif by_epoch:
+            assert r.epoch is not None
+            step = int(r.epoch)
+        elif self._last is not None:
+            step = self._last
+        else:
+            step = counter
+        if not -(2**63) <= step < 2**63:
+            self._out_of_range.append(step)
+            return
+        if r.step is not None or by_epoch:
+            self._last = step
+        for name, value in r.values.items():
+            self.metrics.setdefault(name, []).append(Point(step, value))
+            self.count += 1
+
+    def close(self) -> None:
+        """The end of the text: one warning for records that had no step a store can hold."""
+        if self._out_of_range:
+            warn(
+                self.path,
+                f"skipped {len(self._out_of_range)} metric line(s) whose step does not fit in"
+                f" 64 bits (the first: {str(self._out_of_range[0])[:30]})",
+            )
+            self._out_of_range = []
+
+
+#: A partial line longer than this keeps only what follows its last carriage return.
+PENDING_LINE = 64 * 1024
+#: Bytes not yet parsed beyond this are dropped (oldest lines first; counted).
+BACKLOG_BYTES = 8 * 1024 * 1024
+
+
+class OutputReader:
+    """The log reader of :func:`read_log`, fed a stream as it is written.
+
+    :meth:`feed` only buffers (cheap: a command's output pump calls it); :meth:`parse`
+    reads complete lines for at most a time budget; :meth:`take` hands over the
+    metric points read since the last take. Config and seed are read as in a file
+    (first found wins). The unparsed backlog is bounded (:data:`BACKLOG_BYTES`):
+    a flood of output beyond it costs the oldest unparsed lines, counted in
+    :attr:`dropped`, never memory or the command's time.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        import codecs
+
+        self.state = _LogState(path)
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._buf = bytearray()
+        self._partial = ""
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+        if len(self._buf) > BACKLOG_BYTES:
+            cut = self._buf.find(b"\n", len(self._buf) - BACKLOG_BYTES)
+            cut = cut + 1 if cut >= 0 else len(self._buf) - BACKLOG_BYTES
+            self.dropped += cut
+            del self._buf[:cut]
+            self._partial = ""
+
+    @property
+    def backlog(self) -> int:
+        return len(self._buf)
+
+    def parse(self, budget_s: float | None = None, *, final: bool = False) -> None:
+        """Read the complete lines buffered (all of them when ``final``, the last partial
+        line too), for at most ``budget_s`` seconds."""
+        import time
+
+        deadline = None if budget_s is None else time.monotonic() + budget_s
+        while self._buf:
+            chunk = bytes(self._buf[: 256 * 1024])
+            del self._buf[: len(chunk)]
+            text = self._partial + self._decoder.decode(chunk)
+            lines = text.split("\n")
+            self._partial = lines.pop()
+            if len(self._partial) > PENDING_LINE:
+                self._partial = self._partial[self._partial.rfind("\r") + 1 :][-MAX_CONFIG_LINE:]
+            for line in lines:
+                self.state.add(_clean(line.replace("\x00", "")))
+            if deadline is not None and time.monotonic() >= deadline and not final:
+                return
+        if final:
+            rest = self._partial + self._decoder.decode(b"", final=True)
+            self._partial = ""
+            if rest:
+                self.state.add(_clean(rest.replace("\x00", "")))
+            self.state.close()
+
+    def take(self) -> dict[str, list[Point]]:
+        """Points read since the last take, per tag (in order); they are not kept here
+        (a long run prints millions of lines)."""
+        out = {tag: points for tag, points in self.state.metrics.items() if points}
+        self.state.metrics = {}
+        return out
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.state.config
+
+    @property
+    def seed(self) -> Seed | None:
+        return self.state.seed
+
+
 def read_log(
     path: str | os.PathLike[str], *, head_bytes: int = HEAD_BYTES, tail_bytes: int = TAIL_BYTES
 ) -> LogFacts | None:
@@ -1149,63 +1498,17 @@ def read_log(
     tail_lines = clean_lines(tail_text) if tail_text is not None else []
     all_lines: list[str] = head_lines + tail_lines
 
-    records: list[_Record] = []
-    explicit_cfg: dict[str, Any] | None = None
-    bare_cfg: dict[str, Any] | None = None
-    seed: tuple[int, int, str] | None = None
-    finished_at = -1
-    ctx_step: int | None = None
-    ctx_epoch: float | None = None
-    in_tb = False
+    state = _LogState(path)
     for line_no, line in enumerate(all_lines):
         if line_no == len(head_lines):
-            in_tb = False  # the gap between the windows
-        if not line:
-            continue
-        if _TB_START in line:
-            in_tb = True
-            continue
-        if in_tb:
-            body = _RANK_ONLY.sub("", line)
-            if body[:1] in (" ", "\t"):
-                continue
-            in_tb = False
-            continue  # the exception line
-        msg = _strip_header(line)
-        if not msg:
-            continue
-        if ("reached" in msg or "Training completed" in msg) and _FINISHED.search(msg):
-            finished_at = line_no
-        s = _seed_from(msg)
-        if s is not None and (seed is None or s[0] < seed[0]):
-            seed = s
-        if explicit_cfg is None and ("Namespace(" in msg or msg.endswith("}")):
-            cfg = _config_from(msg, line_no)
-            if cfg is not None:
-                if cfg[1]:
-                    explicit_cfg = cfg[0]
-                    continue
-                if bare_cfg is None:
-                    bare_cfg = cfg[0]
-                    continue
-        rec = _parse_message(msg)
-        if rec is None:
-            continue
-        if not rec.values:
-            ctx_step, ctx_epoch = rec.step, rec.epoch
-            continue
-        if rec.step is None and rec.epoch is None:
-            rec.step, rec.epoch = ctx_step, ctx_epoch
-        if rec.finished:
-            finished_at = line_no
-        records.append(rec)
-
-    cfg_dict = explicit_cfg if explicit_cfg is not None else bare_cfg
-    if cfg_dict:
-        facts.config = flatten(cfg_dict)
-    if seed is not None:
-        facts.seed = Seed(seed[1], f"log:{seed[2]}")
-    facts.metrics = _assign_steps(records, path)
+            state.gap()  # the gap between the windows
+        state.add(line)
+    state.close()
+    if state.config:
+        facts.config = state.config
+    facts.seed = state.seed
+    facts.metrics = state.metrics
+    finished_at = state.finished_at
     facts.finished_marker = finished_at >= 0
 
     # Failure and traceback from the end of what was read.
