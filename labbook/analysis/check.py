@@ -55,6 +55,7 @@ Same and close (the definitions)
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -258,12 +259,16 @@ def entry_point(argv: list[str], cwd: str | None, root: str | None) -> EntryPoin
     kind, name, _ = parse_command(list(argv))
     if kind is None or not name:
         return None
+    return _locate(kind, name, cwd or root or "", root)
+
+
+@functools.lru_cache(maxsize=4096)
+def _locate(kind: str, name: str, base: str, root: str | None) -> EntryPoint:
     if kind == "program":
         return EntryPoint("program:" + name, name)
     path, shown = (
         (name.replace(".", "/") + ".py", f"-m {name}") if kind == "module" else (name, name)
     )
-    base = cwd or root or ""
     full = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
     if root and os.path.isabs(full):
         rel = os.path.relpath(full, root)
@@ -360,15 +365,23 @@ def ignored_key(key: str) -> bool:
 
 def match_key(key: str, config: dict[str, Any]) -> str | None:
     """The key of ``config`` that ``key`` names: equal, else the one ending in ``.key``."""
+    return _match(key, _index(config))
+
+
+def _index(config: dict[str, Any]) -> dict[str, str]:
+    """``config``'s keys by their normal form (for :func:`_match` and :func:`_resolve`)."""
+    return {_norm(c).lower(): c for c in config}
+
+
+def _match(key: str, by_norm: dict[str, str]) -> str | None:
     k = _norm(key).lower()
-    by_norm = {_norm(c).lower(): c for c in config}
     if k in by_norm:
         return by_norm[k]
     ends = [c for n, c in by_norm.items() if n.endswith("." + k)]
     return ends[0] if len(ends) == 1 else None
 
 
-def _resolve(key: str, config: dict[str, Any], by_norm: dict[str, str]) -> str | None:
+def _resolve(key: str, by_norm: dict[str, str]) -> str | None:
     """:func:`match_key` both ways: also ``optimizer.lr`` names a recorded ``lr``."""
     k = _norm(key).lower()
     if k in by_norm:
@@ -416,17 +429,24 @@ class Comparison:
     names: dict[str, str] = field(default_factory=dict)
 
 
-def compare(new: dict[str, Any], old: dict[str, Any], *, old_stated: Any = None) -> Comparison:
+def compare(
+    new: dict[str, Any],
+    old: dict[str, Any],
+    *,
+    old_stated: Any = None,
+    _by_norm: dict[str, str] | None = None,
+) -> Comparison:
     """Compare the config a new run states with an old run's recorded config ``old``,
-    of which the old command stated the keys ``old_stated`` (None: all of them)."""
+    of which the old command stated the keys ``old_stated`` (None: all of them).
+    ``_by_norm``: ``old``'s key index when the caller has it already."""
     new = {k: v for k, v in new.items() if not ignored_key(k)}
     stated = [k for k in (old if old_stated is None else old_stated) if not ignored_key(k)]
     c = Comparison(None)
     if not new:
         return c
-    by_norm = {_norm(k).lower(): k for k in old}
+    by_norm = _index(old) if _by_norm is None else _by_norm
     for key, value in new.items():
-        old_key = _resolve(key, old, by_norm)
+        old_key = _resolve(key, by_norm)
         if old_key is None:
             c.only_now[key] = value
             continue
@@ -436,7 +456,7 @@ def compare(new: dict[str, Any], old: dict[str, Any], *, old_stated: Any = None)
         else:
             c.differed[old_key] = (old[old_key], value)
     for key in stated:
-        old_key = _resolve(key, old, by_norm) or key
+        old_key = _resolve(key, by_norm) or key
         if old_key not in c.names:
             c.only_then[old_key] = old.get(old_key)
     shared = len(c.matched) + len(c.differed)
@@ -546,7 +566,7 @@ def check(
         " ORDER BY coalesce(r.started_at, r.created_at) DESC LIMIT 2000",
         (root, *BAD_STATUSES, *WARNING_NOTES),
     ).fetchall()
-    out: list[CheckWarning] = []
+    candidates: list[tuple[Any, ...]] = []
     for rid, name, status, fkind, fmsg, started, command_json, old_cwd, framework in rows:
         try:
             old_cmd = json.loads(command_json) if command_json else None
@@ -559,16 +579,24 @@ def check(
             old_entry is None or not entry.same_as(old_entry, by_name=framework == "hydra")
         ):
             continue
-        old_cfg = store.config(rid)
         old_args = config_from_argv(old_cmd) if old_cmd else {}
-        for key, value in old_args.items():
-            if match_key(key, old_cfg) is None:
-                old_cfg[key] = value
-        old_stated = list(old_args) if old_cmd else None
-        if not new_stated and not [k for k in old_args if not ignored_key(k)]:
+        if not new_stated and any(not ignored_key(k) for k in old_args):
+            continue  # it said a config, this one says none: not the same
+        candidates.append((rid, name, status, fkind, fmsg, started, old_cmd, old_entry, old_args))
+    configs = _configs(store, [c[0] for c in candidates]) if new_stated else {}
+    out: list[CheckWarning] = []
+    for rid, name, status, fkind, fmsg, started, old_cmd, old_entry, old_args in candidates:
+        if not new_stated:
             c = Comparison("same")  # the same script, and neither says any config
         else:
-            c = compare(new_cfg, old_cfg, old_stated=old_stated)
+            old_cfg = configs.get(rid, {})
+            by_norm = _index(old_cfg)
+            for key, value in old_args.items():
+                if _match(key, by_norm) is None:
+                    old_cfg[key] = value
+                    by_norm[_norm(key).lower()] = key
+            old_stated = list(old_args) if old_cmd else None
+            c = compare(new_cfg, old_cfg, old_stated=old_stated, _by_norm=by_norm)
         if c.kind is None:
             continue
         notes = store.notes_of(rid)
@@ -593,6 +621,33 @@ def check(
         )
     out.sort(key=lambda w: (w.match != "same", len(w.differed)))  # stable: newest first
     return out[:limit] if limit else out
+
+
+def _configs(store: Store, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The recorded configs of ``ids``: a few queries, one JSON decode per query."""
+    out: dict[str, dict[str, Any]] = {rid: {} for rid in ids}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        rows = store.conn.execute(
+            f"SELECT run_id, key, value FROM params WHERE run_id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        ).fetchall()
+        try:
+            values = json.loads("[" + ",".join(v or "null" for _, _, v in rows) + "]")
+        except ValueError:  # a value that is not JSON: one by one, as text when not
+            values = [_loads_or_text(v) for _, _, v in rows]
+        for (rid, key, _), value in zip(rows, values, strict=True):
+            out[rid][key] = value
+    return out
+
+
+def _loads_or_text(value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def split_line(line: str) -> list[str]:
