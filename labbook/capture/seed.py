@@ -8,6 +8,11 @@ with a ``source`` naming the place (``"config:trainer.seed"``, ``"argv:--seed"``
 ``"hydra:overrides"``, ``"env:PL_GLOBAL_SEED"``) or None; :func:`pick_seed` takes the
 first one found, in the caller's order of trust.
 
+A seed no place held is *not set*; a seed that a place which could hold it
+failed to give (an unreadable or corrupt config, a wandb log torn before its
+config) is *unknown* (``Seed.known`` False, :func:`seed_unreadable`), and
+:func:`pick_seed` keeps it unknown unless another place has the value.
+
 Values become ints when they are integers (``"42"``, ``42.0``) and are otherwise
 kept as given (``"1,2,3"`` from a Hydra sweep); ``None``, ``"null"``, ``"none"``,
 ``"~"``, ``""`` and booleans mean "no seed here".
@@ -16,6 +21,7 @@ kept as given (``"1,2,3"`` from a Hydra sweep); ``None``, ``"null"``, ``"none"``
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -239,8 +245,35 @@ def seed_from_env(environ: Mapping[str, str]) -> Seed | None:
 
 
 def pick_seed(*candidates: Seed | None) -> Seed:
-    """The first candidate that has a value; else ``Seed(None, None)`` (not set)."""
+    """The first candidate that has a value; else *unknown* when one of them is
+    (:meth:`Seed.unknown`: a place that could hold the seed could not be read);
+    else ``Seed(None, None)``, *not set*."""
+    unknown = False
     for cand in candidates:
-        if cand is not None and cand.value is not None:
+        if cand is None:
+            continue
+        if cand.value is not None:
             return cand
-    return Seed(value=None, source=None)
+        unknown = unknown or not cand.known
+    return Seed.unknown() if unknown else Seed(value=None, source=None)
+
+
+def seed_unreadable(path: str | os.PathLike[str], loaded: Any) -> Seed | None:
+    """:meth:`Seed.unknown` when the file at ``path`` could hold a seed but was not read.
+
+    ``loaded`` is what its reader returned (``load_yaml``, ``load_json``, …, which
+    warn and return None for a file they cannot read or parse). A file that is
+    there, not empty, and read as None is unreadable or corrupt: its seed is
+    unknown. A missing or empty file, or one that was read, gives None (no claim).
+    """
+    if loaded is not None:
+        return None
+    try:
+        size = os.stat(path).st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # not there: it holds nothing
+    except OSError:
+        return Seed.unknown()  # there, perhaps, but not even its size can be read
+    except ValueError:  # a path no file system takes (NUL byte)
+        return None
+    return Seed.unknown() if size > 0 else None

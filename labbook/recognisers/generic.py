@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_config
+from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_config, seed_unreadable
 from labbook.model import STATUSES, Point, RunFacts, Seed, flatten
 from labbook.readers.files import (
     load_config,
@@ -75,6 +75,7 @@ class Generic(Recogniser):
         if cfg_path is not None:
             cfg = load_config(cfg_path)
             facts.files.append(str(cfg_path))
+            facts.seed = pick_seed(facts.seed, seed_unreadable(cfg_path, cfg))
             if cfg:
                 facts.config = flatten(cfg)
         for name in METRIC_NAMES:
@@ -100,7 +101,7 @@ class Generic(Recogniser):
             self._read_marker(d, facts)
         # Structured sources first: a log's seed is used only when they have none.
         facts.seed = pick_seed(
-            facts.seed if facts.seed.value is not None else None,
+            facts.seed,  # a seed already found, or unknown: an unreadable file
             seed_from_config(facts.config),
             seed_from_argv(facts.command or []),
         )
@@ -120,6 +121,7 @@ class Generic(Recogniser):
         marker = load_json(d.path / MARKER)
         facts.files.append(str(d.path / MARKER))
         if not isinstance(marker, dict):
+            facts.seed = pick_seed(facts.seed, seed_unreadable(d.path / MARKER, marker))
             return
         if isinstance(marker.get("name"), str):
             facts.name = marker["name"]

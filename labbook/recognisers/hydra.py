@@ -12,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from labbook.capture.seed import pick_seed, seed_from_config, seed_from_overrides
+from labbook.capture.seed import (
+    pick_seed,
+    seed_from_config,
+    seed_from_overrides,
+    seed_unreadable,
+)
 from labbook.model import RunFacts, flatten
 from labbook.readers.files import load_yaml, read_csv_metrics, read_jsonl_metrics
 from labbook.recognisers.base import DirInfo, Recogniser
@@ -66,6 +71,12 @@ class Hydra(Recogniser):
         if isinstance(overrides, list):
             facts.seed = pick_seed(
                 seed_from_overrides([str(o) for o in overrides]), seed_from_config(facts.config)
+            )
+        if not isinstance(cfg, dict):  # config.yaml holds the overrides applied; without it:
+            facts.seed = pick_seed(
+                facts.seed,
+                seed_unreadable(hdir / "config.yaml", cfg),
+                seed_unreadable(hdir / "overrides.yaml", overrides),
             )
         ev = read_event_files(d.path)
         facts.metrics = ev.metrics

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from labbook.capture.seed import pick_seed, seed_unreadable
 from labbook.model import RunFacts, flatten
 from labbook.readers.files import load_yaml
 from labbook.recognisers.base import DirInfo, Recogniser
@@ -68,6 +69,7 @@ class Lightning(Recogniser):
         hp = load_yaml(d.path / "hparams.yaml")
         if isinstance(hp, dict):
             facts.config = flatten(hp)
+        facts.seed = pick_seed(facts.seed, seed_unreadable(d.path / "hparams.yaml", hp))
         facts.files.append(str(d.path / "hparams.yaml"))
         ev = read_event_files(d.path)
         facts.metrics = ev.metrics

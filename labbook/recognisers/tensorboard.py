@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from labbook.capture.seed import pick_seed, seed_unreadable
 from labbook.model import RunFacts, flatten
 from labbook.readers.files import load_config
 from labbook.recognisers.base import DirInfo, Recogniser
@@ -50,6 +51,7 @@ class TensorBoard(Recogniser):
             cfg = load_config(cfg_path)
             if cfg:
                 facts.config = {**flatten(cfg), **facts.config}
+            facts.seed = pick_seed(facts.seed, seed_unreadable(cfg_path, cfg))
             facts.files.append(str(cfg_path))
         for log in find_logs(d.path)[:1]:
             apply_log(facts, log, metrics_from_log=not facts.metrics)

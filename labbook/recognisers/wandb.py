@@ -4,9 +4,14 @@ Plain files, where the wandb version writes them: ``files/config.yaml`` (each ke
 as ``{value: …}``), ``files/wandb-summary.json`` (final values and ``_step``),
 ``files/wandb-metadata.json`` (python, os, host, program, args, git, GPUs),
 ``files/output.log`` (console) and ``files/diff.patch``. Recent versions write
-offline runs mostly into the binary ``run-<id>.wandb`` log; when wandb is
-importable (``pip install labbook[wandb]``) it is read with wandb's own reader for
-the full history, config and exit code.
+offline runs mostly into the binary ``run-<id>.wandb`` log, read by
+:mod:`labbook.readers.wandb_log` (labbook's own protobuf declarations: wandb need
+not be installed) for the full history, config, summary and exit code.
+
+When a file that could hold the seed cannot be read — ``config.yaml`` unreadable
+or corrupt, the binary log unreadable or torn before its ``run`` record, the
+metadata holding the command line unreadable — and no other place gives it, the
+seed is *unknown*, not *not set*.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from datetime import datetime
 from typing import Any
 
 from labbook.capture.env import env_from_wandb_metadata
-from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_config
-from labbook.model import Failure, GitState, Point, RunFacts, flatten
+from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_config, seed_unreadable
+from labbook.model import Failure, GitState, Point, RunFacts, Seed, flatten
 from labbook.readers.files import load_json, load_yaml, read_text
 from labbook.readers.values import as_float
 from labbook.readers.wandb_log import WandbLog, read_wandb_log
@@ -53,14 +58,23 @@ class Wandb(Recogniser):
         if isinstance(cfg, dict):
             facts.config = _unwrap_config(cfg)
             facts.files.append(str(files / "config.yaml"))
+        # Places that could hold the seed but could not be read (None: read, or absent).
+        unread = [seed_unreadable(files / "config.yaml", cfg)]
         binary = next((d.path / n for n in sorted(d.files) if n.endswith(".wandb")), None)
         exit_code = None
+        config_read = isinstance(cfg, dict)
         if binary is not None:
             facts.files.append(str(binary))
             log = read_wandb_log(binary)
             if log is not None:
                 exit_code = log.exit_code
                 self._read_binary(log, facts, has_summary=(files / "wandb-summary.json").is_file())
+            if log is not None and log.run_record:
+                config_read = True
+            elif not config_read:
+                unread.append(Seed.unknown())  # unreadable, or torn before the init config
+        if config_read:
+            unread = []  # one copy of the config was read: the other's loss hides nothing
         summary = (
             load_json(files / "wandb-summary.json")
             if (files / "wandb-summary.json").is_file()
@@ -76,6 +90,8 @@ class Wandb(Recogniser):
         )
         if isinstance(meta, dict):
             self._read_metadata(meta, facts)
+        elif facts.command is None:  # the command line (--seed …) was there
+            unread.append(seed_unreadable(files / "wandb-metadata.json", meta))
         patch = files / "diff.patch"
         if patch.is_file() and facts.git is not None:
             facts.git.diff = read_text(patch) or ""
@@ -89,9 +105,10 @@ class Wandb(Recogniser):
             elif facts.failure is None:
                 facts.failure = Failure("exception", f"exited with code {exit_code}")
         facts.seed = pick_seed(
-            facts.seed if facts.seed.value is not None else None,
+            facts.seed,
             seed_from_config(facts.config),
             seed_from_argv(facts.command or []),
+            *unread,
         )
         yield facts
 
