@@ -191,3 +191,18 @@ def test_fast_path_for_the_hooks(history: dict[str, str], repo: Path, db_path: P
     res = subprocess.run([*cmd, "--db", str(repo / "none.db")], cwd=repo, capture_output=True,
                          text=True, timeout=60)  # fmt: skip
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+
+
+def test_a_shell_line_is_the_command_that_runs_a_script() -> None:
+    """The hooks pass the whole line: the simple command that runs a script is checked."""
+    from labbook.analysis.check import split_line
+
+    train = ["python", "train.py", "--lr", "5"]
+    assert split_line("echo plain; python train.py --lr 5") == train
+    assert split_line("python train.py --lr 5 > out.log 2>&1") == train
+    assert split_line("python train.py --lr 5 | tee log && echo done") == train
+    assert split_line("python train.py --lr 5 &") == train
+    assert split_line("python train.py --epochs 2 >log") == ["python", "train.py", "--epochs", "2"]
+    assert split_line("python train.py --name 'a b'") == ["python", "train.py", "--name", "a b"]
+    assert split_line("make train") == ["make", "train"]
+    assert split_line('python train.py --lr "5') == ["python", "train.py", "--lr", '"5']

@@ -174,7 +174,7 @@ def _build(base: Path) -> Lab:
     _marker(imported / "tr", "failed", {"lr": 0.3, "seed": 1, "epochs": 40, "batch_size": 64},
             ["torchrun", "--nproc_per_node", "8", t, "--lr", "0.3", "--seed", "1",
              "--epochs", "40", "--batch-size", "64"])  # fmt: skip
-    _marker(imported / "acc", "diverged", {"lr": 0.2, "seed": 2, "warmup": 100},
+    _marker(imported / "acc", "failed", {"lr": 0.2, "seed": 2, "warmup": 100},
             ["accelerate", "launch", "--num_processes", "2", "--mixed_precision", "fp16", t,
              "--lr", "0.2", "--seed", "2", "--warmup", "100"])  # fmt: skip
     subprocess.run(
@@ -195,7 +195,7 @@ def _build(base: Path) -> Lab:
         "d1": "diverged", "g1": "finished", "f1": "finished", "d3": "diverged",
         "oom": "failed", "g2": "finished", "src": "diverged", "mod": "failed", "hyd": "failed",
         "noa": "failed", "cfg": "failed", "cli": "diverged", "tr": "failed",
-        "acc": "diverged", "imp": "diverged",
+        "acc": "failed", "imp": "diverged",
     }  # fmt: skip
     (repo / "exp5.yaml").write_text("optimizer:\n  lr: 5\nseed: 1\nepochs: 15\n")
     return Lab(repo, other_repo, db, ids)

@@ -650,12 +650,38 @@ def _loads_or_text(value: str | None) -> Any:
         return value
 
 
+#: The file descriptor of a redirection (``2>`` in ``2>&1``).
+_FD_REDIRECT = re.compile(r"(?<=\s)\d+(?=[<>])")
+
+
 def split_line(line: str) -> list[str]:
-    """A shell command line as argv (for the shell hooks); unbalanced quotes: whitespace."""
+    """The command a shell line runs, as argv (for the shell hooks): of the simple
+    commands it holds (``cd x && python train.py … | tee log``), the first that runs a
+    script or module, else the last; redirections are left out. Unbalanced quotes:
+    split at whitespace."""
     try:
-        return shlex.split(line)
+        lex = shlex.shlex(_FD_REDIRECT.sub("", line), posix=True, punctuation_chars=True)
+        lex.whitespace_split = True
+        tokens = list(lex)
     except ValueError:
         return line.split()
+    commands: list[list[str]] = [[]]
+    skip = False
+    for tok in tokens:
+        if skip:
+            skip = False
+        elif tok and all(ch in "();<>|&" for ch in tok):
+            if "<" in tok or ">" in tok:
+                skip = True  # `> file`, `2>&1`: the word after is no argument
+            elif commands[-1]:
+                commands.append([])
+        else:
+            commands[-1].append(tok)
+    commands = [c for c in commands if c]
+    for argv in commands:
+        if parse_command(argv)[0] in ("script", "module"):
+            return argv
+    return commands[-1] if commands else []
 
 
 _DID = {"failed": "failed", "diverged": "diverged", "killed": "was killed"}

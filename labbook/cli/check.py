@@ -65,10 +65,14 @@ def check_cmd(
 
     labbook check [--config FILE] [-- CMD ARGS...]
 
-    Looks at runs of the same git repository (else the same directory) whose
-    config is the same as or close to this one (from FILE, Hydra key=value args
-    and --key value args); prints how they ended, what differed and their notes.
-    Exits 0 with warnings; --strict exits 1 on an exact repeat of a failed config.
+    Looks at runs of the same git repository (else the same directory) that ran
+    the same script or module (its path in the repository; torchrun, accelerate
+    launch, python -m too) and whose config is the same as or close to this one
+    (from FILE, Hydra key=value args and --key value args; most keys of each side
+    must be shared, one key is not enough); prints how they ended, what differed
+    and which way, and their notes. Without CMD, FILE is compared with every such
+    run. Exits 0 with warnings; --strict exits 1 on an exact repeat of a failed
+    config.
     """
     from labbook.analysis.check import load_config_file, split_line
 
