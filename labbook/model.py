@@ -176,7 +176,12 @@ class FailureRecord(TypedDict):
     step: int | None
 
 
-class SeedRecord(TypedDict):
+class _SeedKnown(TypedDict, total=False):
+    #: False: a file that could hold the seed could not be read (the value is unknown)
+    known: bool
+
+
+class SeedRecord(_SeedKnown):
     #: ``None`` when the run set no seed that labbook could find
     value: Any
     #: where it was found: ``config:KEY``, ``argv:--seed``, ``env:PL_GLOBAL_SEED``, …

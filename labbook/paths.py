@@ -6,18 +6,24 @@ import os
 from pathlib import Path
 
 
+def data_home() -> Path:
+    """``$XDG_DATA_HOME``, by default ``~/.local/share``."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+
+
+def config_home() -> Path:
+    """``$XDG_CONFIG_HOME``, by default ``~/.config`` (systemd's user units live below it too)."""
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+
+
 def data_dir() -> Path:
     """``$XDG_DATA_HOME/labbook``, by default ``~/.local/share/labbook``."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "share"
-    )
-    return Path(base) / "labbook"
+    return data_home() / "labbook"
 
 
 def config_dir() -> Path:
     """``$XDG_CONFIG_HOME/labbook``, by default ``~/.config/labbook``."""
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "labbook"
+    return config_home() / "labbook"
 
 
 def default_db_path() -> Path:

@@ -71,13 +71,15 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any, cast
 
 from labbook.analysis.stats import t_ppf, t_sf2
 from labbook.errors import LabbookError, RunNotFound, UsageError
+from labbook.model import RunRecord
+from labbook.readers.values import finite_number as _number
 from labbook.store.configsig import is_seed_key, signature_hash
 
 if TYPE_CHECKING:
@@ -111,7 +113,7 @@ _PLAIN_KEY = re.compile(r"[^\s=!<>~]+")
 # -- small helpers --------------------------------------------------------------------
 
 
-def _signature(rec: dict[str, Any], cache: dict[str, Any]) -> str | None:
+def _signature(rec: Mapping[str, Any], cache: dict[str, Any]) -> str | None:
     """The config digest of a record (labbook.store.configsig), computed once per run id.
 
     Light peer records from :func:`seed_peers` carry it as ``config_sig``.
@@ -122,14 +124,6 @@ def _signature(rec: dict[str, Any], cache: dict[str, Any]) -> str | None:
     if rid not in cache:
         cache[rid] = signature_hash(rec.get("config") or {})
     return cast("str | None", cache[rid])
-
-
-def _number(value: Any) -> float | None:
-    """A finite float, or None (bools, strings such as "nan", None)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    f = float(value)
-    return f if math.isfinite(f) else None
 
 
 def _ts(iso: str | None) -> float | None:
@@ -171,7 +165,7 @@ def _diff_config(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _diff_seed(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def _diff_seed(a: RunRecord, b: RunRecord) -> dict[str, Any]:
     sa = a.get("seed") or {"value": None, "source": None}
     sb = b.get("seed") or {"value": None, "source": None}
     ca, cb = a.get("config") or {}, b.get("config") or {}
@@ -209,7 +203,7 @@ def _mask_seed_args(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def _diff_command(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def _diff_command(a: RunRecord, b: RunRecord) -> dict[str, Any]:
     ca, cb = a.get("command"), b.get("command")
     if ca == cb:
         return {}
@@ -357,8 +351,8 @@ def _same_repo(ga: dict[str, Any], gb: dict[str, Any]) -> bool:
 
 
 def _diff_code(
-    a: dict[str, Any],
-    b: dict[str, Any],
+    a: RunRecord,
+    b: RunRecord,
     commits: CommitsLookup | None,
     ignore_untracked: Callable[[str], bool] | None,
 ) -> dict[str, Any]:
@@ -437,7 +431,7 @@ def git_commits_between(root: str, a: str, b: str) -> dict[str, Any]:
 # -- data, env ----------------------------------------------------------------------------
 
 
-def _diff_data(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def _diff_data(a: RunRecord, b: RunRecord) -> dict[str, Any]:
     da, db = a.get("data") or {}, b.get("data") or {}
     changed: dict[str, Any] = {}
     for key in sorted(set(da) & set(db)):
@@ -467,13 +461,13 @@ def _diff_data(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _driver(rec: dict[str, Any]) -> Any:
+def _driver(rec: RunRecord) -> Any:
     env = rec.get("env") or {}
     gpu = rec.get("gpu") or {}
     return env.get("driver") or (gpu.get("driver") if isinstance(gpu, dict) else None)
 
 
-def _diff_env(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def _diff_env(a: RunRecord, b: RunRecord) -> dict[str, Any]:
     ea, eb = a.get("env"), b.get("env")
     out: dict[str, Any] = {}
     if (ea is None) != (eb is None):
@@ -521,7 +515,7 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return mean, var
 
 
-def _finals(group: Sequence[dict[str, Any]], tag: str) -> list[float]:
+def _finals(group: Sequence[Mapping[str, Any]], tag: str) -> list[float]:
     """The finite final values of ``tag`` over the runs of ``group``."""
     vals = (_number(((r.get("metrics") or {}).get(tag) or {}).get("last")) for r in group)
     return [v for v in vals if v is not None]
@@ -602,8 +596,8 @@ def _welch_noise(ga: list[float], gb: list[float]) -> dict[str, Any]:
 def _seed_noise(
     tag: str,
     delta: float,
-    a: dict[str, Any],
-    b: dict[str, Any],
+    a: RunRecord,
+    b: RunRecord,
     peers_a: list[dict[str, Any]],
     peers_b: list[dict[str, Any]] | None,
 ) -> dict[str, Any] | None:
@@ -622,8 +616,8 @@ def _seed_noise(
 
 
 def _noise_groups(
-    a: dict[str, Any],
-    b: dict[str, Any],
+    a: RunRecord,
+    b: RunRecord,
     peers: Sequence[dict[str, Any]],
     sigs: dict[str, Any],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
@@ -640,13 +634,14 @@ def _noise_groups(
 
 
 def _diff_metrics(
-    a: dict[str, Any],
-    b: dict[str, Any],
+    a: RunRecord,
+    b: RunRecord,
     peers: Sequence[dict[str, Any]],
     include_same: bool,
     sigs: dict[str, Any],
 ) -> dict[str, Any]:
-    ma, mb = a.get("metrics") or {}, b.get("metrics") or {}
+    ma: Mapping[str, Any] = a.get("metrics") or {}
+    mb: Mapping[str, Any] = b.get("metrics") or {}
     peers_a, peers_b = _noise_groups(a, b, peers, sigs) if peers else ([], None)
     out: dict[str, Any] = {}
     for tag in sorted(set(ma) | set(mb)):
@@ -665,7 +660,7 @@ def _diff_metrics(
     return out
 
 
-def speed_of(rec: dict[str, Any]) -> dict[str, float | None]:
+def speed_of(rec: RunRecord) -> dict[str, float | None]:
     """Wall time (s), steps/s (largest metric step / wall time), GPU use of one run."""
     start, end = _ts(rec.get("started_at")), _ts(rec.get("ended_at"))
     wall = end - start if start is not None and end is not None and end >= start else None
@@ -686,7 +681,7 @@ def _rel_differs(x: float | None, y: float | None, rel: float) -> bool:
     return abs(y - x) > rel * max(abs(x), abs(y), 1e-12)
 
 
-def _diff_speed(a: dict[str, Any], b: dict[str, Any], include_same: bool) -> dict[str, Any]:
+def _diff_speed(a: RunRecord, b: RunRecord, include_same: bool) -> dict[str, Any]:
     sa, sb = speed_of(a), speed_of(b)
     long_enough = (sa["wall_s"] or 0) >= SPEED_MIN_WALL_S and (
         sb["wall_s"] or 0
@@ -707,7 +702,7 @@ def _diff_speed(a: dict[str, Any], b: dict[str, Any], include_same: bool) -> dic
     return out
 
 
-def _diff_outcome(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def _diff_outcome(a: RunRecord, b: RunRecord) -> dict[str, Any]:
     out: dict[str, Any] = {}
     pair = _pair_if_differs(a.get("status"), b.get("status"))
     if pair is not None:
@@ -718,7 +713,7 @@ def _diff_outcome(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _same_summary(section: str, a: dict[str, Any]) -> dict[str, Any]:
+def _same_summary(section: str, a: RunRecord) -> dict[str, Any]:
     """What an unchanged section holds, for ``--all``."""
     git = a.get("git") or {}
     env = a.get("env") or {}
@@ -745,8 +740,8 @@ def _same_summary(section: str, a: dict[str, Any]) -> dict[str, Any]:
 
 
 def diff_runs(
-    a: dict[str, Any],
-    b: dict[str, Any],
+    a: RunRecord,
+    b: RunRecord,
     *,
     peers: list[dict[str, Any]] | None = None,
     sections: Iterable[str] | None = None,
@@ -797,7 +792,7 @@ def diff_runs(
 
 
 def compare_runs(
-    records: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None
+    records: Sequence[RunRecord], metrics: Sequence[str] | None = None
 ) -> dict[str, Any]:
     """``labbook compare``: the params that differ across runs, with their key metrics.
 
@@ -829,7 +824,8 @@ def compare_runs(
         "runs": [{"id": r.get("id"), "name": r.get("name")} for r in records],
         "params": params,
         "metrics": {
-            t: [((r.get("metrics") or {}).get(t) or {}).get("last") for r in records] for t in tags
+            t: [m.get("last") if (m := r["metrics"].get(t)) else None for r in records]
+            for t in tags
         },
     }
 
@@ -850,17 +846,17 @@ def parse_sections(text: str | None) -> list[str] | None:
 # -- the store side: peers, nearest earlier run, untracked files of other runs ---------------------
 
 
-def _repo_condition(rec: dict[str, Any]) -> tuple[str | None, str | None]:
+def _repo_condition(rec: RunRecord) -> tuple[str | None, str | None]:
     git = rec.get("git") or {}
     return git.get("root"), git.get("remote")
 
 
 def seed_peers(
     store: Store,
-    rec: dict[str, Any],
+    rec: RunRecord,
     *,
     limit: int = PEERS_MAX,
-    seen: dict[str, dict[str, Any]] | None = None,
+    seen: dict[str, Any] | None = None,
     signatures: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Records of runs that differ from ``rec`` only in the seed (see the module docstring).
@@ -945,7 +941,7 @@ def nearest_earlier(store: Store, run_id: str) -> str:
     )
 
 
-def other_runs_files(store: Store, recs: Sequence[dict[str, Any]]) -> Callable[[str], bool]:
+def other_runs_files(store: Store, recs: Sequence[RunRecord]) -> Callable[[str], bool]:
     """A predicate: is this untracked file (relative to the repository) inside a run directory?
 
     Run directories inside a repository are untracked too unless ignored, and a
@@ -953,7 +949,7 @@ def other_runs_files(store: Store, recs: Sequence[dict[str, Any]]) -> Callable[[
     """
     from labbook.store.query import resolve
 
-    dirs = {r["path"].split("#", 1)[0] for r in recs if r.get("path")}
+    dirs = {r["path"].split("#", 1)[0] for r in recs if r["path"]}
     roots = {(r.get("git") or {}).get("root") for r in recs} - {None}
     cache: dict[str, bool] = {}
 
@@ -992,7 +988,7 @@ def diff_store(
     sections: Iterable[str] | None = None,
     include_same: bool = False,
     git: bool = True,
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], RunRecord, RunRecord]:
     """Diff two runs of a store: ``(diff, record_a, record_b)``.
 
     Loads both records, their seed peers (when metrics are wanted), reads commits

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 _KEY_METRIC_HINTS = ("val", "eval", "test", "loss", "acc")
 
 
-def key_metrics(records: Sequence[dict[str, Any]], limit: int = 3) -> list[str]:
+def key_metrics(records: Sequence[Mapping[str, Any]], limit: int = 3) -> list[str]:
     """The metric tags most worth a column: common to most runs, validation and loss first."""
     counts: dict[str, int] = {}
     for r in records:

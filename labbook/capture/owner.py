@@ -9,9 +9,10 @@ owner is the writer (when the writing process itself is known, its user wins).
 from __future__ import annotations
 
 import functools
+import getpass
 import os
 
-__all__ = ["owner_of", "user_name"]
+__all__ = ["current_user", "owner_of", "user_name"]
 
 
 @functools.lru_cache(maxsize=256)
@@ -42,3 +43,12 @@ def owner_of(path: str | os.PathLike[str] | None) -> str | None:
         except (OSError, ValueError):
             continue
     return None
+
+
+def current_user() -> str:
+    """Who this process runs as: its login name (``getpass.getuser``: ``$LOGNAME``,
+    ``$USER``, …, then the password database), or the uid as text when it has none."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError, ImportError):  # no passwd entry (a container), no pwd
+        return str(os.getuid())

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from labbook.errors import LabbookError
+from labbook.paths import config_home, data_dir
 
 BLOCK_BEGIN = "# >>> labbook hooks >>>"
 BLOCK_END = "# <<< labbook hooks <<<"
@@ -35,14 +36,6 @@ def _hooks_source() -> Path:
         "the shell hook files are not part of this installation",
         hint="install labbook from its source tree (pip install -e .)",
     )
-
-
-def _data_home() -> Path:
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-
-
-def _config_home() -> Path:
-    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
 
 
 def _rc_file(shell: str) -> Path:
@@ -68,7 +61,7 @@ def install_hooks(shell: str, *, systemd: bool = False) -> list[str]:
     """
     src = _hooks_source()
     done: list[str] = []
-    dest_dir = _data_home() / "labbook" / "hooks"
+    dest_dir = data_dir() / "hooks"
     dest_dir.mkdir(parents=True, exist_ok=True)
     script = dest_dir / f"labbook.{shell}"
     shutil.copyfile(src / f"labbook.{shell}", script)
@@ -97,7 +90,7 @@ def install_hooks(shell: str, *, systemd: bool = False) -> list[str]:
     else:
         done.append(f"{rc} already has the labbook block")
     if systemd:
-        unit_dir = _config_home() / "systemd" / "user"
+        unit_dir = config_home() / "systemd" / "user"
         unit_dir.mkdir(parents=True, exist_ok=True)
         text = (src / SYSTEMD_UNIT).read_text(encoding="utf-8")
         text = text.replace("@LABBOOK@", f"{sys.executable} -m labbook")
@@ -117,12 +110,12 @@ def uninstall_hooks(shell: str, *, systemd: bool = False) -> list[str]:
         if new != old:
             rc.write_text(new, encoding="utf-8")
             done.append(f"removed the labbook block from {rc}")
-    script = _data_home() / "labbook" / "hooks" / f"labbook.{shell}"
+    script = data_dir() / "hooks" / f"labbook.{shell}"
     if script.exists():
         script.unlink()
         done.append(f"removed {script}")
     if systemd:
-        unit = _config_home() / "systemd" / "user" / SYSTEMD_UNIT
+        unit = config_home() / "systemd" / "user" / SYSTEMD_UNIT
         if unit.exists():
             unit.unlink()
             done.append(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labbook.model import RunFacts
-from labbook.warn import warn
+from labbook.warn import warn, warn_exception
 
 #: Directory names never descended into.
 SKIP_DIRS = frozenset(
@@ -139,6 +139,44 @@ def checked_facts(facts: RunFacts) -> RunFacts:
             setattr(facts, name, None)
     bad.report(facts.path)
     return facts
+
+
+def claims(d: DirInfo, recognisers: Iterable[Recogniser]) -> Iterator[tuple[Recogniser, bool]]:
+    """Each of ``recognisers`` that matches ``d``, in order, with whether its match is weak.
+
+    One that raises is passed over with one warning: a recogniser's bug must not end
+    an import's walk, a launch or the daemon.
+    """
+    for rec in recognisers:
+        try:
+            matched = rec.match(d)
+            is_weak = matched and rec.weak(d)
+        except Exception as exc:
+            warn_exception(d.path, f"{rec.framework}: cannot check", exc)
+            continue
+        if matched:
+            yield rec, is_weak
+
+
+def try_read(rec: Recogniser, d: DirInfo) -> tuple[list[RunFacts], Exception | None]:
+    """What ``rec`` reads from ``d``, or ``([], the exception)`` when reading raised."""
+    try:
+        return list(rec.read(d)), None
+    except Exception as exc:  # a reader bug or a vanished dir: the caller says so and goes on
+        return [], exc
+
+
+def cannot_read(rec: Recogniser, d: DirInfo, exc: Exception) -> None:
+    """The one warning for a run dir that ``rec`` failed to read."""
+    warn_exception(d.path, f"cannot read {rec.framework} run", exc)
+
+
+def read_or_warn(rec: Recogniser, d: DirInfo) -> list[RunFacts]:
+    """What ``rec`` reads from ``d``; [] with one warning when reading raised."""
+    runs, exc = try_read(rec, d)
+    if exc is not None:
+        cannot_read(rec, d, exc)
+    return runs
 
 
 def list_dir(path: Path, *, unreadable: list[str] | None = None) -> DirInfo | None:

@@ -22,7 +22,8 @@ from typing import Any
 import click
 
 from labbook.analysis.diff import SECTIONS
-from labbook.render.runs import fmt_value
+from labbook.model import RunRecord
+from labbook.render.runs import fmt_seconds, fmt_value
 from labbook.textsafe import printable as _p
 
 _SECTION_STYLE: dict[str, Any] = {"bold": True, "fg": "cyan"}
@@ -85,18 +86,7 @@ def _when(ts: Any) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _secs(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
-def _run_label(rec: dict[str, Any]) -> str:
+def _run_label(rec: RunRecord) -> str:
     name = rec.get("name") or ""
     return _p(f"{rec['id']}  {name}".rstrip())
 
@@ -326,7 +316,7 @@ def _metrics(o: _Out, d: dict[str, Any], stat: bool) -> None:
 
 def _speed(o: _Out, d: dict[str, Any]) -> None:
     labels = {
-        "wall_s": ("wall time", _secs),
+        "wall_s": ("wall time", fmt_seconds),
         "steps_per_s": ("steps/s", lambda x: fmt_value(x) if x is not None else "—"),
         "gpu_util_pct": ("GPU utilisation %", lambda x: fmt_value(x) if x is not None else "—"),
         "peak_memory_mib": ("GPU memory MiB", lambda x: fmt_value(x) if x is not None else "—"),
@@ -372,8 +362,8 @@ def _stat_line(section: str, d: dict[str, Any]) -> str:
 
 def render_diff(
     d: dict[str, Any],
-    a: dict[str, Any],
-    b: dict[str, Any],
+    a: RunRecord,
+    b: RunRecord,
     *,
     color: bool = False,
     stat: bool = False,

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from labbook.analysis.metrics import key_metrics
+from labbook.model import RunRecord
 from labbook.textsafe import printable, printable_lines
 
 STATUS_STYLE = {
@@ -44,7 +45,7 @@ def fmt_time(iso: str | None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M")
 
 
-def duration(rec: dict[str, Any]) -> str:
+def duration(rec: RunRecord) -> str:
     start, end = rec.get("started_at"), rec.get("ended_at")
     if not start or not end:
         return "—"
@@ -55,7 +56,15 @@ def duration(rec: dict[str, Any]) -> str:
         ).total_seconds()
     except ValueError:
         return "—"
-    secs = max(0, int(secs))
+    return fmt_seconds(secs)
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    """A duration as ``labbook`` shows it everywhere: ``42s``, ``3m07s``, ``2h05m``
+    (whole seconds, rounded down; None: ``—``)."""
+    if seconds is None:
+        return "—"
+    secs = max(0, int(seconds))
     if secs < 60:
         return f"{secs}s"
     if secs < 3600:
@@ -76,12 +85,12 @@ def fmt_value(value: Any) -> str:
     return str(value)
 
 
-def seed_text(rec: dict[str, Any]) -> str:
+def seed_text(rec: RunRecord) -> str:
     seed = rec.get("seed") or {}
     return "not set" if seed.get("value") is None else str(seed["value"])
 
 
-def _run_rows(records: Sequence[dict[str, Any]], metrics: list[str]) -> Iterator[list[str]]:
+def _run_rows(records: Sequence[RunRecord], metrics: list[str]) -> Iterator[list[str]]:
     for r in records:
         yield [
             r["id"],
@@ -91,7 +100,7 @@ def _run_rows(records: Sequence[dict[str, Any]], metrics: list[str]) -> Iterator
             fmt_time(r.get("started_at")),
             duration(r),
             seed_text(r),
-            *[fmt_value((r["metrics"].get(m) or {}).get("last")) for m in metrics],
+            *[fmt_value(s["last"] if (s := r["metrics"].get(m)) else None) for m in metrics],
         ]
 
 
@@ -108,7 +117,7 @@ def print_plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> N
         )
 
 
-def print_runs(records: Sequence[dict[str, Any]]) -> None:
+def print_runs(records: Sequence[RunRecord]) -> None:
     import sys
 
     if not records:
@@ -136,7 +145,7 @@ def print_runs(records: Sequence[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def _info_rows(rec: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _info_rows(rec: RunRecord) -> list[tuple[str, str, str]]:
     """(field, value, rich style of a dim suffix) rows of ``show``'s header block."""
     rows: list[tuple[str, str, str]] = [
         ("path", rec.get("path") or "—", ""),
@@ -153,7 +162,7 @@ def _info_rows(rec: dict[str, Any]) -> list[tuple[str, str, str]]:
     if rec.get("command"):
         import shlex
 
-        rows.append(("command", shlex.join(rec["command"]), ""))
+        rows.append(("command", shlex.join(rec["command"] or []), ""))
     if rec.get("pid"):
         rows.append(("pid", str(rec["pid"]), ""))
     if rec.get("tags"):
@@ -199,7 +208,7 @@ def _info_rows(rec: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _metric_rows(rec: dict[str, Any]) -> list[list[str]]:
+def _metric_rows(rec: RunRecord) -> list[list[str]]:
     rows = []
     for tag, m in rec.get("metrics", {}).items():
         nf = m.get("nonfinite_step")
@@ -220,7 +229,7 @@ def _metric_rows(rec: dict[str, Any]) -> list[list[str]]:
 _METRIC_HEADER = ["tag", "last", "min", "max", "step", "count", "non-finite at"]
 
 
-def _headline(rec: dict[str, Any]) -> tuple[str, str | None]:
+def _headline(rec: RunRecord) -> tuple[str, str | None]:
     failure = rec.get("failure")
     reason = None
     if failure:
@@ -229,14 +238,14 @@ def _headline(rec: dict[str, Any]) -> tuple[str, str | None]:
     return f"{rec.get('name') or rec['id']}  {rec['id']}  {rec['status']}", reason
 
 
-def _diff_hint(rec: dict[str, Any]) -> str | None:
+def _diff_hint(rec: RunRecord) -> str | None:
     git = rec.get("git") or {}
     if not git.get("diff"):
         return None
     return f"uncommitted changes ({git['diff'].count(chr(10))} diff lines; `labbook show --json` has them)"
 
 
-def print_run(rec: dict[str, Any]) -> None:
+def print_run(rec: RunRecord) -> None:
     """``labbook show``: sections on a terminal (rich), plain aligned text when piped."""
     import sys
 
@@ -307,7 +316,7 @@ def note_text(text: str) -> str:
     return printable_lines(str(text).strip()).replace("\n", "\n    ")
 
 
-def _print_run_plain(rec: dict[str, Any], out: Any) -> None:
+def _print_run_plain(rec: RunRecord, out: Any) -> None:
     """The same sections as text: no colour, no wrapping, no rich import."""
     title, reason = _headline(rec)
     out.write(printable(title) + "\n")

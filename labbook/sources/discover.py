@@ -6,16 +6,17 @@ fingerprints, owner, status).
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 from collections.abc import Iterable
 from pathlib import Path
 
 from labbook.analysis.status import infer_status
+from labbook.capture.owner import current_user, owner_of
 from labbook.model import RunFacts
 from labbook.recognisers import RECOGNISERS, DirInfo, Recogniser, walk
-from labbook.warn import warn, warn_exception
+from labbook.recognisers.base import claims
+from labbook.warn import warn
 
 
 def discover(
@@ -34,20 +35,13 @@ def discover(
     weak: set[Path] = set()
 
     def visit(d: DirInfo) -> bool:
-        for rec in recs:
-            try:
-                matched = rec.match(d)
-                is_weak = matched and rec.weak(d)
-            except Exception as exc:  # a recogniser bug must not end the walk
-                warn_exception(d.path, f"{rec.framework}: cannot check", exc)
-                continue
-            if matched:
-                found.append((rec, d))
-                if is_weak:
-                    weak.add(d.path)
-                    return True
-                if rec.owns_subtree:
-                    return False
+        for rec, is_weak in claims(d, recs):
+            found.append((rec, d))
+            if is_weak:
+                weak.add(d.path)
+                return True
+            if rec.owns_subtree:
+                return False
         return True
 
     for p in paths:
@@ -79,14 +73,10 @@ class Completer:
         self.run_dirs = [os.fspath(d) for d in run_dirs]
         self._git_cache: dict[str, object] = {}
         self._host = socket.gethostname()
-        try:
-            self._user = getpass.getuser()
-        except (KeyError, OSError, ImportError):  # no passwd entry (a container), no pwd
-            self._user = str(os.getuid())
+        self._user = current_user()
 
     def complete(self, facts: RunFacts) -> RunFacts:
         from labbook.capture.env import importer_env
-        from labbook.capture.owner import owner_of
         from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_config
 
         facts.host = facts.host or self._host

@@ -19,6 +19,7 @@ from pathlib import Path
 from labbook.errors import LabbookError, StoreBusy
 from labbook.model import RunFacts
 from labbook.recognisers import DirInfo, Recogniser
+from labbook.recognisers.base import cannot_read, try_read
 from labbook.sources.discover import Completer, discover
 from labbook.store import Store, safe_text
 from labbook.warn import held, import_warnings, replay, warn, warn_exception
@@ -121,13 +122,8 @@ def _read_run(rec: Recogniser, d: DirInfo, report: ImportReport) -> list[RunFact
         warn(d.path, "vanished during import; not recorded")
         report.failed.append(str(d.path))
         return []
-    error: Exception | None = None
-    runs: list[RunFacts] = []
     with held() as said:
-        try:
-            runs = list(rec.read(d))
-        except Exception as exc:  # a reader bug or a vanished dir: one warning, go on
-            error = exc
+        runs, error = try_read(rec, d)
     if not d.path.is_dir():
         # Gone while being read: what was read is partial, and the readers'
         # complaints about files that vanished say less than this one line.
@@ -136,7 +132,7 @@ def _read_run(rec: Recogniser, d: DirInfo, report: ImportReport) -> list[RunFact
         return []
     replay(said)
     if error is not None:
-        warn_exception(d.path, f"cannot read {rec.framework} run", error)
+        cannot_read(rec, d, error)
         report.failed.append(str(d.path))
         return []
     return runs

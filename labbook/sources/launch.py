@@ -180,9 +180,8 @@ def launch_facts(
     git: bool = True,
 ) -> RunFacts:
     """The facts of a launch before the child starts (status ``running``)."""
-    import getpass
-
     from labbook.analysis.check import config_from_argv
+    from labbook.capture.owner import current_user
     from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_env
 
     facts = RunFacts(
@@ -199,10 +198,7 @@ def launch_facts(
         tags=list(tags),
         host=socket.gethostname(),
     )
-    try:
-        facts.user = getpass.getuser()
-    except (KeyError, OSError, ImportError):  # no passwd entry (a container), no pwd
-        facts.user = str(os.getuid())
+    facts.user = current_user()
     if git:
         from labbook.capture.git import capture_git
 
@@ -412,6 +408,7 @@ class _Joiner:
         self, *, final: bool, failure: Failure | None = None, status: str | None = None
     ) -> None:
         """Discover, read and save; while running, cheaply and at growing intervals."""
+        from labbook.recognisers.base import read_or_warn
         from labbook.sources.discover import Completer
 
         t0 = time.monotonic()
@@ -423,12 +420,7 @@ class _Joiner:
             found = []
         completer = Completer(git=False)
         for rec, d in found:
-            try:
-                runs = list(rec.read(d))
-            except Exception as exc:  # a reader bug must not end a launch
-                warn_exception(d.path, f"cannot read {rec.framework} run", exc)
-                continue
-            for facts in runs:
+            for facts in read_or_warn(rec, d):
                 if str(d.path) in self.existing and self._owned_elsewhere(facts.source_key):
                     continue
                 self._save(facts, completer, final=final, failure=failure, status=status)

@@ -12,7 +12,6 @@ which keeps ``labbook ls`` and ``labbook show`` fast to start.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
 import json
 import os
@@ -27,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from labbook.capture.owner import current_user, user_name
 from labbook.errors import StoreBusy, StoreError
 from labbook.model import EnvInfo, MetricSummary, NoteRecord, Point, RunFacts, RunRecord
 from labbook.paths import default_db_path
@@ -311,7 +311,7 @@ class Store:
             "name": safe_text(facts.name),
             "path": safe_text(facts.path),
             "host": facts.host or socket.gethostname(),
-            "user": facts.user or _current_user(),
+            "user": facts.user or current_user(),
             "framework": facts.framework,
             "status": facts.status,
             "failure_kind": facts.failure.kind if facts.failure else None,
@@ -565,7 +565,7 @@ class Store:
                     return int(row[0])
             cur = self.conn.execute(
                 "INSERT INTO notes (run_id, at, author, kind, text) VALUES (?, ?, ?, ?, ?)",
-                (run_id, at or now_iso(), author or _current_user(), kind, text),
+                (run_id, at or now_iso(), author or current_user(), kind, text),
             )
         return int(cur.lastrowid or 0)
 
@@ -1154,16 +1154,5 @@ def _make_private(db_path: Path) -> None:
 
 
 def _user_name(uid: int) -> str:
-    import pwd
-
-    try:
-        return f"user {pwd.getpwuid(uid).pw_name}"
-    except KeyError:
-        return f"uid {uid}"
-
-
-def _current_user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry in some containers
-        return str(os.getuid())
+    name = user_name(uid)
+    return f"uid {uid}" if name == str(uid) else f"user {name}"

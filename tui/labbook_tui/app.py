@@ -141,7 +141,7 @@ class LabbookApp(App[None]):
         if run_id is None:
             self.notify("No run here to tag.", severity="warning")
             return
-        rec = self.notebook.record(run_id) or {}
+        rec = self.notebook.record(run_id)
 
         def save(change: tuple[list[str], list[str]] | None) -> None:
             if change:
@@ -149,7 +149,7 @@ class LabbookApp(App[None]):
                 self.notify(f"tags saved on {run_id}")
                 self.refresh_screens()
 
-        self.push_screen(TagsModal(run_id, list(rec.get("tags") or [])), save)
+        self.push_screen(TagsModal(run_id, list(rec["tags"] if rec else [])), save)
 
     def action_search(self) -> None:
         from labbook_tui.search_screen import SearchScreen

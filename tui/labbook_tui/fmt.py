@@ -11,7 +11,8 @@ from datetime import datetime, timezone, tzinfo
 from typing import Any
 
 # One look for a run in the CLI and the TUI: the core's formatting, reused here.
-from labbook.render.runs import STATUS_STYLE, fmt_value, key_metrics, seed_text
+from labbook.model import RunRecord
+from labbook.render.runs import STATUS_STYLE, fmt_seconds, fmt_value, key_metrics, seed_text
 from labbook.textsafe import printable, printable_lines
 
 __all__ = [
@@ -29,9 +30,16 @@ __all__ = [
     "printable_lines",
     "safe",
     "safe_lines",
+    "seed_missing",
     "seed_text",
     "short",
 ]
+
+
+def seed_missing(rec: RunRecord) -> bool:
+    """Whether the run has no seed value: ``seed_text`` says "not set" or "unknown"."""
+    return (rec.get("seed") or {}).get("value") is None
+
 
 #: Metric tags worth a column first: validation, then loss, then accuracy.
 _KEY_HINTS = ("val", "eval", "test", "loss", "acc")
@@ -57,16 +65,7 @@ def fmt_time(iso: str | None, tz: tzinfo | None = None, *, short: bool = False) 
     return dt.astimezone(tz).strftime("%y-%m-%d %H:%M" if short else "%Y-%m-%d %H:%M")
 
 
-def fmt_seconds(secs: float) -> str:
-    secs = max(0, int(secs))
-    if secs < 60:
-        return f"{secs}s"
-    if secs < 3600:
-        return f"{secs // 60}m{secs % 60:02d}s"
-    return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"
-
-
-def duration_seconds(rec: dict[str, Any], now: float | None = None) -> float | None:
+def duration_seconds(rec: RunRecord, now: float | None = None) -> float | None:
     """Wall time of a run; a running run counts up to ``now`` (an injected clock)."""
     start = parse_iso(rec.get("started_at"))
     end = parse_iso(rec.get("ended_at"))
@@ -79,7 +78,7 @@ def duration_seconds(rec: dict[str, Any], now: float | None = None) -> float | N
     return (end - start).total_seconds()
 
 
-def fmt_duration(rec: dict[str, Any], now: float | None = None) -> str:
+def fmt_duration(rec: RunRecord, now: float | None = None) -> str:
     secs = duration_seconds(rec, now)
     return "—" if secs is None else fmt_seconds(secs)
 
@@ -96,11 +95,12 @@ def metric_order(tags: Sequence[str]) -> list[str]:
     return sorted(tags, key=score)
 
 
-def column_value(rec: dict[str, Any], key: str) -> Any:
+def column_value(rec: RunRecord, key: str) -> Any:
     """The value of an extra column: ``metrics.TAG`` (last value) or a config key."""
     if key.startswith(("metrics.", "metric.")):
         tag = key.split(".", 1)[1]
-        return ((rec.get("metrics") or {}).get(tag) or {}).get("last")
+        summary = rec["metrics"].get(tag)
+        return summary["last"] if summary else None
     if key in (rec.get("metrics") or {}) and key not in (rec.get("config") or {}):
         return rec["metrics"][key].get("last")
     return (rec.get("config") or {}).get(key)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from labbook.errors import LabbookError
-from labbook.model import Point
+from labbook.model import Point, RunRecord
 from labbook.store import Store
 
 #: What to tell someone whose notebook is empty or missing.
@@ -34,7 +34,7 @@ class Window:
 
     offset: int
     total: int
-    records: list[dict[str, Any]]
+    records: list[RunRecord]
     #: ``total`` is a lower bound: counting stopped there (see Notebook.window)
     more: bool = False
 
@@ -196,7 +196,7 @@ class Notebook:
                 return i
         return None
 
-    def record(self, run_id: str) -> dict[str, Any] | None:
+    def record(self, run_id: str) -> RunRecord | None:
         """The whole ``--json`` record of one run (with diff and packages), or None if gone."""
         if self.store is None:
             return None
@@ -252,17 +252,16 @@ class Notebook:
     def diff(self, a: str, b: str) -> dict[str, Any]:
         """``labbook diff A B``'s result (:func:`labbook.analysis.diff.diff_store`): seed
         peers, the commits between the runs, untracked files that are other runs' outputs
-        left out. ImportError if the engine is absent; LookupError if a run is gone."""
-        import importlib
+        left out. LookupError if a run is gone."""
+        from labbook.analysis.diff import diff_store
 
-        engine = importlib.import_module("labbook.analysis.diff")
         if self.store is None:
             raise LookupError("one of the runs is gone")
         try:
-            result, _, _ = engine.diff_store(self.store, a, b)
+            result, _, _ = diff_store(self.store, a, b)
         except LabbookError as exc:
             raise LookupError(exc.message) from exc
-        return dict(result)
+        return result
 
     # -- writing (one short transaction each) ----------------------------------------
 

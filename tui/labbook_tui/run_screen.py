@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, Static, TabbedContent, TabPane, Tree
 from textual.widgets.option_list import Option
 
+from labbook.model import RunRecord
 from labbook_tui.fmt import (
     STATUS_STYLE,
     fmt_duration,
@@ -25,6 +26,7 @@ from labbook_tui.fmt import (
     printable,
     safe,
     safe_lines,
+    seed_missing,
     seed_text,
 )
 from labbook_tui.plot import CurvePlot, Series
@@ -44,7 +46,7 @@ def _kv_table() -> Table:
     return table
 
 
-def overview(rec: dict[str, Any], tz: Any, now: float | None) -> RenderableType:
+def overview(rec: RunRecord, tz: Any, now: float | None) -> RenderableType:
     """The overview tab: what a user wants first — outcome, how it was run, notes."""
     t = _kv_table()
     status = rec.get("status") or "unknown"
@@ -64,13 +66,13 @@ def overview(rec: dict[str, Any], tz: Any, now: float | None) -> RenderableType:
     t.add_row("framework", safe(rec.get("framework") or "—"))
     t.add_row("path", safe(rec.get("path") or "—"))
     if rec.get("command"):
-        t.add_row("command", safe(" ".join(rec["command"])))
+        t.add_row("command", safe(" ".join(rec["command"] or [])))
     seed = seed_text(rec)
     source = (rec.get("seed") or {}).get("source")
     t.add_row(
         "seed",
         Text(seed, style="bold yellow")
-        if seed == "not set"
+        if seed_missing(rec)
         else safe(f"{seed}  ({source or '?'})"),
     )
     git = rec.get("git")
@@ -106,9 +108,9 @@ def overview(rec: dict[str, Any], tz: Any, now: float | None) -> RenderableType:
     return Group(*parts)
 
 
-def gpu_summary(rec: dict[str, Any]) -> Text | str:
-    gpu = rec.get("gpu")
-    env = rec.get("env") or {}
+def gpu_summary(rec: RunRecord | None) -> Text | str:
+    gpu = rec["gpu"] if rec else None
+    env = (rec["env"] if rec else None) or {}
     if not gpu:
         names = env.get("gpus") or []
         return safe(", ".join(names)) if names else Text("no GPU readings", "dim")
@@ -123,7 +125,7 @@ def gpu_summary(rec: dict[str, Any]) -> Text | str:
     return " · ".join(bits) or "recorded"
 
 
-def environment(rec: dict[str, Any]) -> RenderableType:
+def environment(rec: RunRecord) -> RenderableType:
     env = rec.get("env")
     if not env:
         return Text("No environment recorded for this run.", style="dim")
@@ -147,7 +149,7 @@ def environment(rec: dict[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
-def code(rec: dict[str, Any], dark: bool) -> RenderableType:
+def code(rec: RunRecord, dark: bool) -> RenderableType:
     git = rec.get("git")
     if not git:
         return Text("No git state recorded for this run.", style="dim")
@@ -212,7 +214,7 @@ class RunScreen(Screen[None]):
     def __init__(self, run_id: str) -> None:
         super().__init__()
         self.run_id = run_id
-        self.record: dict[str, Any] | None = None
+        self.record: RunRecord | None = None
         self.series: dict[str, Any] = {}
         self.tag: str | None = None
 
@@ -290,7 +292,7 @@ class RunScreen(Screen[None]):
         tree: Tree[Any] = self.query_one("#config-tree", Tree)
         tree.clear()
         tree.show_root = False
-        config = (self.record or {}).get("config") or {}
+        config = self.record["config"] if self.record else {}
         low = needle.lower().strip()
         nodes: dict[str, Any] = {}
         shown = 0
@@ -331,12 +333,12 @@ class RunScreen(Screen[None]):
             plot.set_series([])
 
     def _draw_gpu(self, tags: list[str]) -> None:
-        rec = self.record or {}
+        rec = self.record
         body = self.query_one("#gpu-body", Static)
         plot = self.query_one("#gpu-plot", CurvePlot)
         wanted = gpu_tags(tags)
         series = [Series(t, curves(self.series[t])) for t in wanted]
-        gpu = rec.get("gpu") or {}
+        gpu = (rec["gpu"] if rec else None) or {}
         lines = Text.assemble(("GPU  ", "bold"), gpu_summary(rec))
         if not series and not gpu:
             lines.append("\nNo GPU utilisation or memory was recorded for this run.", style="dim")

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
@@ -31,6 +31,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from labbook.model import RunRecord
 from labbook_tui.fmt import (
     STATUS_STYLE,
     column_value,
@@ -39,6 +40,7 @@ from labbook_tui.fmt import (
     fmt_value,
     key_metrics,
     printable,
+    seed_missing,
     seed_text,
     short,
 )
@@ -211,7 +213,7 @@ class RunTable(ScrollView, can_focus=True):
         self.start = 0
         self.total = 0
         self.more = False  # total is a lower bound (counting stopped)
-        self.records: list[dict[str, Any]] = []
+        self.records: list[RunRecord] = []
         self.marked: list[str] = []
         self.metric_columns: list[str] = []
         self.cursor_row = 0
@@ -280,7 +282,7 @@ class RunTable(ScrollView, can_focus=True):
             columns.append(Column(key, label, width))
         return columns
 
-    def _cells(self, rec: dict[str, Any]) -> list[tuple[str, str | None]]:
+    def _cells(self, rec: RunRecord) -> list[tuple[str, str | None]]:
         """One run's cells as (text, style) in column order."""
         now = self.clock() if self.clock else None
         status = rec.get("status") or "unknown"
@@ -293,7 +295,7 @@ class RunTable(ScrollView, can_focus=True):
             (status, STATUS_STYLE.get(status)),
             (fmt_time(rec.get("started_at"), self.tz, short=True), None),
             (fmt_duration(rec, now), None),
-            (seed, "yellow" if seed == "not set" else None),
+            (seed, "yellow" if seed_missing(rec) else None),
         ]
         for column in self._columns[len(BASE_COLUMNS) : -len(TAIL_COLUMNS)]:
             cells.append((fmt_value(column_value(rec, column.key)), None))
@@ -427,7 +429,7 @@ class RunTable(ScrollView, can_focus=True):
             return None
         return str(self.records[self.cursor_row]["id"])
 
-    def current_record(self) -> dict[str, Any] | None:
+    def current_record(self) -> RunRecord | None:
         rid = self.current_run_id()
         return self.records[self.cursor_row] if rid else None
 

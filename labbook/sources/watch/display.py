@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from labbook.render.runs import fmt_seconds
 from labbook.sources.watch.ingest import RunState
 from labbook.textsafe import printable
 
@@ -28,12 +29,7 @@ def _clock(ts: float | None = None) -> str:
 
 
 def _elapsed(seconds: float | None) -> str:
-    if seconds is None or seconds < 0:
-        return "-"
-    s = int(seconds)
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+    return "-" if seconds is None or seconds < 0 else fmt_seconds(seconds)
 
 
 def _num(v: float | None) -> str:

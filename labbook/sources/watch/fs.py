@@ -121,9 +121,10 @@ def check_db_local(db_path: str | os.PathLike[str], mounts_path: str = PROC_MOUN
 
 def suggest_local_db(mounts_path: str = PROC_MOUNTS) -> str:
     """A database path on a local file system: the XDG default if local, else /var/tmp or /tmp."""
+    from labbook.capture.owner import current_user
     from labbook.paths import data_dir
 
-    user = os.environ.get("USER") or str(os.getuid())
+    user = current_user()
     candidates = [
         data_dir(),
         Path("/var/tmp") / f"labbook-{user}",

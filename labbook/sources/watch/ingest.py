@@ -27,12 +27,11 @@ from typing import Any
 from labbook.analysis.status import LOSS_LIKE
 from labbook.model import Failure, GitState, Point, RunFacts
 from labbook.recognisers import RECOGNISERS, Recogniser
-from labbook.recognisers.base import DirInfo, list_dir
+from labbook.recognisers.base import DirInfo, claims, list_dir, read_or_warn
 from labbook.recognisers.common import dir_signature
 from labbook.sources.watch import lifecycle, procs
 from labbook.sources.watch.tail import is_tail_candidate, read_appended, settle_tags, tail_files
 from labbook.store import Store, safe_text
-from labbook.warn import warn_exception
 
 TAIL_FRAMEWORKS = frozenset({"tensorboard", "lightning", "generic"})
 #: Columns captured at first sight that later re-reads must not overwrite.
@@ -110,12 +109,8 @@ class RunState:
 
 def match(d: DirInfo) -> tuple[Recogniser, bool] | None:
     """The recogniser that claims ``d`` (and whether the claim is weak), as discovery does."""
-    for rec in RECOGNISERS:
-        try:
-            if rec.match(d):
-                return rec, rec.weak(d) or not rec.owns_subtree
-        except Exception as exc:  # a recogniser bug must not stop the daemon
-            warn_exception(d.path, f"{rec.framework}: cannot check", exc)
+    for rec, weak in claims(d, RECOGNISERS):
+        return rec, weak or not rec.owns_subtree
     return None
 
 
@@ -222,11 +217,7 @@ class Ingestor:
         return state
 
     def _read(self, rec: Recogniser, d: DirInfo) -> list[RunFacts]:
-        try:
-            return list(rec.read(d))
-        except Exception as exc:  # a reader bug must not stop the daemon
-            warn_exception(d.path, f"cannot read {rec.framework} run", exc)
-            return []
+        return read_or_warn(rec, d)
 
     def _complete(self, facts: RunFacts) -> None:
         from labbook.sources.discover import Completer
