@@ -89,7 +89,7 @@ def write_generic(run: Path, *, lr: float = 0.01, seed: int = 3) -> Path:
 def assert_generic(rec: dict[str, Any], *, lr: float = 0.01, seed: int = 3) -> None:
     assert rec["framework"] == "generic"
     assert rec["config"]["optimizer.lr"] == lr
-    assert rec["seed"] == {"value": seed, "source": "config:seed"}
+    assert rec["seed"] == {"value": seed, "source": "config:seed", "known": True}
     loss = rec["metrics"]["loss"]
     assert (loss["last"], loss["min"], loss["max"], loss["count"]) == (0.125, 0.125, 1.0, 4)
     assert loss["step"] == 3

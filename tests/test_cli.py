@@ -46,7 +46,7 @@ def test_import_ls_show_json(three_runs: Path, db_path: Path):
     assert by_name["runs/baseline"]["status"] == "finished"
     assert by_name["runs/too-high"]["status"] == "diverged"
     assert by_name["runs/too-high"]["failure"]["kind"] == "nan"
-    assert by_name["runs/unseeded"]["seed"] == {"value": None, "source": None}
+    assert by_name["runs/unseeded"]["seed"] == {"value": None, "source": None, "known": True}
     assert by_name["runs/baseline"]["seed"]["value"] == 1
     assert by_name["runs/baseline"]["config"]["optimizer.lr"] == 0.05
     assert "diff" not in by_name["runs/baseline"]["git"]

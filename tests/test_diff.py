@@ -128,7 +128,7 @@ def test_seed_only(project: Path, db_path: Path):
     b = import_run(db_path, write_run(project, "b", "lr: 0.1\nseed: 2\n", METRICS))
     d = diff(db_path, a, b)
     assert sections(d) == {"seed"}
-    assert d["seed"]["a"] == {"value": 1, "source": "config:seed"}
+    assert d["seed"]["a"] == {"value": 1, "source": "config:seed", "known": True}
     assert d["seed"]["b"]["value"] == 2
 
     c = train(project, db_path, "s1", "--lr", "0.05", "--seed", "1")

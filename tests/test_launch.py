@@ -96,7 +96,7 @@ def test_the_launch_is_recorded_before_the_child_starts(tmp_path: Path, db_path:
     assert "SEEN running True True" in res.stdout
     rec = _record(db_path)
     assert rec["status"] == "finished"
-    assert rec["seed"] == {"value": 7, "source": "argv:--seed"}
+    assert rec["seed"] == {"value": 7, "source": "argv:--seed", "known": True}
     assert rec["env"]["vars"]["HF_TOKEN"] == "<redacted>"
     assert rec["env"]["vars"]["CUDA_VISIBLE_DEVICES"] == "1"
     assert "hf_aaaa" not in json.dumps(rec)

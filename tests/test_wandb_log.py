@@ -1,4 +1,4 @@
-"""wandb's binary run log, read with wandb's own message classes (tests/fixtures/wandb)."""
+"""wandb's binary run log (tests/fixtures/wandb), read with labbook's own declarations."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ import pytest
 
 from labbook.readers.wandb_log import HEADER, read_wandb_log
 from tests.conftest import FIXTURES
-
-pytest.importorskip("wandb.proto.wandb_internal_pb2", reason="wandb is a dev dependency")
 
 RUNS = FIXTURES / "wandb" / "wandb"
 
@@ -82,8 +80,8 @@ def test_not_a_wandb_log(tmp_path, caplog):
     assert log is not None and not log.history and log.exit_code is None
 
 
-def test_without_wandb_the_plain_files_are_used(tmp_path):
-    """With wandb not importable each run is still recorded, from files/output.log."""
+def test_without_wandb_the_binary_log_is_read(tmp_path):
+    """With wandb not importable each run is recorded from run-<id>.wandb, seed and all."""
     copy = tmp_path / "wandb"
     shutil.copytree(FIXTURES / "wandb", copy, symlinks=True)
     db = tmp_path / "db.sqlite"
@@ -92,6 +90,19 @@ def test_without_wandb_the_plain_files_are_used(tmp_path):
     subprocess.run([*base, "import", str(copy)], capture_output=True, text=True, check=True)
     out = subprocess.run([*base, "ls", "--json"], capture_output=True, text=True, check=True)
     runs = {r["name"]: r for r in json.loads(out.stdout)}
-    assert len(runs) == 2
-    crashed = [r for r in runs.values() if r["status"] == "failed"]
-    assert len(crashed) == 1 and "simulated crash" in crashed[0]["failure"]["message"]
+    assert set(runs) == {"fx-ok", "fx-crash"}
+    assert runs["fx-ok"]["status"] == "finished"
+    assert runs["fx-ok"]["seed"] == {"value": 5, "source": "config:seed", "known": True}
+    assert runs["fx-crash"]["seed"]["value"] == 6
+    crashed = runs["fx-crash"]
+    assert crashed["status"] == "failed" and "simulated crash" in crashed["failure"]["message"]
+
+
+def test_torn_before_the_run_record(tmp_path):
+    """The init config is in the run record: a log torn before it says so."""
+    data = _binary("fx-ok").read_bytes()
+    torn = tmp_path / "run-t.wandb"
+    torn.write_bytes(data[:80])
+    log = read_wandb_log(torn)
+    assert log is not None and log.truncated and not log.run_record and not log.config
+    assert read_wandb_log(_binary("fx-ok")).run_record

@@ -7,7 +7,8 @@ joined with AND (``a=1 and b>2`` or repeated ``--where``).
 
 In a ``--where`` key, a run field (``status``, ``framework``, ``name``, ``host``,
 ``user``, ``seed``, ``started_at``, ``git.commit``, ``git.branch``) is matched
-first; ``metrics.TAG`` / ``metric.TAG`` names a metric's last value explicitly;
+first (``seed=null`` finds runs whose seed is not set, ``seed=unknown`` those whose
+seed could not be read); ``metrics.TAG`` / ``metric.TAG`` names a metric's last value explicitly;
 anything else is a config key, or a metric tag when no run has such a config key.
 """
 
@@ -108,8 +109,12 @@ def _condition_sql(
     if key in RUN_FIELDS:
         col = RUN_FIELDS[key]
         if key == "seed":
-            if value is None:
-                return ("r.seed_value IS NULL" if op == "=" else "r.seed_value IS NOT NULL"), []
+            # seed=null: not set (a NULL value, a NULL source); seed=unknown: a file that
+            # could hold the seed could not be read (NULL value, source 'unknown').
+            if value is None or (value == "unknown" and op in ("=", "!=")):
+                source = "r.seed_source IS NULL" if value is None else "r.seed_source IS 'unknown'"
+                match = f"(r.seed_value IS NULL AND {source})"
+                return (match if op == "=" else f"NOT {match}"), []
             import json
 
             return f"{col} {op} ?", [json.dumps(value)]
