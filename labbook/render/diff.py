@@ -148,7 +148,7 @@ def _config(o: _Out, d: dict[str, Any]) -> None:
 
 def _seed_text(s: dict[str, Any]) -> str:
     if s.get("value") is None:
-        return "not set"
+        return "not set" if s.get("known", True) else "unknown"
     return _p(f"{s['value']} ({s.get('source') or '?'})")
 
 
