@@ -113,6 +113,8 @@ class RunFacts:
     source_key: str
     name: str | None = None
     status: str = "unknown"
+    #: Why the run has its status ("reached epochs=5", "exit code 1", …), in one line.
+    status_reason: str | None = None
     failure: Failure | None = None
     started_at: float | None = None  # unix seconds, UTC
     ended_at: float | None = None
@@ -123,6 +125,9 @@ class RunFacts:
     config: dict[str, Any] = field(default_factory=dict)  # flattened, dotted keys
     #: tag -> points in step order (may be long; the store summarises and downsamples)
     metrics: dict[str, list[Point]] = field(default_factory=dict)
+    #: tag -> where its points came from: "output" (lines the run printed: the
+    #: output of ``labbook run``, a console log); tags not named here: "file".
+    metric_sources: dict[str, str] = field(default_factory=dict)
     git: GitState | None = None
     env: EnvInfo | None = None
     tags: list[str] = field(default_factory=list)
@@ -132,6 +137,9 @@ class RunFacts:
     end_marker: bool = False
     #: Whether a file ended mid-record (a sign the writer died).
     truncated: bool = False
+    #: (first, last) value of an ``epoch`` index column of a metrics file, which
+    #: is not kept as a metric: how far the run got (status evidence).
+    epochs_seen: tuple[float, float] | None = None
     host: str | None = None
     user: str | None = None
     #: Files this run was read from (absolute paths), for tailing and the daemon.
@@ -196,6 +204,9 @@ class MetricSummary(TypedDict):
     step: int | None
     count: int
     nonfinite_step: int | None
+    #: "file" (a structured metrics file) or "output" (printed lines: the output of
+    #: ``labbook run``, a console log); None for metrics recorded before schema 10
+    source: str | None
 
 
 class NoteRecord(TypedDict):
@@ -215,6 +226,8 @@ class RunRecord(TypedDict):
     user: str | None
     framework: str | None
     status: str
+    #: why the run has its status ("reached epochs=5", "exit code 1", …); None: not known
+    status_reason: str | None
     failure: FailureRecord | None
     started_at: str | None
     ended_at: str | None

@@ -139,6 +139,7 @@ def test_record_matches_json_contract(store):
         "step": 20,
         "count": 3,
         "nonfinite_step": None,
+        "source": "file",
     }
     assert rec["git"]["diff"] == "diff --git" and rec["git"]["untracked"] == ["n.py"]
     light = store.records([store.run_row(rid)], heavy=False)[0]

@@ -4,9 +4,12 @@
 read from the run's logs or framework (exception, CUDA OOM, signal, …) decides;
 else a loss-like metric that turned non-finite makes the run ``diverged`` (first
 such step kept); else a framework end marker makes it ``finished``; else a file
-cut mid-record (the writer died) makes it ``killed``; else it stays as the
-recogniser left it (``unknown`` by default). The daemon, which sees the process,
-refines this with ``running`` and exit codes.
+cut mid-record (the writer died) makes it ``killed``; else metrics that reached
+the run's configured length (:func:`length_evidence`: ``epochs``, ``max_steps``,
+… at any depth of the config) make it ``finished``; else it stays ``unknown``.
+Every status comes with its reason (``RunFacts.status_reason``: "reached
+epochs=5", "no end marker, no process, metrics stop at epoch 2 of 5"). The
+daemon, which sees the process, refines this with ``running`` and exit codes.
 
 **Why a run failed** (:func:`classify`), from everything labbook saw: exit status,
 output and metrics. The log rules live in
@@ -39,6 +42,7 @@ import signal as _signal
 import subprocess
 import time
 from dataclasses import dataclass
+from itertools import pairwise
 
 from labbook.model import Failure, Point, RunFacts
 from labbook.readers.logs import (
@@ -60,7 +64,9 @@ __all__ = [
     "first_divergence",
     "infer_status",
     "kernel_oom_evidence",
+    "length_evidence",
     "status_for",
+    "status_reason_for",
 ]
 
 LOSS_LIKE = re.compile(r"loss|nll|perplexity|ppl|objective", re.IGNORECASE)
@@ -92,21 +98,244 @@ def first_divergence(facts: RunFacts) -> Failure | None:
 
 
 def infer_status(facts: RunFacts) -> None:
-    """Set ``facts.status`` (and ``facts.failure`` for divergence) from the facts."""
+    """Set ``facts.status`` and ``facts.status_reason`` (and ``facts.failure`` for
+    divergence) from the facts. A reason already given to a status a framework
+    recorded (MLflow's, an end marker) is kept."""
     diverged = first_divergence(facts)
+    given = facts.status_reason
     if facts.failure is not None and facts.failure.kind != "nan":
         facts.status = FAILURE_STATUS.get(facts.failure.kind, "failed")
+        facts.status_reason = failure_reason(facts.failure)
     elif diverged is not None:
         facts.status = "diverged"
         facts.failure = diverged
+        facts.status_reason = failure_reason(diverged)
     elif facts.failure is not None:
         facts.status = "diverged"
+        facts.status_reason = failure_reason(facts.failure)
     elif facts.status in ("failed", "killed", "running"):
-        pass  # said explicitly by the framework (MLflow's run status, a marker)
+        # said explicitly by the framework (MLflow's run status, a marker)
+        facts.status_reason = given or f"{facts.framework} recorded the run as {facts.status}"
     elif facts.end_marker:
         facts.status = "finished"
+        facts.status_reason = given or f"end marker ({facts.framework})"
     elif facts.truncated:
         facts.status = "killed"
+        facts.status_reason = given or "killed: a file was cut mid-record (the writer died)"
+    elif facts.status == "finished":
+        facts.status_reason = given or f"{facts.framework} recorded the run as finished"
+    else:
+        reached, why = length_evidence(facts)
+        facts.status = "finished" if reached else "unknown"
+        facts.status_reason = why if reached else f"no end marker, no process, {why}"
+
+
+_EXCEPTION_NAME = re.compile(r"[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Failure)\b")
+
+
+def failure_reason(failure: Failure) -> str:
+    """The reason a failure gives its run's status, in one line."""
+    if failure.kind == "nan":
+        where = f" at step {failure.step}" if failure.step is not None else ""
+        if failure.step is not None and f"step {failure.step}" in failure.message:
+            where = ""
+        return one_line(f"non-finite loss{where}: {failure.message}")
+    if failure.kind == "exception" and _EXCEPTION_NAME.match(failure.message):
+        return one_line(f"traceback: {failure.message}")
+    return one_line(failure.message)
+
+
+def status_reason_for(failure: Failure | None, exit_code: int | None) -> str:
+    """The reason for :func:`status_for`'s status of a process ``labbook run`` started."""
+    code = "no exit code" if exit_code is None else f"exit code {exit_code}"
+    if failure is None:
+        return f"labbook run: {code}"
+    return f"labbook run: {code}; {failure_reason(failure)}"
+
+
+# -- length evidence: metrics that reached the configured length -----------------------
+
+#: Config keys (the last part of a dotted key) that give a run's length in epochs ...
+EPOCH_LENGTH_KEYS = (
+    "max_epochs",
+    "epochs",
+    "num_epochs",
+    "n_epochs",
+    "num_train_epochs",
+    "train_epochs",
+    "total_epochs",
+)
+#: ... in steps (iterations) ...
+STEP_LENGTH_KEYS = (
+    "max_steps",
+    "steps",
+    "num_steps",
+    "n_steps",
+    "total_steps",
+    "train_steps",
+    "num_train_steps",
+    "training_steps",
+    "max_iters",
+    "max_iter",
+    "max_iterations",
+    "num_iters",
+    "num_iterations",
+    "iterations",
+    "iters",
+)
+#: ... and the steps in one epoch (epochs × this = a length in steps).
+STEPS_PER_EPOCH_KEYS = (
+    "steps_per_epoch",
+    "iters_per_epoch",
+    "batches_per_epoch",
+    "num_batches_per_epoch",
+    "limit_train_batches",
+)
+#: Metric tags (last ``/`` or ``.`` part) that count epochs.
+_EPOCH_TAG = re.compile(r"(?:^|[/.])epochs?$", re.IGNORECASE)
+#: How far below a fractional epoch count (HF's ``epoch: 1.9999``) still reaches it.
+_EPOCH_SLACK = 0.01
+
+
+def _length(config: dict[str, object], names: tuple[str, ...]) -> tuple[str, float] | None:
+    """The shallowest config key whose last part is in ``names`` with a positive number."""
+    best: tuple[int, int, str, float] | None = None
+    for key, value in config.items():
+        last = key.rsplit(".", 1)[-1].lower()
+        if last not in names or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if not value > 0 or value != value or value == float("inf"):
+            continue
+        rank = (key.count("."), names.index(last))
+        if best is None or rank < best[:2]:
+            best = (*rank, key, float(value))
+    return None if best is None else (best[2], best[3])
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _epochs_reached(first: float, last: float, epochs: float) -> bool:
+    """Whether epoch values running ``first``..``last`` reached ``epochs``.
+
+    A count that starts at 0 (Lightning's ``epoch``) reaches ``epochs - 1`` in its
+    last epoch; one that starts above 0 counts from 1, or counts progress (HF's
+    ``epoch: 2.0`` after two epochs), and reaches ``epochs``.
+    """
+    if last >= epochs - _EPOCH_SLACK:
+        return True
+    return first == 0 and float(last).is_integer() and last >= epochs - 1
+
+
+def _last_epoch_complete(points: list[Point]) -> bool:
+    """For a per-step epoch count: the last epoch has as many points as the one before."""
+    counts: dict[float, int] = {}
+    for p in points:
+        counts[p.value] = counts.get(p.value, 0) + 1
+    values = sorted(counts)
+    if len(values) < 2:
+        return True
+    return counts[values[-1]] >= counts[values[-2]]
+
+
+def _step_axis(facts: RunFacts) -> tuple[int, int, int] | None:
+    """(first step, last step, logging interval) of the metrics, or None without any."""
+    first = last = None
+    interval = 1
+    for points in facts.metrics.values():
+        steps = [p.step for p in points if p.step >= 0]  # -1: a final value, step unknown
+        if not steps:
+            continue
+        first = steps[0] if first is None else min(first, steps[0])
+        if last is None or steps[-1] > last:
+            last = steps[-1]
+            gaps = sorted(b - a for a, b in pairwise(steps) if b > a)
+            interval = gaps[len(gaps) // 2] if gaps else 1
+    if first is None or last is None:
+        return None
+    return first, last, interval
+
+
+def _steps_reached(axis: tuple[int, int, int], total: float) -> bool:
+    """Whether the last logged step is the last one a run of ``total`` steps logs.
+
+    Steps counted from 0 end at ``total - 1``, from 1 at ``total``; a run that logs
+    every k steps reached its end when its next log would be past it.
+    """
+    first, last, interval = axis
+    end = total - 1 if first == 0 else total
+    return last + interval > end
+
+
+def length_evidence(facts: RunFacts) -> tuple[bool, str]:
+    """Whether the metrics reached the run's configured length, and why (or why not).
+
+    The length is a config key at any depth (``epochs``, ``trainer.max_epochs``,
+    ``max_steps``, ``max_iters``, …; see the ``*_KEYS`` above). Epochs are compared
+    with, in order: an ``epoch`` column of a metrics file (``facts.epochs_seen``),
+    an ``epoch`` metric, the last step against epochs × ``steps_per_epoch``, or
+    the steps themselves where they count epochs (no more steps than epochs).
+    Steps are compared with the last logged step. Either length reached is enough
+    (a trainer stops at the first).
+    """
+    epochs = _length(facts.config, EPOCH_LENGTH_KEYS)
+    steps = _length(facts.config, STEP_LENGTH_KEYS)
+    if epochs is None and steps is None:
+        return False, "no length configured"
+    axis = _step_axis(facts)
+    if axis is None and facts.epochs_seen is None:
+        key, value = epochs or steps  # type: ignore[misc]
+        return False, f"no metrics to compare {key}={_num(value)} with"
+    why_not: list[str] = []
+    if steps is not None and axis is not None:
+        key, total = steps
+        if _steps_reached(axis, total):
+            return True, f"reached {key}={_num(total)}"
+        why_not.append(f"metrics stop at step {axis[1]} of {_num(total)}")
+    if epochs is not None:
+        reached, why = _epoch_evidence(facts, epochs, axis)
+        if reached:
+            return True, why
+        why_not.append(why)
+    return False, "; ".join(why_not)
+
+
+def _epoch_evidence(
+    facts: RunFacts, epochs: tuple[str, float], axis: tuple[int, int, int] | None
+) -> tuple[bool, str]:
+    key, count = epochs
+    stated = f"{key}={_num(count)}"
+    if facts.epochs_seen is not None:
+        first, last = facts.epochs_seen
+        if _epochs_reached(first, last, count):
+            return True, f"reached {stated}"
+        return False, f"metrics stop at epoch {_num(last)} of {_num(count)}"
+    tags = sorted(t for t in facts.metrics if _EPOCH_TAG.search(t) and facts.metrics[t])
+    if tags:
+        points = [p for p in facts.metrics[tags[0]] if p.value == p.value]
+        if points:
+            first, last = points[0].value, max(p.value for p in points)
+            if _epochs_reached(first, last, count) and (
+                last >= count - _EPOCH_SLACK or _last_epoch_complete(points)
+            ):
+                return True, f"reached {stated}"
+            return False, f"metrics stop at epoch {_num(last)} of {_num(count)}"
+    per_epoch = _length(facts.config, STEPS_PER_EPOCH_KEYS)
+    if axis is not None and per_epoch is not None:
+        total = count * per_epoch[1]
+        product = f"{stated} × {per_epoch[0]}={_num(per_epoch[1])}"
+        if _steps_reached(axis, total):
+            return True, f"reached {product} ({_num(total)} steps)"
+        return False, f"metrics stop at step {axis[1]} of {_num(total)} ({product})"
+    if axis is not None and axis[1] <= count:
+        # No more steps than epochs: the steps count epochs (add_scalar(tag, v, epoch)).
+        first, last, _ = axis
+        if _epochs_reached(first, last, count):
+            return True, f"reached {stated} (steps {first}..{last} read as epochs)"
+        return False, f"metrics stop at epoch {last} of {_num(count)}"
+    last_step = f" (last step {axis[1]})" if axis is not None else ""
+    return False, f"no epoch in the metrics to compare {stated} with{last_step}"
 
 
 #: Seconds a kernel-log reader may take before it is given up.

@@ -227,6 +227,26 @@ def _open_files_in(pid: int, root: str) -> tuple[int, int]:
     return writes, reads
 
 
+def output_file(pid: int) -> str | None:
+    """The regular file a process's stdout (else stderr) is, if it is one
+    (``python train.py > train.log``, ``nohup``): read from ``/proc/PID/fd/1`` and
+    ``2``. None for terminals, pipes, sockets, ``/dev/null``, or where there is no /proc."""
+    import stat as _stat
+
+    for fd in (1, 2):
+        link = f"/proc/{pid}/fd/{fd}"
+        try:
+            target = os.readlink(link)
+            st = os.stat(link)  # the open file itself, even if renamed since
+        except OSError:
+            continue
+        if target.startswith("/") and _stat.S_ISREG(st.st_mode) and not target.endswith(
+            " (deleted)"
+        ):
+            return target
+    return None
+
+
 def _fd_mode(pid: int, fd: str) -> int | None:
     try:
         with open(f"/proc/{pid}/fdinfo/{fd}", "rb") as fh:

@@ -649,7 +649,7 @@ def redact_facts(facts: RunFacts) -> RunFacts:
     """A copy of ``facts`` with every stored field redacted (``facts`` is not changed).
 
     The command (:func:`redact_argv`), config (:func:`redact_config`), name, log
-    tail and failure message (:func:`redact_text`), git remote, patch
+    tail, failure message and status reason (:func:`redact_text`), git remote, patch
     (:func:`redact_patch`), untracked names and contents (a secret file's contents
     become :data:`REDACTED`), environment variables (:func:`redact_env_vars`) and
     data fingerprints. Metrics, paths, tags and the seed are kept as they are.
@@ -667,6 +667,7 @@ def redact_facts(facts: RunFacts) -> RunFacts:
         config=redact_config(facts.config),
         log_tail=redact_text(facts.log_tail) if facts.log_tail else facts.log_tail,
         failure=failure,
+        status_reason=redact_text(facts.status_reason) if facts.status_reason else None,
         git=_redact_git(facts.git) if facts.git is not None else None,
         env=env,
         data=redact_config(facts.data) if facts.data else facts.data,

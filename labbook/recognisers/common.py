@@ -142,6 +142,83 @@ def read_line_files(run_dir: Path, facts: RunFacts) -> None:
         merge_metrics(facts.metrics, more)
         facts.truncated = facts.truncated or truncated
         facts.files.append(str(path))
+        note_epochs(facts, path)
+
+
+#: How much of a metrics file's end is read for its last ``epoch`` value.
+_EPOCH_TAIL_BYTES = 64 * 1024
+
+
+def note_epochs(facts: RunFacts, path: Path) -> None:
+    """Widen ``facts.epochs_seen`` with the first and last ``epoch`` of a metrics file.
+
+    The readers use an ``epoch`` column as an index, not a metric (Lightning's
+    CSVLogger writes ``epoch,step,…``); how far it got is status evidence. Reads
+    the file's head and its last 64 KiB only; a file it cannot read adds nothing.
+    """
+    seen = _epoch_range(path)
+    if seen is None:
+        return
+    if facts.epochs_seen is not None:
+        seen = (min(seen[0], facts.epochs_seen[0]), max(seen[1], facts.epochs_seen[1]))
+    facts.epochs_seen = seen
+
+
+def _epoch_range(path: Path) -> tuple[float, float] | None:
+    import csv
+    import json
+    import math
+
+    from labbook.readers.values import finite_number
+
+    def cell(text: str) -> float | None:
+        try:
+            v = float(text.strip())
+        except ValueError:
+            return None
+        return v if math.isfinite(v) else None
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_EPOCH_TAIL_BYTES)
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - _EPOCH_TAIL_BYTES))
+            tail = fh.read()
+    except OSError:
+        return None
+    head_lines = head.decode("utf-8", "replace").splitlines()
+    tail_lines = tail.decode("utf-8", "replace").splitlines()
+    if size > _EPOCH_TAIL_BYTES and tail_lines:
+        tail_lines = tail_lines[1:]  # the first may be cut
+    if path.suffix == ".csv":
+        if not head_lines:
+            return None
+        header = [c.strip().lower() for c in next(csv.reader([head_lines[0]]), [])]
+        if "epoch" not in header:
+            return None
+        col = header.index("epoch")
+
+        def value(line: str) -> float | None:
+            row = next(csv.reader([line]), [])
+            return cell(row[col]) if len(row) == len(header) else None
+
+        rows_head, rows_tail = head_lines[1:], tail_lines
+    else:
+
+        def value(line: str) -> float | None:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                return None
+            return finite_number(record.get("epoch")) if isinstance(record, dict) else None
+
+        rows_head, rows_tail = head_lines, tail_lines
+    first = next((v for line in rows_head if (v := value(line)) is not None), None)
+    last = next((v for line in reversed(rows_tail) if (v := value(line)) is not None), None)
+    if first is None or last is None:
+        return None
+    return float(first), float(last)
 
 
 def merge_metrics(into: dict[str, list[Point]], more: dict[str, list[Point]]) -> None:
@@ -193,6 +270,9 @@ def apply_log(facts: RunFacts, log_path: Path, *, metrics_from_log: bool) -> Non
     if facts.seed.value is None and lf.seed is not None and lf.seed.value is not None:
         facts.seed = Seed(lf.seed.value, lf.seed.source)
     if metrics_from_log:
+        for tag in lf.metrics:
+            if tag not in facts.metrics:
+                facts.metric_sources[tag] = "output"  # printed lines, not a metrics file
         merge_metrics(facts.metrics, lf.metrics)
     if facts.failure is None and lf.failure is not None:
         facts.failure = lf.failure

@@ -152,6 +152,10 @@ class HFTrainer(Recogniser):
         ):
             # Stopped before max_steps with no final log: the process did not end cleanly.
             facts.truncated = True
+            facts.status_reason = (
+                f"killed: last checkpoint at step {global_step} of max_steps={max_steps}, "
+                "no final trainer state"
+            )
         for key in (
             "train_batch_size",
             "num_train_epochs",

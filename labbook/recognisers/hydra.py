@@ -27,6 +27,7 @@ from labbook.recognisers.common import (
     find_logs,
     merge_metrics,
     mtime_range,
+    note_epochs,
     read_event_files,
     run_name,
 )
@@ -92,6 +93,7 @@ class Hydra(Recogniser):
             merge_metrics(facts.metrics, more)
             facts.truncated = facts.truncated or truncated
             facts.files.append(str(path))
+            note_epochs(facts, path)
         logs = find_logs(d.path, names=(f"{job_name}.log",) if job_name else ())
         for log in logs[:1]:
             apply_log(facts, log, metrics_from_log=not facts.metrics)

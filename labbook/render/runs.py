@@ -145,9 +145,16 @@ def print_runs(records: Sequence[RunRecord]) -> None:
     console.print(table)
 
 
+def status_text(rec: RunRecord) -> str:
+    """A run's status and why it has it: ``finished (reached epochs=5)``."""
+    reason = rec.get("status_reason")
+    return f"{rec['status']} ({reason})" if reason else rec["status"]
+
+
 def _info_rows(rec: RunRecord) -> list[tuple[str, str, str]]:
     """(field, value, rich style of a dim suffix) rows of ``show``'s header block."""
     rows: list[tuple[str, str, str]] = [
+        ("status", status_text(rec), ""),
         ("path", rec.get("path") or "—", ""),
         ("framework", rec.get("framework") or "—", ""),
         ("host", f"{rec.get('user') or '?'}@{rec.get('host') or '?'}", ""),

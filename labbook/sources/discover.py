@@ -16,6 +16,7 @@ from labbook.capture.owner import current_user, owner_of
 from labbook.model import RunFacts
 from labbook.recognisers import RECOGNISERS, DirInfo, Recogniser, walk
 from labbook.recognisers.base import claims
+from labbook.sources.names import is_path_name, path_names, repo_name
 from labbook.warn import warn
 
 
@@ -71,6 +72,8 @@ class Completer:
         self.git = git
         #: every run dir of this import: their files are outputs, not untracked code
         self.run_dirs = [os.fspath(d) for d in run_dirs]
+        #: default names that tell this import's runs apart (labbook.sources.names)
+        self._names = path_names(self.run_dirs) if self.run_dirs else {}
         self._git_cache: dict[str, object] = {}
         self._host = socket.gethostname()
         self._user = current_user()
@@ -79,6 +82,9 @@ class Completer:
         from labbook.capture.env import importer_env
         from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_config
 
+        if is_path_name(facts.name, facts.path):
+            base = facts.path.split("#", 1)[0]
+            facts.name = self._names.get(base) or repo_name(base) or facts.name
         facts.host = facts.host or self._host
         facts.user = facts.user or owner_of(facts.path) or self._user  # the writer, not us
         if facts.seed.value is None:

@@ -47,7 +47,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from labbook.errors import LabbookError, UsageError
-from labbook.model import EnvInfo, Failure, RunFacts
+from labbook.model import EnvInfo, Failure, Point, RunFacts
 from labbook.warn import strict, warn_exception
 
 if TYPE_CHECKING:
@@ -78,9 +78,13 @@ class HeadTail:
         self._tail: deque[bytes] = deque()
         self._tail_size = 0
         self.total = 0
+        #: Fed every byte as well (an OutputReader only buffers what it is fed).
+        self.reader: Any = None
 
     def write(self, data: bytes) -> None:
         self.total += len(data)
+        if self.reader is not None:
+            self.reader.feed(data)
         room = self.head_limit - len(self.head)
         if room > 0:
             self.head += data[:room]
@@ -183,12 +187,14 @@ def launch_facts(
     from labbook.analysis.check import config_from_argv
     from labbook.capture.owner import current_user
     from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_env
+    from labbook.sources.names import command_name
+    from labbook.sources.names import command_name
 
     facts = RunFacts(
         path=cwd,
         framework="command",
         source_key=f"command:{uuid.uuid4()}",
-        name=name,
+        name=name or command_name(argv),
         status="running",
         started_at=time.time(),
         command=list(argv),
@@ -264,6 +270,18 @@ class Recorder:
                 return None
             self.journal.append(entry)
         return None
+
+    def try_write(self, direct: Callable[[Store], Any]) -> bool:
+        """``direct(store)`` if the store takes it now (nothing journaled before it);
+        False, with nothing journaled, if not: for writes that can simply wait."""
+        if self.store is None or self.pending:
+            return False
+        try:
+            direct(self.store)
+        except Exception as exc:  # busy, disk full, a bug: the command goes on
+            self._say(exc)
+            return False
+        return True
 
     def _catch_up(self) -> bool:
         """Write the journal first (keeping order); whether the store is writable now."""
@@ -371,6 +389,12 @@ def _merge(dir_facts: RunFacts, launch: RunFacts, *, name: str | None) -> RunFac
         if match_key(key, dir_facts.config) is None:
             dir_facts.config[key] = value
     dir_facts.tags = sorted(set(dir_facts.tags) | set(launch.tags))
+    # What the command printed fills in what its run directory lacks: a structured
+    # metric wins its tag over the printed one.
+    for tag, points in launch.metrics.items():
+        if points and tag not in dir_facts.metrics:
+            dir_facts.metrics[tag] = points
+            dir_facts.metric_sources[tag] = launch.metric_sources.get(tag, "output")
     if name:
         dir_facts.name = name
     dir_facts.host = launch.host
@@ -392,6 +416,9 @@ class _Joiner:
         self.interval = JOIN_FIRST_S
         self.enabled = True
         self.saved_final = False
+        #: tags the joined run directory has from structured files (they win)
+        self.structured: set[str] = set()
+        self.saves = 0  # saves of the primary run directory
         t0 = time.monotonic()
         try:
             self.existing = {str(d.path) for _, d in run_dirs(launch.cwd or ".")}
@@ -461,6 +488,11 @@ class _Joiner:
         from labbook.store import safe_text
 
         key = safe_text(facts.source_key) or facts.source_key
+        if self.primary in (None, key):
+            self.structured = {
+                t for t in facts.metrics if facts.metric_sources.get(t, "file") != "output"
+            }
+            self.saves += 1
         _merge(facts, self.launch, name=self.name if self.primary in (None, key) else None)
         try:
             completer.complete(facts)
@@ -474,6 +506,8 @@ class _Joiner:
                 facts.status = status
             if facts.status == "unknown":
                 facts.status = status
+            if facts.status == status:
+                facts.status_reason = self.launch.status_reason
         if facts.log_tail is None:
             facts.log_tail = self.launch.log_tail
         from labbook.store import new_run_id
@@ -504,6 +538,102 @@ class _Joiner:
                 lambda store: store.save_run(facts, run_id=rid),
                 lambda: {"op": "save_run", "run_id": rid, "facts": facts_to_json(facts)},
             )
+
+
+# --------------------------------------------------------------------------- #
+# Metrics from the output
+# --------------------------------------------------------------------------- #
+
+#: Seconds between reads of the output for metric lines while the command runs.
+OUTPUT_EVERY_S = 1.0
+#: Seconds the output pump may spend on one such read (the rest waits for the next).
+OUTPUT_BUDGET_S = 0.05
+#: Points kept per tag for the run's curve; beyond, the kept curve is downsampled
+#: (the store keeps at most :data:`labbook.series.MAX_POINTS` anyway).
+OUTPUT_KEEP_POINTS = 20_000
+
+
+class _Output:
+    """Metric curves, config and seed read from the command's output, as it runs.
+
+    The pump feeds every byte (:class:`labbook.readers.logs.OutputReader` only
+    buffers it); at most every :data:`OUTPUT_EVERY_S` the buffered lines are read
+    for at most :data:`OUTPUT_BUDGET_S`, and new points are appended to the run
+    through the :class:`Recorder` without journaling (a busy store: they wait for
+    the next try). Tags a joined run directory has in a structured file are not
+    written from here: the file wins. Every save of the run (the launch's, the
+    joiner's) carries the curves kept here (``facts.metrics``, source "output").
+    """
+
+    def __init__(self, rec: Recorder, run_id: str, facts: RunFacts) -> None:
+        from labbook.readers.logs import OutputReader
+
+        self.rec = rec
+        self.run_id = run_id
+        self.facts = facts
+        self.reader = OutputReader()
+        self.unsent: dict[str, list[Point]] = {}
+        #: tags a joined run directory gives from a structured file
+        self.structured: set[str] = set()
+        self.next_at = time.monotonic() + OUTPUT_EVERY_S
+        self.saved = False  # the run row exists in the store (appends may go there)
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next_at
+
+    def tick(self) -> None:
+        self.next_at = time.monotonic() + OUTPUT_EVERY_S
+        self._read(OUTPUT_BUDGET_S, final=False)
+        self.tick_writes()
+
+    def tick_writes(self) -> None:
+        if not self.saved:  # the launch's save waits in the journal: appends wait too
+            self.saved = self.rec.store is not None and not self.rec.pending
+        if self.unsent and self.saved:
+            new = {t: p for t, p in self.unsent.items() if t not in self.structured}
+            if not new or self.rec.try_write(
+                lambda s: s.append_metrics(self.run_id, new, source="output")
+            ):
+                self.unsent = {}
+
+    def finish(self) -> None:
+        """The command ended: read the rest of its output (all of it)."""
+        self._read(None, final=True)
+
+    def saved_whole(self) -> None:
+        """A save of the run carried every curve kept here: nothing is left to append."""
+        self.unsent = {}
+
+    def append_rest(self) -> None:
+        """Append what no save carried (the run directory went away before the end)."""
+        if self.unsent:
+            self.tick_writes()
+
+    def _read(self, budget: float | None, *, final: bool) -> None:
+        from labbook.analysis.check import match_key
+        from labbook.series import downsample
+
+        try:
+            self.reader.parse(budget, final=final)
+            new = self.reader.take()
+        except Exception as exc:  # a reader bug must not cost the command anything
+            warn_exception(None, "cannot read metrics from the output", exc)
+            return
+        for tag, points in new.items():
+            kept = self.facts.metrics.setdefault(tag, [])
+            kept += points
+            if len(kept) > OUTPUT_KEEP_POINTS:
+                self.facts.metrics[tag] = downsample(kept, OUTPUT_KEEP_POINTS // 2)
+            self.facts.metric_sources[tag] = "output"
+            self.unsent.setdefault(tag, []).extend(points)
+        if self.reader.seed is not None and self.facts.seed.value is None:
+            from labbook.model import Seed
+
+            source = (self.reader.seed.source or "").replace("log:", "output:", 1)
+            self.facts.seed = Seed(self.reader.seed.value, source)
+        for key, value in self.reader.config.items():
+            if match_key(key, self.facts.config) is None:
+                self.facts.config[key] = value
 
 
 # --------------------------------------------------------------------------- #
@@ -792,7 +922,7 @@ def launch(
     journal beside ``db_path`` (default: the store's path) and is written later
     (:class:`Recorder`). ``LaunchResult.journal`` names a journal left over.
     """
-    from labbook.analysis.status import classify, exit_status, status_for
+    from labbook.analysis.status import classify, exit_status, status_for, status_reason_for
     from labbook.readers.logs import clean_lines
     from labbook.store import new_run_id, now_iso
     from labbook.store.journal import facts_to_json
@@ -836,6 +966,9 @@ def launch(
     child_env = {**environ, RUN_ID_VAR: run_id}
     joiner = _Joiner(rec, run_id, facts, name) if join else None
     capture = HeadTail()
+    output = _Output(rec, run_id, facts)
+    output.saved = not rec.pending and store is not None
+    capture.reader = output.reader
 
     def on_start(pid: int) -> None:
         facts.pid = pid
@@ -846,8 +979,14 @@ def launch(
 
     def tick() -> None:
         rec.retry()
+        if output.due():
+            output.tick()
         if joiner is not None and joiner.due():
+            saves = joiner.saves
             joiner.look(final=False)
+            output.structured = joiner.structured
+            if joiner.saves != saves:
+                output.saved_whole()
 
     pty_mode = _stdout_is_tty() if use_pty is None else use_pty
     t0 = time.monotonic()
@@ -869,6 +1008,7 @@ def launch(
     joined: list[str] = []
     others: list[str] = []
     try:
+        output.finish()
         text = capture.text()
         log_text = "\n".join(clean_lines(text))
         facts.ended_at = (facts.started_at or time.time()) + duration
@@ -886,6 +1026,7 @@ def launch(
         status = status_for(failure, exit_code)
         facts.failure = failure
         facts.status = status
+        facts.status_reason = status_reason_for(failure, exit_code)
         if joiner is not None:
             joiner.look(final=True, failure=failure, status=status)
             if joiner.primary is not None:
@@ -895,9 +1036,12 @@ def launch(
         if not joined:
             save_launch()
         elif not joiner or not joiner.saved_final:
+            output.structured = joiner.structured if joiner else set()
+            output.append_rest()
             # the run directory went away before the end: record at least how it ended
             fields = {
                 "status": status,
+                "status_reason": facts.status_reason,
                 "failure_kind": failure.kind if failure else None,
                 "failure_message": failure.message if failure else None,
                 "failure_step": failure.step if failure else None,

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from sqlite_utils.migrations import Migrations
 
 #: Bump together with adding a step below.
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 11
 
 
 def migrations() -> Migrations:
@@ -245,5 +245,20 @@ def migrations() -> Migrations:
         # `labbook check` outside a git work tree looks up the runs started in the same
         # directory: one index lookup, not a scan of every run (the shell hooks' path).
         db.execute("CREATE INDEX IF NOT EXISTS runs_cwd ON runs(cwd, started_at)")
+
+    @steps(name="0010_metric_source")
+    def metric_source(db: Database) -> None:
+        # Where a metric came from: "file" (a structured metrics file: event files,
+        # JSONL/CSV, a framework's history) or "output" (lines the run printed: the
+        # output of `labbook run`, a console log). NULL: recorded before this step.
+        if "source" not in db["metrics"].columns_dict:
+            db.execute("ALTER TABLE metrics ADD COLUMN source TEXT")
+
+    @steps(name="0011_status_reason")
+    def status_reason(db: Database) -> None:
+        # Why a run has its status ("reached epochs=5", "exit code 1", "no end marker,
+        # no process, metrics stop at epoch 2 of 5"). NULL: recorded before this step.
+        if "status_reason" not in db["runs"].columns_dict:
+            db.execute("ALTER TABLE runs ADD COLUMN status_reason TEXT")
 
     return steps

@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 from labbook.capture.owner import current_user, user_name
 from labbook.errors import StoreBusy, StoreError
-from labbook.model import EnvInfo, MetricSummary, NoteRecord, Point, RunFacts, RunRecord
+from labbook.model import (
+    EnvInfo,
+    MetricSummary,
+    NoteRecord,
+    Point,
+    RunFacts,
+    RunRecord,
+    SeedRecord,
+)
 from labbook.paths import default_db_path
 from labbook.readers.values import sql_number
 from labbook.series import (
@@ -314,6 +322,7 @@ class Store:
             "user": facts.user or current_user(),
             "framework": facts.framework,
             "status": facts.status,
+            "status_reason": safe_text(facts.status_reason),
             "failure_kind": facts.failure.kind if facts.failure else None,
             "failure_message": facts.failure.message if facts.failure else None,
             "failure_step": facts.failure.step if facts.failure else None,
@@ -355,7 +364,7 @@ class Store:
         }
         params = [(k, dump_json(v), sql_number(v)) for k, v in facts.config.items()]
         tags = [
-            _tag_rows(tag, Summary.of(pts), downsample(pts))
+            _tag_rows(tag, Summary.of(pts), downsample(pts), facts.metric_sources.get(tag, FILE))
             for tag, pts in facts.metrics.items()
             if pts
         ]
@@ -397,13 +406,35 @@ class Store:
                 )
         return run_id, created
 
-    def replace_metrics(self, run_id: str, metrics: dict[str, list[Point]]) -> None:
+    def replace_metrics(
+        self, run_id: str, metrics: dict[str, list[Point]], *, source: str = "file"
+    ) -> None:
         """Replace all metric summaries and series of a run with ``metrics``."""
         tags = [
-            _tag_rows(tag, Summary.of(pts), downsample(pts)) for tag, pts in metrics.items() if pts
+            _tag_rows(tag, Summary.of(pts), downsample(pts), source)
+            for tag, pts in metrics.items()
+            if pts
         ]
         with self.transaction():
             self._write_tags(run_id, tags, replace=True)
+
+    def replace_output_tags(self, run_id: str, metrics: dict[str, list[Point]]) -> None:
+        """Write ``metrics`` (read from printed output) as whole curves, source "output",
+        except for tags the run already has from a structured file (those win)."""
+        with self.transaction():
+            taken = {
+                tag
+                for (tag,) in self.conn.execute(
+                    "SELECT tag FROM metrics WHERE run_id = ? AND coalesce(source, 'file') != ?",
+                    (run_id, OUTPUT),
+                )
+            }
+            tags = [
+                _tag_rows(tag, Summary.of(pts), downsample(pts), OUTPUT)
+                for tag, pts in metrics.items()
+                if pts and tag not in taken
+            ]
+            self._write_tags(run_id, tags)
 
     def _write_tags(self, run_id: str, tags: list[_TagRows], *, replace: bool = False) -> None:
         if replace:
@@ -411,7 +442,8 @@ class Store:
             self.conn.execute("DELETE FROM series WHERE run_id = ?", (run_id,))
         self.conn.executemany(
             "INSERT OR REPLACE INTO metrics (run_id, tag, last, last_kind, min, max, step, count,"
-            " nonfinite_step, first_step, last_wall_time) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " nonfinite_step, first_step, last_wall_time, source)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             [(run_id, *summary) for summary, _ in tags],
         )
         self.conn.executemany(
@@ -419,30 +451,33 @@ class Store:
             [(run_id, summary[0], payload) for summary, payload in tags],
         )
 
-    def append_metrics(self, run_id: str, metrics: dict[str, list[Point]]) -> None:
+    def append_metrics(
+        self, run_id: str, metrics: dict[str, list[Point]], *, source: str | None = None
+    ) -> None:
         """Add newly read points to a run's summaries and series (tailing).
 
-        Costs O(appended + MAX_POINTS) per tag, whatever the run's length.
+        Costs O(appended + MAX_POINTS) per tag, whatever the run's length. A tag keeps
+        the source it has; a new one gets ``source`` (default "file").
         """
         with self.transaction():
             for tag, points in metrics.items():
                 if not points:
                     continue
-                summary, series = self._read_tag(run_id, tag)
+                summary, series, had = self._read_tag(run_id, tag)
                 summary.update(points)
                 merged = series + list(points)
                 if len(merged) > MAX_POINTS:
                     merged = downsample(merged)
-                self._write_tag(run_id, tag, summary, merged)
+                self._write_tag(run_id, tag, summary, merged, had or source or FILE)
 
-    def _read_tag(self, run_id: str, tag: str) -> tuple[Summary, list[Point]]:
+    def _read_tag(self, run_id: str, tag: str) -> tuple[Summary, list[Point], str | None]:
         row = self.conn.execute(
             "SELECT last, last_kind, min, max, step, count, nonfinite_step, first_step,"
-            " last_wall_time FROM metrics WHERE run_id = ? AND tag = ?",
+            " last_wall_time, source FROM metrics WHERE run_id = ? AND tag = ?",
             (run_id, tag),
         ).fetchone()
         if row is None:
-            return Summary(), []
+            return Summary(), [], None
         summary = Summary(
             last=from_kind(row[0], row[1]),
             min=row[2],
@@ -457,10 +492,12 @@ class Store:
             "SELECT points FROM series WHERE run_id = ? AND tag = ?", (run_id, tag)
         ).fetchone()
         points = decode_points(json.loads(zlib.decompress(blob[0]))) if blob else []
-        return summary, points
+        return summary, points, row[9]
 
-    def _write_tag(self, run_id: str, tag: str, s: Summary, points: Sequence[Point]) -> None:
-        self._write_tags(run_id, [_tag_rows(tag, s, points)])
+    def _write_tag(
+        self, run_id: str, tag: str, s: Summary, points: Sequence[Point], source: str
+    ) -> None:
+        self._write_tags(run_id, [_tag_rows(tag, s, points, source)])
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set plain columns of a run (status, ended_at, missing, …)."""
@@ -594,8 +631,8 @@ class Store:
         for chunk in _chunks(list(run_ids), 500):
             marks = ",".join("?" for _ in chunk)
             for r in self.conn.execute(
-                "SELECT run_id, tag, last, last_kind, min, max, step, count, nonfinite_step"
-                f" FROM metrics WHERE run_id IN ({marks}) ORDER BY tag",
+                "SELECT run_id, tag, last, last_kind, min, max, step, count, nonfinite_step,"
+                f" source FROM metrics WHERE run_id IN ({marks}) ORDER BY tag",
                 chunk,
             ):
                 out[r[0]][r[1]] = {
@@ -605,6 +642,7 @@ class Store:
                     "step": r[6],
                     "count": r[7],
                     "nonfinite_step": r[8],
+                    "source": r[9],
                 }
         return out
 
@@ -670,6 +708,7 @@ class Store:
                 "user": r["user"],
                 "framework": r["framework"],
                 "status": r["status"],
+                "status_reason": r.get("status_reason"),
                 "failure": {
                     "kind": r["failure_kind"],
                     "message": r["failure_message"],
@@ -791,7 +830,7 @@ class Store:
             if run_id and keep_metrics:
                 metric_rows = self.conn.execute(
                     "SELECT run_id, tag, last, last_kind, min, max, step, count, nonfinite_step,"
-                    " first_step, last_wall_time FROM metrics WHERE run_id = ?",
+                    " first_step, last_wall_time, source FROM metrics WHERE run_id = ?",
                     (run_id,),
                 ).fetchall()
                 series_rows = self.conn.execute(
@@ -807,8 +846,8 @@ class Store:
             if metric_rows:
                 self.conn.executemany(
                     "INSERT OR REPLACE INTO metrics (run_id, tag, last, last_kind, min, max, step,"
-                    " count, nonfinite_step, first_step, last_wall_time)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " count, nonfinite_step, first_step, last_wall_time, source)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     metric_rows,
                 )
                 self.conn.executemany(
@@ -900,13 +939,16 @@ class Store:
         *,
         failure: Any = None,
         ended_at: float | None = None,
+        reason: str | None = None,
     ) -> None:
-        """Set a run's status, its failure (a :class:`~labbook.model.Failure` or None), its end."""
+        """Set a run's status, its failure (a :class:`~labbook.model.Failure` or None), its
+        end, and why it has that status (``reason``)."""
         from labbook.capture.redact import redact_text  # a failure message quotes the log
 
         self.update_run(
             run_id,
             status=status,
+            status_reason=redact_text(reason) if reason else None,
             failure_kind=failure.kind if failure else None,
             failure_message=redact_text(failure.message) if failure else None,
             failure_step=failure.step if failure else None,
@@ -1053,7 +1095,12 @@ class Store:
 _TagRows = tuple[tuple[Any, ...], bytes]
 
 
-def _tag_rows(tag: str, s: Summary, points: Sequence[Point]) -> _TagRows:
+#: A metric's ``source``: a structured metrics file, or lines the run printed.
+FILE = "file"
+OUTPUT = "output"
+
+
+def _tag_rows(tag: str, s: Summary, points: Sequence[Point], source: str) -> _TagRows:
     kind = nonfinite_kind(s.last)
     summary = (
         tag,
@@ -1066,6 +1113,7 @@ def _tag_rows(tag: str, s: Summary, points: Sequence[Point]) -> _TagRows:
         s.nonfinite_step,
         s.first_step,
         s.last_wall_time,
+        source,
     )
     return summary, zlib.compress(json.dumps(encode_points(points)).encode(), 6)
 

@@ -51,7 +51,13 @@ def overview(rec: RunRecord, tz: Any, now: float | None) -> RenderableType:
     t = _kv_table()
     status = rec.get("status") or "unknown"
     t.add_row("run", Text.assemble(safe(rec["id"], "bold"), "  ", safe(rec.get("name"))))
-    t.add_row("status", safe(status, STATUS_STYLE.get(status, "")))
+    t.add_row(
+        "status",
+        Text.assemble(
+            safe(status, STATUS_STYLE.get(status, "")),
+            safe(f"  {rec['status_reason']}" if rec.get("status_reason") else "", "dim"),
+        ),
+    )
     failure = rec.get("failure")
     if failure:
         where = f" at step {failure['step']}" if failure.get("step") is not None else ""

@@ -459,7 +459,7 @@ class Daemon:
             if not path.exists():
                 ing.store.mark_missing(row["id"])
                 if row["status"] == "running":
-                    ing.store.set_status(row["id"], "unknown")
+                    ing.store.set_status(row["id"], "unknown", reason="daemon: run dir gone")
                 ing.store.set_watch_state(row["id"], active=0)
 
     # -- GPUs ------------------------------------------------------------------------------------

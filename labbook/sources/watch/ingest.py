@@ -83,6 +83,7 @@ class RunState:
     tails: list[str] = field(default_factory=list)
     status: str = "running"
     failure: Failure | None = None
+    reason: str | None = None
     active: bool = True
     #: the directory's signature when the run ended (late events for writes made
     #: before the end change nothing and must not reopen it)
@@ -105,6 +106,10 @@ class RunState:
     gpu: dict[str, Any] | None = None
     needs_process: bool = False  # look for the writer process at the next chance
     process_tries: int = 0
+    #: the regular file the writer's stdout/stderr is (``python train.py > train.log``),
+    #: read as the run's log; its (size, mtime) when last read
+    output_log: str | None = None
+    output_sig: tuple[int, float] | None = None
 
 
 def match(d: DirInfo) -> tuple[Recogniser, bool] | None:
@@ -147,6 +152,18 @@ def locate(root: Path, path: Path) -> Path | None:
 def _db_text(path: str) -> str:
     """``path`` as the store keeps it: undecodable bytes of a file name escaped."""
     return safe_text(path) or path
+
+
+def _output_file(pid: int) -> str | None:
+    """The regular file ``pid``'s stdout/stderr is, or None (never raises)."""
+    from labbook.capture.process import output_file
+    from labbook.warn import warn_exception
+
+    try:
+        return output_file(pid)
+    except Exception as exc:  # capture must never stop the daemon
+        warn_exception(None, f"cannot look at the output of process {pid}", exc, quiet=True)
+        return None
 
 
 def _last_loss(metrics: dict[str, list[Point]]) -> tuple[str, float, int] | None:
@@ -408,8 +425,10 @@ class Ingestor:
 
     def _apply(self, st: RunState, v: lifecycle.Verdict, *, ended_at: float | None) -> None:
         changed = (v.status, v.failure) != (st.status, st.failure)
-        st.status, st.failure = v.status, v.failure
-        self.store.set_status(st.run_id, v.status, failure=v.failure, ended_at=ended_at)
+        st.status, st.failure, st.reason = v.status, v.failure, v.reason
+        self.store.set_status(
+            st.run_id, v.status, failure=v.failure, ended_at=ended_at, reason=v.reason
+        )
         if changed and v.status == "diverged" and st.active:
             self.emit("diverged", st, v.failure.message if v.failure else "")
 
@@ -433,6 +452,9 @@ class Ingestor:
         st.meta_cost = self.mono() - t0
         if not facts_list:
             return False
+        printed: dict[str, list[Point]] = {}
+        if st.output_log is not None and not st.multi:
+            printed = self._apply_output_log(st, facts_list[0])
         for facts in facts_list:
             self._complete(facts)
             if not st.multi:
@@ -440,6 +462,8 @@ class Ingestor:
             self.store.save_run_keeping(
                 facts, keep_metrics=(st.mode == "tail"), keep_columns=KEEP_COLUMNS
             )
+        if printed and st.mode == "tail":
+            self.store.replace_output_tags(st.run_id, printed)
         st.facts = facts_list[0]
         st.framework = st.facts.framework
         st.recogniser = rec
@@ -449,9 +473,55 @@ class Ingestor:
                 st.loss_tag, st.last_loss, st.step = found
         # the save wrote the recogniser's status: put back the lifecycle's
         self.store.set_status(
-            st.run_id, st.status, failure=st.failure, ended_at=None if st.active else st.last_change
+            st.run_id,
+            st.status,
+            failure=st.failure,
+            ended_at=None if st.active else st.last_change,
+            reason=st.reason,
         )
         return True
+
+    def _apply_output_log(self, st: RunState, facts: RunFacts) -> dict[str, list[Point]]:
+        """Fill ``facts`` from the file the writer's output goes to (config, seed, failure,
+        tail and the metrics no structured file gives); the printed curves it added."""
+        from labbook.readers.logs import read_log
+
+        path = st.output_log
+        assert path is not None
+        if path in facts.files:
+            return {}  # the recogniser read it already (train.log in the run dir)
+        try:
+            s = os.stat(path)
+            st.output_sig = (s.st_size, s.st_mtime)
+        except OSError:
+            return {}
+        lf = read_log(path)
+        if lf is None:
+            return {}
+        facts.files.append(path)
+        if not facts.config and lf.config:
+            facts.config = dict(lf.config)
+        if facts.seed.value is None and lf.seed is not None:
+            facts.seed = lf.seed
+        if facts.failure is None and lf.failure is not None:
+            facts.failure = lf.failure
+        facts.end_marker = facts.end_marker or lf.finished_marker
+        if lf.tail and not facts.log_tail:
+            facts.log_tail = lf.tail
+        printed = {t: p for t, p in lf.metrics.items() if p and t not in facts.metrics}
+        for tag, points in printed.items():
+            facts.metrics[tag] = points
+            facts.metric_sources[tag] = "output"
+        return printed
+
+    def _output_changed(self, st: RunState) -> bool:
+        if st.output_log is None:
+            return False
+        try:
+            s = os.stat(st.output_log)
+        except OSError:
+            return False
+        return (s.st_size, s.st_mtime) != st.output_sig
 
     def _tail(self, st: RunState) -> bool:
         """Read what was appended to the run's metric files; True if anything was."""
@@ -584,6 +654,11 @@ class Ingestor:
                     continue
             if not procs.is_alive(st.pid, st.create_time):
                 self.finish(st, lifecycle.EXITED)
+            elif self._output_changed(st) and now_mono - st.last_meta >= max(
+                META_MIN_INTERVAL, META_COST_FACTOR * st.meta_cost
+            ):
+                with self.store.transaction():  # the writer printed more
+                    self._read_meta(st)
 
     def adopt_processes(self) -> None:
         """Look up the writer process of runs first seen since the last call."""
@@ -600,6 +675,9 @@ class Ingestor:
         if proc is None:
             return
         st.pid, st.create_time = proc.pid, proc.create_time
+        st.output_log = _output_file(proc.pid)
+        if st.output_log is not None:
+            st.meta_dirty = True  # read it at the next re-read
         fields: dict[str, Any] = {"pid": proc.pid}
         if getattr(proc, "username", None):
             fields["user"] = proc.username  # the writer's user, not the daemon's
