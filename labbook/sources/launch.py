@@ -188,7 +188,6 @@ def launch_facts(
     from labbook.capture.owner import current_user
     from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_env
     from labbook.sources.names import command_name
-    from labbook.sources.names import command_name
 
     facts = RunFacts(
         path=cwd,
