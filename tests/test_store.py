@@ -131,7 +131,7 @@ def test_record_matches_json_contract(store):
     ):
         assert key in rec
     assert rec["started_at"] == "2025-11-22T10:13:28Z"
-    assert rec["seed"] == {"value": 42, "source": "config:seed"}
+    assert rec["seed"] == {"value": 42, "source": "config:seed", "known": True}
     assert rec["metrics"]["val/loss"] == {
         "last": 0.31,
         "min": 0.29,

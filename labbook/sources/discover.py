@@ -88,8 +88,8 @@ class Completer:
         facts.host = facts.host or self._host
         facts.user = facts.user or owner_of(facts.path) or self._user  # the writer, not us
         if facts.seed.value is None:
-            facts.seed = pick_seed(
-                seed_from_config(facts.config), seed_from_argv(facts.command or [])
+            facts.seed = pick_seed(  # an unknown seed stays unknown unless one is found
+                seed_from_config(facts.config), seed_from_argv(facts.command or []), facts.seed
             )
         if self.git:
             self._complete_git(facts)

@@ -381,7 +381,9 @@ def _merge(dir_facts: RunFacts, launch: RunFacts, *, name: str | None) -> RunFac
     if launch.env is not None:
         dir_facts.env = launch.env
     if dir_facts.seed.value is None:
-        dir_facts.seed = launch.seed
+        from labbook.capture.seed import pick_seed
+
+        dir_facts.seed = pick_seed(launch.seed, dir_facts.seed)  # unknown stays unknown
     from labbook.analysis.check import match_key
 
     for key, value in launch.config.items():

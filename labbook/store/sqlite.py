@@ -334,7 +334,9 @@ class Store:
             "pid": facts.pid,
             "cwd": safe_text(facts.cwd),
             "seed_value": dump_json(facts.seed.value) if facts.seed.value is not None else None,
-            "seed_source": facts.seed.source if facts.seed.value is not None else None,
+            "seed_source": facts.seed.source
+            if facts.seed.value is not None
+            else (None if facts.seed.known else SEED_UNKNOWN),
             "git_root": git.root if git else None,
             "git_commit": git.commit if git else None,
             "git_branch": git.branch if git else None,
@@ -720,10 +722,7 @@ class Store:
                 "ended_at": r["ended_at"],
                 "command": json.loads(r["command"]) if r["command"] else None,
                 "pid": r["pid"],
-                "seed": {
-                    "value": json.loads(r["seed_value"]) if r["seed_value"] is not None else None,
-                    "source": r["seed_source"],
-                },
+                "seed": _seed_record(r["seed_value"], r["seed_source"]),
                 "config": configs.get(rid, {}),
                 "metrics": metrics.get(rid, {}),
                 "git": self._git(r, heavy=heavy),
@@ -1204,3 +1203,15 @@ def _make_private(db_path: Path) -> None:
 def _user_name(uid: int) -> str:
     name = user_name(uid)
     return f"uid {uid}" if name == str(uid) else f"user {name}"
+
+
+#: ``runs.seed_source`` of a run whose seed is unknown (``seed_value`` NULL): a file that
+#: could hold it could not be read. NULL value and NULL source: not set.
+SEED_UNKNOWN = "unknown"
+
+
+def _seed_record(value: str | None, source: str | None) -> SeedRecord:
+    """The ``seed`` of the --json record: value, source, and whether it is known."""
+    if value is None:
+        return {"value": None, "source": None, "known": source != SEED_UNKNOWN}
+    return {"value": json.loads(value), "source": source, "known": True}
