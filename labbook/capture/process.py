@@ -240,8 +240,10 @@ def output_file(pid: int) -> str | None:
             st = os.stat(link)  # the open file itself, even if renamed since
         except OSError:
             continue
-        if target.startswith("/") and _stat.S_ISREG(st.st_mode) and not target.endswith(
-            " (deleted)"
+        if (
+            target.startswith("/")
+            and _stat.S_ISREG(st.st_mode)
+            and not target.endswith(" (deleted)")
         ):
             return target
     return None
