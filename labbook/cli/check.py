@@ -7,16 +7,19 @@ from typing import Any
 
 import click
 
-from labbook.cli.options import echo_json, json_option, open_store
+from labbook.cli.options import color_option, echo_json, json_option, open_store, use_color
 from labbook.errors import LabbookError, StoreError
 
 
-def print_warnings(warnings: list[Any], *, err: bool) -> None:
+def print_warnings(warnings: list[Any], *, err: bool, color: str = "auto") -> None:
+    import sys
+
     from labbook.analysis.check import format_warning
 
+    on = use_color(color, sys.stderr if err else sys.stdout)
     for w in warnings:
         for i, line in enumerate(format_warning(w)):
-            click.secho(line, err=err, fg="yellow" if i == 0 else None, bold=i == 0)
+            click.secho(line, err=err, fg="yellow" if i == 0 else None, bold=i == 0, color=on)
 
 
 def check_before(ctx: click.Context, argv: list[str], config: dict[str, Any]) -> list[Any]:
@@ -49,6 +52,7 @@ def check_before(ctx: click.Context, argv: list[str], config: dict[str, Any]) ->
 @click.option("--strict", is_flag=True, help="Exit 1 on an exact repeat of a failed config.")
 @click.option("--line", hidden=True, help="The command as one shell line (for the shell hooks).")
 @click.option("--hook", is_flag=True, hidden=True, help="Quiet mode for the shell hooks.")
+@color_option
 @json_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -58,6 +62,7 @@ def check_cmd(
     strict: bool,
     line: str | None,
     hook: bool,
+    color: str,
     as_json: bool,
     command: tuple[str, ...],
 ) -> None:
@@ -91,7 +96,7 @@ def check_cmd(
     if as_json:
         echo_json([w.to_json() for w in warnings])
     elif warnings:
-        print_warnings(warnings, err=False)
+        print_warnings(warnings, err=False, color=color)
     elif not hook:
         click.echo("labbook: no past runs like this one went wrong", err=True)
     if strict and any(w.repeat_of_failure for w in warnings):

@@ -1,20 +1,19 @@
 """``labbook diff`` and ``labbook compare``: thin commands over :mod:`labbook.analysis.diff`.
 
-Text goes to stdout: coloured on a terminal (and through a pager when it is taller
-than the terminal, as git does), plain when piped. ``--json`` is the documented
+Text goes to stdout: coloured on a terminal (``--color``, ``NO_COLOR``) and through a
+pager when it is taller than the terminal, as git does it (``$PAGER`` or ``less``,
+``LESS=FRX`` when unset, colour only where the pager shows it), plain when piped. ``--json`` is the documented
 contract (README: "labbook diff --json").
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import sys
 from typing import Any
 
 import click
 
+from labbook.cli.options import color_option, no_pager_option, show_text
 from labbook.errors import UsageError
 
 
@@ -30,21 +29,6 @@ def _echo_json(value: Any) -> None:
     click.echo(json_text(json.dumps(value, indent=2, ensure_ascii=False, default=str)))
 
 
-def _colour() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
-
-
-def _show(text: str, *, pager: bool) -> None:
-    """Print, through a pager when on a terminal and taller than it."""
-    from labbook.render.diff import needs_pager
-
-    color = _colour()
-    if pager and color and needs_pager(text, shutil.get_terminal_size().lines):
-        click.echo_via_pager(text + "\n", color=True)
-    else:
-        click.echo(text, color=color)
-
-
 @click.command("diff")
 @click.argument("run_a")
 @click.argument("run_b", required=False)
@@ -57,7 +41,8 @@ def _show(text: str, *, pager: bool) -> None:
     help="Only these sections, comma-separated: config, seed, code, data, env, command, metrics, speed, outcome.",
 )
 @click.option("--stat", is_flag=True, help="One line per section that differs.")
-@click.option("--no-pager", is_flag=True, help="Never page long output.")
+@no_pager_option
+@color_option
 @click.option(
     "--json", "as_json", is_flag=True, help="Print JSON (see README: labbook diff --json)."
 )
@@ -70,6 +55,7 @@ def diff_cmd(
     only: str | None,
     stat: bool,
     no_pager: bool,
+    color: str,
     as_json: bool,
 ) -> None:
     """What changed between RUN_A and RUN_B: config, seed, code, data, env, metrics, ….
@@ -94,7 +80,9 @@ def diff_cmd(
         return
     from labbook.render.diff import render_diff
 
-    _show(render_diff(result, a, b, color=_colour(), stat=stat), pager=not no_pager)
+    show_text(
+        lambda c: render_diff(result, a, b, color=c, stat=stat), mode=color, pager=not no_pager
+    )
 
 
 @click.command("compare")
@@ -106,10 +94,17 @@ def diff_cmd(
     multiple=True,
     help="Metric to show (repeatable; default: the key metrics).",
 )
+@no_pager_option
+@color_option
 @click.option("--json", "as_json", is_flag=True, help='Print JSON: {"runs", "params", "metrics"}.')
 @click.pass_context
 def compare_cmd(
-    ctx: click.Context, runs: tuple[str, ...], metrics: tuple[str, ...], as_json: bool
+    ctx: click.Context,
+    runs: tuple[str, ...],
+    metrics: tuple[str, ...],
+    no_pager: bool,
+    color: str,
+    as_json: bool,
 ) -> None:
     """A table of only the params that differ across RUNS, with their key metrics."""
     from labbook.analysis.diff import compare_runs
@@ -126,4 +121,4 @@ def compare_cmd(
         return
     from labbook.render.diff import render_compare
 
-    _show(render_compare(table, color=_colour()), pager=True)
+    show_text(lambda c: render_compare(table, color=c), mode=color, pager=not no_pager)

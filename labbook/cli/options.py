@@ -104,3 +104,163 @@ def filter_options(f: Any) -> Any:
         help="At most this many runs (0: all).",
     )(f)
     return f
+
+
+def run_filter(
+    status: tuple[str, ...],
+    framework: tuple[str, ...],
+    tag: tuple[str, ...],
+    where: tuple[str, ...],
+    since: str | None,
+    limit: int | None,
+) -> Any:
+    """The RunFilter of :func:`filter_options`, as the CLI reads it: strict (a key no
+    run has, or a value that does not fit its key, is an error that names the nearest
+    keys) and with the metric vocabulary (``val_loss`` also finds ``val/loss``)."""
+    from labbook.analysis.metrics import canonical_tags
+    from labbook.store.query import RunFilter, parse_since, parse_where
+
+    return RunFilter(
+        status=list(status),
+        framework=list(framework),
+        tags=list(tag),
+        where=parse_where(list(where)),
+        since=parse_since(since) if since else None,
+        limit=limit or None,
+        strict=True,
+        metric_names=canonical_tags,
+    )
+
+
+# -- colour and the pager -------------------------------------------------------------
+
+COLOR_MODES = ("auto", "always", "never")
+
+color_option = click.option(
+    "--color",
+    "color",
+    type=click.Choice(COLOR_MODES),
+    default="auto",
+    show_default=True,
+    help="Colour: auto (on a terminal, unless NO_COLOR is set), always, never.",
+)
+no_pager_option = click.option("--no-pager", is_flag=True, help="Never page long output.")
+
+
+def use_color(mode: str = "auto", stream: Any = None) -> bool:
+    """Whether to write colour to ``stream`` (stdout): ``--color always``/``never``
+    decide; ``auto``: a terminal that is not TERM=dumb, and NO_COLOR unset or empty
+    (https://no-color.org)."""
+    import os
+    import sys
+
+    if mode == "always":
+        return True
+    if mode == "never" or os.environ.get("NO_COLOR"):
+        return False
+    stream = sys.stdout if stream is None else stream
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):  # closed, or not a file
+        return False
+    return bool(tty) and os.environ.get("TERM") != "dumb"
+
+
+def pager_command() -> tuple[str, dict[str, str]] | None:
+    """The pager as git finds it: ``$LABBOOK_PAGER``, else ``$PAGER``, else ``less``
+    (None: empty, ``cat``, or not installed), with the environment it runs in:
+    ``LESS=FRX`` and ``LV=-c`` when they are unset (quit if one screen, colour codes
+    shown as colour, no screen clearing)."""
+    import os
+    import shlex
+    import shutil
+
+    cmd = os.environ.get("LABBOOK_PAGER")
+    if cmd is None:
+        cmd = os.environ.get("PAGER")
+    if cmd is None:
+        cmd = "less"
+    cmd = cmd.strip()
+    if not cmd or cmd == "cat":
+        return None
+    try:
+        program = shlex.split(cmd)[0]
+    except (ValueError, IndexError):
+        return None
+    if shutil.which(program) is None:
+        return None
+    env = dict(os.environ)
+    env.setdefault("LESS", "FRX")
+    env.setdefault("LV", "-c")
+    return cmd, env
+
+
+def pager_shows_color(cmd: str, env: dict[str, str]) -> bool:
+    """Whether the pager shows colour codes as colour, not as ``ESC[36m`` text:
+    ``less`` with -R or -r (in $LESS or its own arguments), ``lv -c``, ``most``."""
+    import os
+    import shlex
+
+    words = shlex.split(cmd)
+    name = os.path.basename(words[0])
+    if name == "less":
+        for word in [*shlex.split(env.get("LESS", "")), *words[1:]]:
+            low = word.lower()
+            if low.startswith("--"):
+                if low.split("=")[0] in ("--raw-control-chars", "--raw_control_chars"):
+                    return True
+            elif "r" in low.lstrip("-+"):
+                return not word.startswith("-+")
+        return False
+    if name == "lv":
+        return "-c" in words[1:] or "-c" in env.get("LV", "")
+    return name == "most"
+
+
+def page(text: str, cmd: str, env: dict[str, str]) -> None:
+    """Write ``text`` through the pager ``cmd`` (a shell line, as git runs it) and
+    wait for it; the pager going away early is not an error."""
+    import subprocess
+    import sys
+
+    sys.stdout.flush()
+    try:
+        proc = subprocess.Popen(cmd, shell=True, stdin=subprocess.PIPE, env=env)
+    except OSError:
+        sys.stdout.write(text)
+        return
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(text.encode(sys.stdout.encoding or "utf-8", errors="replace"))
+        proc.stdin.close()
+    except (BrokenPipeError, OSError):
+        pass
+    while True:
+        try:
+            proc.wait()
+            break
+        except KeyboardInterrupt:  # as git: Ctrl-C is the pager's to handle
+            continue
+
+
+def show_text(render: Any, *, mode: str = "auto", pager: bool = True) -> None:
+    """Print ``render(color)`` (text with colour codes when ``color``): through the
+    pager when stdout is a terminal, paging is on and the text is taller than the
+    terminal; in colour only where it will show as colour (``--color always``: always)."""
+    import shutil
+    import sys
+
+    from labbook.render.diff import needs_pager
+
+    color = use_color(mode)
+    text = render(color)
+    if pager and sys.stdout.isatty() and needs_pager(text, shutil.get_terminal_size().lines):
+        found = pager_command()
+        if found is not None:
+            cmd, env = found
+            paged_color = mode == "always" or (color and pager_shows_color(cmd, env))
+            if paged_color != color:
+                text = render(paged_color)
+            page(text + "\n", cmd, env)
+            return
+    click.echo(text, color=color)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from labbook.cli.options import WARNINGS, echo_json, filter_options, json_option, open_store
+from labbook.cli.options import (
+    WARNINGS,
+    color_option,
+    echo_json,
+    filter_options,
+    json_option,
+    open_store,
+    run_filter,
+    use_color,
+)
 from labbook.errors import NothingReadable, StoreError
 
 
@@ -69,6 +78,22 @@ def import_cmd(
 
 @click.command("ls")
 @filter_options
+@click.option(
+    "--columns",
+    "-c",
+    metavar="COLS",
+    help="Comma-separated columns: id, name, status, framework, started, time, seed, "
+    "metric names (val_loss, metrics.TAG) and config keys (optimizer.lr).",
+)
+@click.option(
+    "--sort",
+    metavar="KEY",
+    help="Sort by a run field (name, status, started, duration, seed), a metric "
+    "(val_loss, metrics.TAG) or a config key; ascending, runs without it last.",
+)
+@click.option("--reverse", "-r", is_flag=True, help="Reverse the order (with --sort: descending).")
+@click.option("--wide", is_flag=True, help="No width limit: every column in full.")
+@color_option
 @json_option
 @click.pass_context
 def ls_cmd(
@@ -79,35 +104,62 @@ def ls_cmd(
     where: tuple[str, ...],
     since: str | None,
     limit: int,
+    columns: str | None,
+    sort: str | None,
+    reverse: bool,
+    wide: bool,
+    color: str,
     as_json: bool,
 ) -> None:
-    """List runs, newest first."""
-    from labbook.store.query import RunFilter, parse_since, parse_where, select_runs
+    """List runs, newest first.
 
-    flt = RunFilter(
-        status=list(status),
-        framework=list(framework),
-        tags=list(tag),
-        where=parse_where(list(where)),
-        since=parse_since(since) if since else None,
-        limit=limit or None,
-    )
+    On a terminal each run takes one line that fits its width: id and status
+    always, the name shortened in the middle, then as many metric columns as fit
+    (--wide: no limit). Metric columns are canonical names (train_loss, val_loss,
+    val_acc, …) that gather each framework's spelling of them (train/loss,
+    Loss/train, loss, eval_loss, train_loss_epoch, …).
+    """
+    from labbook.store.query import select_runs, select_runs_window
+
+    flt = run_filter(status, framework, tag, where, since, limit)
     with open_store(ctx, create=False) as store:
-        rows = select_runs(store, flt)
+        if sort or reverse:
+            rows = select_runs_window(
+                store,
+                flt,
+                limit=flt.limit or -1,
+                sort=_sort_key(sort),
+                descending=bool(sort) and reverse,
+            )
+            if reverse and not sort:
+                rows.reverse()  # the newest N, oldest first
+        else:
+            rows = select_runs(store, flt)
         records = store.records(rows, heavy=False)
     if as_json:
         echo_json(records)
         return
-    from labbook.render.runs import print_runs
+    from labbook.render.runs import parse_columns, print_runs
 
-    print_runs(records)
+    chosen = parse_columns(columns, records) if columns is not None else None
+    print_runs(records, columns=chosen, wide=wide, color=use_color(color))
+
+
+def _sort_key(key: str | None) -> str | None:
+    """``--sort`` as the store sorts: ls's column names ``time`` (duration) and
+    ``started`` are run fields there."""
+    if key is None:
+        return None
+    key = key.strip()
+    return {"time": "duration", "duration": "duration", "started": "started"}.get(key, key)
 
 
 @click.command("show")
 @click.argument("run")
+@color_option
 @json_option
 @click.pass_context
-def show_cmd(ctx: click.Context, run: str, as_json: bool) -> None:
+def show_cmd(ctx: click.Context, run: str, color: str, as_json: bool) -> None:
     """Show everything recorded about RUN.
 
     RUN is an id or id prefix, a name, a path, @last, or @-N (the N-th newest).
@@ -121,4 +173,4 @@ def show_cmd(ctx: click.Context, run: str, as_json: bool) -> None:
         return
     from labbook.render.runs import print_run
 
-    print_run(record)
+    print_run(record, color=use_color(color))

@@ -6,13 +6,22 @@ import re
 
 import click
 
-from labbook.cli.options import echo_json, filter_options, json_option, open_store
+from labbook.cli.options import (
+    color_option,
+    echo_json,
+    filter_options,
+    json_option,
+    open_store,
+    run_filter,
+    use_color,
+)
 from labbook.textsafe import printable
 
 
 @click.command("search")
 @click.argument("query", nargs=-1, required=True)
 @filter_options
+@color_option
 @json_option
 @click.pass_context
 def search_cmd(
@@ -24,6 +33,7 @@ def search_cmd(
     where: tuple[str, ...],
     since: str | None,
     limit: int,
+    color: str,
     as_json: bool,
 ) -> None:
     """Full-text search over notes, failures, commands, tags, config and run names.
@@ -32,17 +42,9 @@ def search_cmd(
     phrase. Matching is by substring and case-insensitive, in any script (Chinese
     included). Takes the same filters as `labbook ls`.
     """
-    from labbook.store.query import RunFilter, parse_since, parse_where
     from labbook.store.search import MARK_END, MARK_START, search
 
-    flt = RunFilter(
-        status=list(status),
-        framework=list(framework),
-        tags=list(tag),
-        where=parse_where(list(where)),
-        since=parse_since(since) if since else None,
-        limit=None,
-    )
+    flt = run_filter(status, framework, tag, where, since, None)
     with open_store(ctx, create=False) as store:
         hits = search(store, " ".join(query), flt, limit=limit or 0)
         rows = {r: store.run_row(r) for r in (h.run_id for h in hits)}
@@ -65,8 +67,8 @@ def search_cmd(
     for h in hits:
         rec = records.get(h.run_id, {})
         head = f"{h.run_id}  {rec.get('name') or ''}  {rec.get('status', '')}".rstrip()
-        click.secho(printable(head), bold=True)
+        click.secho(printable(head), bold=True, color=use_color(color))
         snippet = mark.sub(
             lambda m: click.style(m.group(1), fg="yellow", bold=True), printable(h.snippet)
         )
-        click.echo(f"  {printable(h.field)}: {snippet}")
+        click.echo(f"  {printable(h.field)}: {snippet}", color=use_color(color))

@@ -10,10 +10,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from labbook.analysis.metrics import key_metrics
+from labbook.analysis.metrics import (
+    canonical_metrics,
+    key_columns,
+    key_metrics,  # noqa: F401  (the TUI imports it from here)
+    metric_column,
+)
+from labbook.errors import UsageError
 from labbook.model import RunRecord
 from labbook.textsafe import printable, printable_lines
 
@@ -29,10 +36,16 @@ STATUS_STYLE = {
 #: Metric tags shown first in listings, in order of preference.
 
 
-def _console(stderr: bool = False) -> Any:
+def _console(stderr: bool = False, color: bool | None = None) -> Any:
+    """A rich console; ``color`` False: no escape codes at all, True: colour even
+    when not a terminal, None: rich decides (a terminal, NO_COLOR)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    if color is None:
+        return Console(stderr=stderr, highlight=False)
+    if color:
+        return Console(stderr=stderr, highlight=False, force_terminal=True)
+    return Console(stderr=stderr, highlight=False, color_system=None)
 
 
 def fmt_time(iso: str | None) -> str:
@@ -90,20 +103,6 @@ def seed_text(rec: RunRecord) -> str:
     return "not set" if seed.get("value") is None else str(seed["value"])
 
 
-def _run_rows(records: Sequence[RunRecord], metrics: list[str]) -> Iterator[list[str]]:
-    for r in records:
-        yield [
-            r["id"],
-            r.get("name") or "",
-            r["status"],
-            r.get("framework") or "",
-            fmt_time(r.get("started_at")),
-            duration(r),
-            seed_text(r),
-            *[fmt_value(s["last"] if (s := r["metrics"].get(m)) else None) for m in metrics],
-        ]
-
-
 def print_plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """Aligned columns without colour or wrapping, for pipes, grep and awk (no rich import)."""
     import sys
@@ -117,32 +116,308 @@ def print_plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> N
         )
 
 
-def print_runs(records: Sequence[RunRecord]) -> None:
+#: The run columns of ``ls`` besides metrics, in the order they are shown.
+RUN_COLUMNS = ("id", "name", "status", "framework", "started", "time", "seed")
+#: Metric columns ``ls`` shows when piped, and at most on a terminal (or ``--wide``).
+PIPED_METRICS, MAX_METRICS = 3, 6
+#: Below this many cells a name is not shortened further to make room for other columns.
+_NAME_MIN = 20
+_GAP = "  "
+
+
+@dataclass(frozen=True)
+class Column:
+    """One ``ls`` column: a run field, a metric (canonical name or tag) or a config key."""
+
+    kind: str  # "run", "metric" or "config"
+    key: str
+
+    @property
+    def header(self) -> str:
+        return self.key
+
+
+def default_columns(records: Sequence[RunRecord], metrics: int = PIPED_METRICS) -> list[Column]:
+    """The run columns and the ``metrics`` key metric columns (by canonical name)."""
+    return [Column("run", c) for c in RUN_COLUMNS] + [
+        Column("metric", m) for m in key_columns(records, limit=metrics)
+    ]
+
+
+def parse_columns(text: str, records: Sequence[RunRecord]) -> list[Column]:
+    """``--columns id,name,val_loss,optimizer.lr``: run fields (``time`` is the
+    duration), ``metrics.TAG`` or a metric name any run has, ``config.KEY`` or a
+    config key. Raises UsageError for a name no run has, with the nearest ones."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UsageError("--columns needs at least one column, e.g. --columns id,name,val_loss")
+    metric_names: set[str] = set()
+    config_keys: set[str] = set()
+    for r in records:
+        metric_names.update(r.get("metrics") or {})
+        metric_names.update(canonical_metrics(r.get("metrics") or {}))
+        config_keys.update(r.get("config") or {})
+    out = []
+    for name in names:
+        if name in RUN_COLUMNS:
+            out.append(Column("run", name))
+        elif name.startswith(("metrics.", "metric.")):
+            out.append(Column("metric", name.split(".", 1)[1]))
+        elif name.startswith("config.") and name[7:] in config_keys:
+            out.append(Column("config", name[7:]))
+        elif name in config_keys:
+            out.append(Column("config", name))
+        elif name in metric_names or not records:
+            out.append(Column("metric", name))
+        else:
+            import difflib
+
+            close = difflib.get_close_matches(
+                name, [*RUN_COLUMNS, *sorted(metric_names), *sorted(config_keys)], n=3
+            )
+            quoted = [f"'{c}'" for c in close]
+            alternatives = ", ".join(quoted[:-1]) + " or " + quoted[-1] if len(quoted) > 1 else ""
+            hint = f"; did you mean {alternatives or quoted[0]}?" if close else ""
+            raise UsageError(f"--columns: no run has '{name}'{hint}")
+    return out
+
+
+def fmt_number(value: Any, digits: int = 4) -> str:
+    """A number in a narrow cell: ``digits`` significant digits, never more than
+    ``digits + 6`` characters (``-1.235e+07``); other values as :func:`fmt_value`."""
+    if isinstance(value, float) or (
+        isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**digits * 100
+    ):
+        return f"{value:.{digits}g}"
+    return fmt_value(value)
+
+
+def _cell(rec: RunRecord, col: Column, *, narrow: bool = False) -> str:
+    fmt = fmt_number if narrow else fmt_value
+    if col.kind == "metric":
+        found = metric_column(rec.get("metrics") or {}, col.key)
+        return fmt(found[1].get("last") if found else None)
+    if col.kind == "config":
+        config = rec.get("config") or {}
+        return fmt(config[col.key]) if col.key in config else "—"
+    if col.key == "id":
+        return rec["id"]
+    if col.key == "name":
+        return rec.get("name") or ""
+    if col.key == "status":
+        return rec["status"]
+    if col.key == "framework":
+        return rec.get("framework") or ""
+    if col.key == "started":
+        return fmt_time(rec.get("started_at"))
+    if col.key == "time":
+        return duration(rec)
+    return seed_text(rec)
+
+
+def _run_rows(records: Sequence[RunRecord], columns: Sequence[Column]) -> Iterator[list[str]]:
+    for r in records:
+        yield [_cell(r, c) for c in columns]
+
+
+def cells(text: str) -> int:
+    """How many terminal cells ``text`` takes (wide East Asian characters two,
+    combining marks none)."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
+def _take(text: str, width: int, *, from_end: bool = False) -> str:
+    """The first (or last) characters of ``text`` that fit in ``width`` cells."""
+    chars = reversed(text) if from_end else iter(text)
+    out: list[str] = []
+    used = 0
+    for ch in chars:
+        w = cells(ch)
+        if used + w > width:
+            break
+        out.append(ch)
+        used += w
+    return "".join(reversed(out) if from_end else out)
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` cells, cut in the middle (``exp/resn…lr0.1-seed3``):
+    the end of a run's name is what tells it from its siblings, so it keeps two thirds."""
+    if cells(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    head = (width - 1) // 3
+    tail = _take(text, width - 1 - head, from_end=True)
+    head_text = _take(text, width - 1 - cells(tail))
+    return f"{head_text}…{tail}"
+
+
+def _pad(text: str, width: int, *, right: bool = False) -> str:
+    space = " " * max(0, width - cells(text))
+    return space + text if right else text + space
+
+
+def _natural(col: Column, values: Sequence[str]) -> int:
+    widest = max((cells(v) for v in values), default=0)
+    if col.kind == "run":
+        return max(widest, cells(col.header))
+    return max(widest, min(cells(col.header), 10), 1)
+
+
+def fit_columns(
+    columns: Sequence[Column], natural: dict[Column, int], width: int, *, chosen: bool
+) -> tuple[list[Column], dict[Column, int]]:
+    """The columns that fit in ``width`` cells and their widths.
+
+    Chosen columns (``--columns``) are kept from the first while they fit (a name
+    shrinks first). Otherwise id and status always, the name (at least
+    :data:`_NAME_MIN` cells when it is that long), then the first three metric
+    columns, started, time, seed, framework, the other metric columns, each while
+    it fits; room left widens the name up to its full length.
+    """
+    gap = len(_GAP)
+    name = next((c for c in columns if c.kind == "run" and c.key == "name"), None)
+
+    def need(cols: Sequence[Column], name_width: int) -> int:
+        total = sum(name_width if c == name else natural[c] for c in cols)
+        return total + gap * max(0, len(cols) - 1)
+
+    if chosen:
+        floor = min(natural[name], 8) if name else 0
+        kept: list[Column] = []
+        for c in columns:
+            if need([*kept, c], floor) <= width or not kept:
+                kept.append(c)
+    else:
+        floor = min(natural[name], _NAME_MIN) if name else 0
+        metrics = [c for c in columns if c.kind == "metric"]
+        runs = {c.key: c for c in columns if c.kind == "run"}
+        first = [runs[k] for k in ("id", "status", "name") if k in runs]
+        rest = [
+            *metrics[:3],
+            *[runs[k] for k in ("started", "time", "seed", "framework") if k in runs],
+            *metrics[3:],
+            *[c for c in columns if c.kind == "config"],
+        ]
+        picked = set(first)
+        for c in rest:
+            if need([*picked, c], floor) <= width:
+                picked.add(c)
+        kept = [c for c in columns if c in picked]
+    widths = {c: natural[c] for c in kept}
+    if name in widths:
+        others = need([c for c in kept if c != name], 0) + (gap if len(kept) > 1 else 0)
+        widths[name] = max(1, min(natural[name], width - others))
+    return kept, widths
+
+
+def _style(style: str) -> dict[str, Any]:
+    """A rich style string (``bold cyan``) as click.style arguments."""
+    kw: dict[str, Any] = {}
+    for word in style.split():
+        if word in ("bold", "dim"):
+            kw[word] = True
+        else:
+            kw["fg"] = word
+    return kw
+
+
+def runs_table_lines(
+    records: Sequence[RunRecord],
+    columns: Sequence[Column],
+    *,
+    width: int | None,
+    color: bool,
+    chosen: bool = False,
+) -> tuple[list[str], list[Column]]:
+    """``ls`` on a terminal: one line per run, at most ``width`` cells (None: no
+    limit); names shortened in the middle, numbers to 4 significant digits, other
+    cells never cut. Returns the lines and the columns that did not fit."""
+    import click
+
+    table = [[printable(_cell(r, c, narrow=True)) for c in columns] for r in records]
+    natural = {c: _natural(c, [row[i] for row in table]) for i, c in enumerate(columns)}
+    if width is None:
+        kept, widths = list(columns), natural
+    else:
+        kept, widths = fit_columns(columns, natural, width, chosen=chosen)
+    index = [columns.index(c) for c in kept]
+
+    def line(values: Sequence[str], styles: Sequence[str]) -> str:
+        parts = []
+        for c, value, style in zip(kept, values, styles, strict=True):
+            w = widths[c]
+            text = shorten_middle(value, w)
+            text = _pad(text, w, right=c.kind != "run")
+            parts.append(click.style(text, **_style(style)) if color and style else text)
+        return _GAP.join(parts).rstrip()
+
+    header = [shorten_middle(printable(c.header), widths[c]) for c in kept]
+    lines = [line(header, ["bold"] * len(kept))]
+    for row in table:
+        values = [row[i] for i in index]
+        styles = []
+        for c, v in zip(kept, values, strict=True):
+            if c.kind == "run" and c.key == "status":
+                styles.append(STATUS_STYLE.get(v, ""))
+            elif c.kind == "run" and c.key == "seed" and v in ("not set", "unknown"):
+                styles.append("yellow")
+            else:
+                styles.append("")
+        lines.append(line(values, styles))
+    return lines, [c for c in columns if c not in widths]
+
+
+def print_runs(
+    records: Sequence[RunRecord],
+    *,
+    columns: Sequence[Column] | None = None,
+    wide: bool = False,
+    color: bool | None = None,
+    width: int | None = None,
+) -> None:
+    """``labbook ls``. Piped: plain aligned columns, no width limit (for grep, awk).
+    On a terminal (or ``color``): one line per run that fits ``width`` (default: the
+    terminal's; ``wide``: no limit)."""
+    import shutil
     import sys
 
     if not records:
         print("no runs match", file=sys.stderr)
         return
-    metrics = key_metrics(records)
-    header = ["id", "name", "status", "framework", "started", "time", "seed", *metrics]
-    if not sys.stdout.isatty():
-        print_plain_table(header, list(_run_rows(records, metrics)))
+    tty = sys.stdout.isatty()
+    chosen = columns is not None
+    if columns is None:
+        columns = default_columns(records, MAX_METRICS if tty or wide else PIPED_METRICS)
+    if not tty and not color:
+        header = [c.header for c in columns]
+        print_plain_table(header, list(_run_rows(records, columns)))
         return
-    from rich.table import Table
-    from rich.text import Text
-
-    console = _console()
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in header:
-        table.add_column(
-            Text(printable(col)), no_wrap=col in ("id", "status", "started"), overflow="fold"
+    if width is None and tty and not wide:
+        width = shutil.get_terminal_size().columns
+    lines, dropped = runs_table_lines(
+        records,
+        columns,
+        width=None if wide else width,
+        color=tty if color is None else color,
+        chosen=chosen,
+    )
+    sys.stdout.write("\n".join(lines) + "\n")
+    if dropped and chosen:
+        names = ", ".join(printable(c.header) for c in dropped)
+        print(
+            f"labbook: {len(dropped)} column{'s' if len(dropped) != 1 else ''} did not fit in "
+            f"{width} columns ({names}); --wide shows them",
+            file=sys.stderr,
         )
-    for row in _run_rows(records, metrics):
-        styles = [""] * len(row)
-        styles[2] = STATUS_STYLE.get(row[2], "")
-        styles[6] = "yellow" if row[6] == "not set" else ""
-        table.add_row(*[Text(printable(c), style=st) for c, st in zip(row, styles, strict=True)])
-    console.print(table)
 
 
 def status_text(rec: RunRecord) -> str:
@@ -252,11 +527,12 @@ def _diff_hint(rec: RunRecord) -> str | None:
     return f"uncommitted changes ({git['diff'].count(chr(10))} diff lines; `labbook show --json` has them)"
 
 
-def print_run(rec: RunRecord) -> None:
-    """``labbook show``: sections on a terminal (rich), plain aligned text when piped."""
+def print_run(rec: RunRecord, *, color: bool | None = None) -> None:
+    """``labbook show``: sections on a terminal (rich), plain aligned text when piped
+    (``color`` True: the sections, coloured, also when piped; False: no colour)."""
     import sys
 
-    if not sys.stdout.isatty():
+    if not sys.stdout.isatty() and not color:
         _print_run_plain(rec, sys.stdout)
         return
     from rich.table import Table
@@ -265,7 +541,7 @@ def print_run(rec: RunRecord) -> None:
     def text(value: Any, style: str = "") -> Text:
         return Text(printable(value), style=style)
 
-    console = _console()
+    console = _console(color=color)
     status = rec["status"]
     console.print(
         Text.assemble(

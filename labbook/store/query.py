@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,12 +52,21 @@ _EXPR = re.compile(
 )
 _SINCE = re.compile(r"^(\d+)\s*([smhdw])$")
 
+#: ``metric_names(tags, name)``: the tags among ``tags`` that stand for the metric
+#: ``name``, the preferred first (``labbook.analysis.metrics.canonical_tags``).
+MetricNames = Callable[[Iterable[str], str], list[str]]
+
 
 @dataclass
 class Condition:
     key: str
     op: str
     value: Any
+    text: str = ""  # the expression as written, for error messages
+
+    def __post_init__(self) -> None:
+        if not self.text:
+            self.text = f"{self.key}{self.op}{self.value}"
 
 
 @dataclass
@@ -68,22 +78,53 @@ class RunFilter:
     since: str | None = None  # ISO timestamp
     limit: int | None = 50
     include_deleted: bool = False
+    #: A key that no run has, or a value that does not fit its key's type, raises
+    #: QueryError (the CLI); views that filter as one types leave it off.
+    strict: bool = False
+    #: How a metric name stands for several tags (``train_loss`` for ``train/loss``,
+    #: ``Loss/train``, …): ``labbook.analysis.metrics.canonical_tags``; None: only tags.
+    metric_names: MetricNames | None = None
+
+
+_AND = re.compile(r"(?:^|\s+)and(?:\s+|$)", re.IGNORECASE)
+_OR = re.compile(r"\s(?:or|\|\|)\s", re.IGNORECASE)
+_EXAMPLE = "write KEY OP VALUE, e.g. optimizer.lr>=0.01, status=failed, name~'resnet*'"
 
 
 def parse_where(expressions: list[str]) -> list[Condition]:
-    """Parse ``--where`` expressions; ``and`` (any case) also separates conditions."""
+    """Parse ``--where`` expressions; ``and`` (any case) also separates conditions.
+
+    Raises :class:`QueryError` (one line) for what cannot be a condition: no
+    operator, no key or no value (``lr>``), an ``and`` with nothing on one side
+    (``lr>0.05 and``), ``or`` (not supported).
+    """
     out = []
     for expr in expressions:
-        for part in re.split(r"\s+and\s+", expr.strip(), flags=re.IGNORECASE):
-            if not part.strip():
-                continue
-            m = _EXPR.match(part)
-            if not m:
+        whole = expr.strip()
+        if not whole:
+            continue
+        if _OR.search(f" {whole} "):
+            raise QueryError(
+                f"'or' is not supported in '{whole}': conditions are joined with 'and' "
+                "(repeat --where for more)"
+            )
+        parts = _AND.split(whole)
+        for part in parts:
+            part = part.strip()
+            if not part:
                 raise QueryError(
-                    f"cannot read the condition '{part}'",
-                    hint="write KEY OP VALUE, e.g. optimizer.lr>=0.01, status=failed, name~'resnet*'",
+                    f"incomplete condition '{whole}': 'and' needs a condition on both sides"
                 )
-            out.append(Condition(m["key"], m["op"], parse_value(m["value"])))
+            m = _EXPR.match(part)
+            if m:
+                out.append(Condition(m["key"], m["op"], parse_value(m["value"]), part))
+                continue
+            op = re.search(r"==|!=|<=|>=|=|<|>|~", part)
+            if op and not part[: op.start()].strip():
+                raise QueryError(f"incomplete condition '{part}': no key before '{op[0]}'")
+            if op and not part[op.end() :].strip():
+                raise QueryError(f"incomplete condition '{part}': no value after '{op[0]}'")
+            raise QueryError(f"cannot read the condition '{part}': {_EXAMPLE}")
     return out
 
 
@@ -100,8 +141,121 @@ def parse_since(text: str) -> str:
     raise QueryError(f"cannot read the time '{text}'", hint="use e.g. 30d, 12h, 2w or 2026-11-01")
 
 
+_ORDERING = ("<", "<=", ">", ">=")
+
+
+def _distinct(store: Store, table: str, column: str) -> list[str]:
+    """Every distinct ``column`` of ``table``: one index seek per value (a skip scan),
+    not a walk over every row."""
+    sql = (
+        f"WITH RECURSIVE k(v) AS (SELECT min({column}) FROM {table} UNION ALL"
+        f" SELECT (SELECT min({column}) FROM {table} WHERE {column} > k.v) FROM k"
+        " WHERE k.v IS NOT NULL) SELECT v FROM k WHERE v IS NOT NULL"
+    )
+    return [str(row[0]) for row in store.conn.execute(sql)]
+
+
+def _exists(store: Store, sql: str, args: Sequence[Any]) -> bool:
+    return store.conn.execute(f"SELECT 1 FROM {sql} LIMIT 1", list(args)).fetchone() is not None
+
+
+def _metric_group(store: Store, name: str, metric_names: MetricNames | None) -> list[str]:
+    """The stored tags that the metric ``name`` stands for, the preferred first."""
+    if metric_names is None:
+        return []
+    return metric_names(_distinct(store, "metrics", "tag"), name)
+
+
+def _rank_case(column: str, tags: list[str]) -> tuple[str, list[Any]]:
+    whens = " ".join("WHEN ? THEN ?" for _ in tags)
+    args: list[Any] = []
+    for i, t in enumerate(tags):
+        args += [t, i]
+    return f"(CASE {column} {whens} END)", args
+
+
+def unknown_key(store: Store, key: str, *, metric: bool = False) -> QueryError:
+    """``no run has 'lrr'; did you mean 'lr'?``: the nearest config keys, metric
+    tags and run fields (difflib)."""
+    import difflib
+
+    tags = _distinct(store, "metrics", "tag")
+    if metric:
+        bare = key.split(".", 1)[1] if "." in key else key
+        close = [f"metrics.{t}" for t in difflib.get_close_matches(bare, tags, n=3)]
+        what = f"the metric '{bare}'"
+    else:
+        names = [*RUN_FIELDS, *_SORT_EXTRA, *_distinct(store, "params", "key"), *tags]
+        close = difflib.get_close_matches(key, list(dict.fromkeys(names)), n=3)
+        what = f"'{key}'"
+    if not close:
+        return QueryError(f"no run has {what} (no config key, metric or run field of that name)")
+    quoted = [f"'{c}'" for c in close]
+    alternatives = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    return QueryError(f"no run has {what}; did you mean {alternatives}?")
+
+
+def _resolve_key(
+    store: Store, key: str, metric_names: MetricNames | None, *, strict: bool
+) -> tuple[str, list[str]]:
+    """What a ``--where``/``--sort`` key names: ``("field", [])``, ``("param", [])``,
+    ``("metric", tags)`` (the preferred tag first) or, not strict, ``("param", [])``
+    for a key that nothing has. Strict: a key that nothing has raises."""
+    if key in RUN_FIELDS:
+        return "field", []
+    for prefix in ("metrics.", "metric.", "m:"):
+        if key.startswith(prefix):
+            tag = key[len(prefix) :]
+            if _exists(store, "metrics WHERE tag = ?", [tag]):
+                return "metric", [tag]
+            group = _metric_group(store, tag, metric_names)
+            if group:
+                return "metric", group
+            if strict:
+                raise unknown_key(store, key, metric=True)
+            return "metric", [tag]
+    if _exists(store, "params WHERE key = ?", [key]):
+        return "param", []
+    group = _metric_group(store, key, metric_names)
+    if group:
+        return "metric", group
+    if _exists(store, "metrics WHERE tag = ?", [key]):
+        return "metric", [key]
+    if strict:
+        raise unknown_key(store, key)
+    return "param", []
+
+
+def _check_param_type(store: Store, cond: Condition) -> Any:
+    """The value to compare ``cond``'s config key with; raises when an ordering
+    compares numbers with text (every run's value is of the other kind)."""
+    value = cond.value
+    if cond.op not in _ORDERING or value is None or isinstance(value, bool):
+        return value
+    numbers = _exists(store, "params WHERE key = ? AND num IS NOT NULL", [cond.key])
+    texts = _exists(store, "params WHERE key = ? AND num IS NULL", [cond.key])
+    if isinstance(value, str):
+        coerced = parse_value(value)
+        if isinstance(coerced, (int, float)) and not isinstance(coerced, bool):
+            return coerced if numbers else value  # lr>='0.1' on numbers: a number
+        if numbers and not texts:
+            raise QueryError(
+                f"'{cond.key}' holds numbers, and '{value}' is not a number (in '{cond.text}')"
+            )
+    elif texts and not numbers:
+        raise QueryError(
+            f"'{cond.key}' holds text, not numbers: '{cond.text}' cannot compare it with {value}"
+        )
+    return value
+
+
 def _condition_sql(
-    store: Store, cond: Condition, *, all_rows: bool = False
+    store: Store,
+    cond: Condition,
+    *,
+    all_rows: bool = False,
+    strict: bool = False,
+    metric_names: MetricNames | None = None,
 ) -> tuple[str, list[Any]]:
     op = _OPS[cond.op]
     value = cond.value
@@ -119,29 +273,43 @@ def _condition_sql(
 
             return f"{col} {op} ?", [json.dumps(value)]
         return f"{col} {op} ?", [value]
-    metric = None
-    for prefix in ("metrics.", "metric.", "m:"):
-        if key.startswith(prefix):
-            metric = key[len(prefix) :]
-    if (
-        metric is None
-        and not store.conn.execute("SELECT 1 FROM params WHERE key = ? LIMIT 1", (key,)).fetchone()
-        and store.conn.execute("SELECT 1 FROM metrics WHERE tag = ? LIMIT 1", (key,)).fetchone()
-    ):
-        metric = key
-    if metric is not None:
+    kind, tags = _resolve_key(store, key, metric_names, strict=strict)
+    if kind == "metric":
         if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise QueryError(f"metric '{metric}' can only be compared with a number")
-        table, where, args = "metrics", f"tag = ? AND last {op} ?", [metric, value]
-    elif isinstance(value, (int, float)) and op != "GLOB":
-        table, where, args = "params", f"key = ? AND num {op} ?", [key, float(value)]
-    elif op == "GLOB":
-        table, where = "params", "key = ? AND json_extract(value, '$') GLOB ?"
-        args = [key, str(value)]
+            shown = "null" if value is None else value
+            raise QueryError(
+                f"metric '{tags[0] if len(tags) == 1 else key}' compares by number, and "
+                f"'{shown}' is not a number (in '{cond.text}')"
+            )
+        if op == "GLOB":
+            raise QueryError(
+                f"metric '{key}' compares by number: '~' is for text (in '{cond.text}')"
+            )
+        if len(tags) == 1:
+            table, where, args = "metrics", f"tag = ? AND last {op} ?", [tags[0], value]
+        else:
+            # the run's preferred tag of the group decides, as in the column ls shows
+            marks = ",".join("?" for _ in tags)
+            mine, mine_args = _rank_case("m.tag", tags)
+            other, other_args = _rank_case("p.tag", tags)
+            sql = (
+                f"r.id IN (SELECT m.run_id FROM metrics m WHERE m.tag IN ({marks})"
+                f" AND m.last {op} ? AND NOT EXISTS (SELECT 1 FROM metrics p"
+                f" WHERE p.run_id = m.run_id AND p.tag IN ({marks}) AND {other} < {mine}))"
+            )
+            return sql, [*tags, value, *tags, *other_args, *mine_args]
     else:
-        import json
+        if strict:
+            value = _check_param_type(store, cond)
+        if isinstance(value, (int, float)) and op != "GLOB":
+            table, where, args = "params", f"key = ? AND num {op} ?", [key, float(value)]
+        elif op == "GLOB":
+            table, where = "params", "key = ? AND json_extract(value, '$') GLOB ?"
+            args = [key, str(value)]
+        else:
+            import json
 
-        table, where, args = "params", f"key = ? AND value {op} ?", [key, json.dumps(value)]
+            table, where, args = "params", f"key = ? AND value {op} ?", [key, json.dumps(value)]
     if all_rows:  # a count visits every match anyway: the subquery form is the fast one
         return f"r.id IN (SELECT run_id FROM {table} WHERE {where})", args
     return _membership(store, table, where, args)
@@ -283,7 +451,9 @@ def _filter_sql(store: Store, flt: RunFilter, *, all_rows: bool = False) -> tupl
         clauses.append("coalesce(r.started_at, r.created_at) >= ?")
         args.append(flt.since)
     for cond in flt.where:
-        sql, more = _condition_sql(store, cond, all_rows=all_rows)
+        sql, more = _condition_sql(
+            store, cond, all_rows=all_rows, strict=flt.strict, metric_names=flt.metric_names
+        )
         clauses.append(sql)
         args += more
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
@@ -305,6 +475,28 @@ def count_runs(store: Store, flt: RunFilter, *, cap: int | None = None) -> int:
     return int(store.conn.execute(sql, args).fetchone()[0])
 
 
+def _sort_sql(store: Store, flt: RunFilter, sort: str) -> tuple[str, list[Any], str, list[Any]]:
+    """(join, its arguments, expression, its arguments) that order runs by ``sort``."""
+    if sort in RUN_FIELDS or sort in _SORT_EXTRA:
+        expr = _SORT_EXTRA.get(sort) or RUN_FIELDS[sort]
+        if sort == "seed":
+            expr = "CAST(r.seed_value AS REAL)"
+        return "", [], expr, []
+    kind, tags = _resolve_key(store, sort, flt.metric_names, strict=flt.strict)
+    if kind == "metric" and len(tags) == 1:
+        return " LEFT JOIN metrics s ON s.run_id = r.id AND s.tag = ?", [tags[0]], "s.last", []
+    if kind == "metric":  # the run's preferred tag of the group, as ls shows it
+        marks = ",".join("?" for _ in tags)
+        rank, rank_args = _rank_case("s.tag", tags)
+        expr = (
+            f"(SELECT s.last FROM metrics s WHERE s.run_id = r.id AND s.tag IN ({marks})"
+            f" ORDER BY {rank} LIMIT 1)"
+        )
+        return "", [], expr, [*tags, *rank_args]
+    join = " LEFT JOIN params s ON s.run_id = r.id AND s.key = ?"
+    return join, [sort], "coalesce(s.num, s.value)", []
+
+
 def select_runs_window(
     store: Store,
     flt: RunFilter,
@@ -318,35 +510,29 @@ def select_runs_window(
 
     Views of 100,000 runs show a window and page through it instead of loading all.
     ``sort`` is None (newest first), a run field (``name``, ``status``, ``seed``, …),
-    ``duration``, ``metrics.TAG`` (last value) or a config key; runs without a value
-    sort last either way, ties newest first. Only ids are sorted; the window's rows
+    ``duration``, ``metrics.TAG`` (last value) or a config key (a metric when no run
+    has that config key; with ``flt.metric_names`` a metric name such as ``val_loss``
+    sorts by each run's preferred tag for it; with ``flt.strict`` a key that nothing
+    has raises QueryError); runs without a value sort last either way, ties newest
+    first. A negative ``limit``: no limit. Only ids are sorted; the window's rows
     are read afterwards, so a sort by a metric never drags whole rows through it.
     """
     where, args = _filter_sql(store, flt)
     join = ""
     join_args: list[Any] = []
     order = ""
+    order_args: list[Any] = []
     if sort:
         direction = "DESC" if descending else "ASC"
-        if sort in RUN_FIELDS or sort in _SORT_EXTRA:
-            expr = _SORT_EXTRA.get(sort) or RUN_FIELDS[sort]
-            if sort == "seed":
-                expr = "CAST(r.seed_value AS REAL)"
-        elif sort.startswith(("metrics.", "metric.")):
-            join = " LEFT JOIN metrics s ON s.run_id = r.id AND s.tag = ?"
-            join_args = [sort.split(".", 1)[1]]
-            expr = "s.last"
-        else:
-            join = " LEFT JOIN params s ON s.run_id = r.id AND s.key = ?"
-            join_args = [sort]
-            expr = "coalesce(s.num, s.value)"
+        join, join_args, expr, expr_args = _sort_sql(store, flt, sort)
         order = f"({expr}) IS NULL, {expr} {direction}, "
+        order_args = expr_args * 2
     order += NEWEST_FIRST.replace("{t}", "r.")
     ids = [
         row[0]
         for row in store.conn.execute(
             f"SELECT r.id FROM runs r{join}{where} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*join_args, *args, int(limit), max(0, int(offset))],
+            [*join_args, *args, *order_args, int(limit), max(0, int(offset))],
         )
     ]
     if not ids:
