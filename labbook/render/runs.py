@@ -121,7 +121,7 @@ RUN_COLUMNS = ("id", "name", "status", "framework", "started", "time", "seed")
 #: Metric columns ``ls`` shows when piped, and at most on a terminal (or ``--wide``).
 PIPED_METRICS, MAX_METRICS = 3, 6
 #: Below this many cells a name is not shortened further to make room for other columns.
-_NAME_MIN = 20
+_NAME_MIN = 28
 _GAP = "  "
 
 
