@@ -13,16 +13,28 @@ import pytest
 pytest.importorskip("textual")
 
 from labbook_tui.app import LabbookApp, make_app
+from labbook_tui.fmt import short_middle
 from labbook_tui.modals import HelpScreen, NoteModal, SortModal, TagsModal
 from labbook_tui.notebook import EMPTY_HINT, parse_filter
-from labbook_tui.plot import CurvePlot, Series, render_plot
+from labbook_tui.plot import CurvePlot, Series, breaks, describe_breaks, fmt_axis, render_plot
 from labbook_tui.run_table import RunTable
 from labbook_tui.runs_screen import RunsScreen
 from textual.widgets import Input, OptionList, Static, TabbedContent, Tree
 
 from labbook.store import Store
 from tests.conftest import REPO
-from tests.test_tui_data import NOW, UTC, facts, fill, fixed_ids
+from tests.test_tui_data import (
+    INF_STEP,
+    NAN_FROM,
+    NOW,
+    SEED_NAMES,
+    UTC,
+    add_diverged,
+    add_seeds,
+    facts,
+    fill,
+    fixed_ids,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -72,6 +84,24 @@ def ids_shown(app: LabbookApp) -> list[str]:
     return [r["id"] for r in table(app).records]
 
 
+def query_error(text: str) -> str:
+    """The store's own message for a filter it cannot read (whatever its wording)."""
+    from labbook.errors import QueryError
+
+    with pytest.raises(QueryError) as caught:
+        parse_filter(text)
+    return str(caught.value)
+
+
+def row_text(app: LabbookApp, row: int) -> str:
+    """Row ``row`` of the runs table as it shows on screen (scrolled, cut to fit)."""
+    return table(app).render_line(1 + row).text
+
+
+def header_text(app: LabbookApp) -> str:
+    return table(app).render_line(0).text
+
+
 # -- runs screen -----------------------------------------------------------------------
 
 
@@ -108,7 +138,7 @@ async def test_filter_bar_uses_where_syntax(tui_db: Path) -> None:
         assert not screen.apply_filter("lr>>")
         assert ids_shown(app) == before
         assert app.screen.query_one("#status", Static).has_class("-error")
-        assert "cannot read the condition" in status_text(app)
+        assert query_error("lr>>") in text_of(app, "#filter-error")
         # a bare word matches names
         box.value = "run03"
         await pilot.pause()
@@ -124,6 +154,129 @@ async def test_no_match_says_so(tui_db: Path) -> None:
         await pilot.press("slash", *"status=running")
         assert app.screen.has_class("-empty")
         assert "No runs match" in plain(app.screen.query_one("#empty", Static))
+
+
+async def test_invalid_filter_shows_why_and_keeps_the_last_good_rows_stale(
+    tui_db: Path,
+) -> None:
+    """Typing through an unreadable filter: the store's message right under the bar,
+    the rows of the last filter that read stay, marked stale, until it reads again."""
+    app = app_for(tui_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("slash", *"status=failed")
+        good = ids_shown(app)
+        assert len(good) == 1
+        error = app.screen.query_one("#filter-error", Static)
+        assert not error.display
+        # (pasted: typed, "status=failed and lr" would read, as a name, and match none)
+        box = app.screen.query_one("#filter", Input)
+        box.insert_text_at_cursor(" and lr>>")
+        await pilot.pause()
+        assert box.value == "status=failed and lr>>"
+        assert error.display
+        assert query_error("status=failed and lr>>") in text_of(app, "#filter-error")
+        assert ids_shown(app) == good  # the last good result, not emptied, not stale-less
+        assert table(app).has_class("-stale")
+        assert "stale: the rows of 'status=failed'" in status_text(app)
+        assert app.screen.query_one("#filter", Input).has_class("-invalid")
+        # a live update keeps the message (the table re-reads the good filter)
+        app.refresh_screens()
+        await pilot.pause()
+        assert error.display and "stale" in status_text(app)
+        # reads again: the message goes, the rows are the new filter's
+        await pilot.press("backspace", *"0.01")
+        assert box.value == "status=failed and lr>0.01"
+        assert not error.display
+        assert not table(app).has_class("-stale")
+        assert "stale" not in status_text(app)
+        assert ids_shown(app) == []  # no failed run had lr > 0.01
+        await pilot.press("ctrl+u")
+        assert len(ids_shown(app)) == 6
+
+
+async def test_frozen_id_and_name_while_columns_scroll(tui_db: Path) -> None:
+    """At 80 columns: id, name, status and at least two metrics show; Left/Right move
+    a whole column, and id and name stay where they are."""
+    app = app_for(tui_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        t = table(app)
+        shown = t.visible_columns()
+        assert shown[:4] == ["mark", "id", "name", "status"]
+        metrics = [k for k in shown if k.startswith("metrics.")]
+        assert len(metrics) >= 2
+        assert "00000006  exp/run05" in row_text(app, 0)
+        assert "status" in header_text(app) and header_text(app).rstrip().endswith("▸")
+        assert "more column" in status_text(app)
+        at = row_text(app, 0).index("exp/run05")
+        order = [c.key for c in t._columns[3:]]
+        for step in range(1, len(order)):
+            await pilot.press("right")
+            if t.first_visible_column() == order[step - 1]:
+                break  # the last columns are all in view: Right stops
+            assert t.first_visible_column() == order[step]  # one whole column a press
+            assert t.scroll_offset.x in t._edges()
+            row = row_text(app, 0)
+            assert row.index("exp/run05") == at and row.startswith("    00000006")
+            assert "killed" not in row  # the status column scrolled away
+            assert "◂" in header_text(app)
+        assert "framework" in t.visible_columns()
+        assert "hydra" in row_text(app, 0)  # run05's framework
+        await pilot.press("right")  # at the end: nothing moves
+        assert "framework" in t.visible_columns()
+        for _ in order:
+            await pilot.press("left")
+        assert t.scroll_offset.x == 0 and t.first_visible_column() == "status"
+        # the cursor moves with id and name in view
+        await pilot.press("right", "right", "down")
+        assert t.current_run_id() == "00000005" and "exp/run04" in row_text(app, 1)
+
+
+async def test_sort_puts_cursor_on_top_and_shows_the_sorted_column(tui_db: Path) -> None:
+    app = app_for(tui_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("down", "down", "down")
+        t = table(app)
+        assert t.cursor_row == 3
+        await pilot.press("o")
+        options = app.screen.query_one(OptionList)
+        keys = [options.get_option_at_index(i).id for i in range(options.option_count)]
+        options.highlighted = keys.index("framework")  # off screen at 80 columns
+        await pilot.press("enter")
+        assert t.absolute == 0 and t.cursor_row == 0 and t.scroll_offset.y == 0
+        assert "framework" in t.visible_columns()
+        assert t.records[0]["framework"] == "generic"  # the top of the new order
+        assert "exp/run" in row_text(app, 0)  # the name still shows
+        # sorting by a metric scrolls back to it
+        await pilot.press("down", "o")
+        options = app.screen.query_one(OptionList)
+        options.highlighted = keys.index("metrics.val/loss")
+        await pilot.press("enter")
+        assert t.cursor_row == 0 and "metrics.val/loss" in t.visible_columns()
+        assert "val/loss ▼" in header_text(app)
+
+
+async def test_long_names_are_cut_in_the_middle(tui_db: Path) -> None:
+    """Three seeds of one config: each row keeps the end of its name (the seed)."""
+    add_seeds(tui_db)
+    app = app_for(tui_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        rows = [row_text(app, i) for i in range(3)]
+        for row, k in zip(rows, (3, 2, 1), strict=True):
+            assert f"_seed{k} " in row and "seeds/lig" in row and "…" in row
+        assert len(set(rows)) == 3
+        assert len([k for k in table(app).visible_columns() if k.startswith("metrics.")]) >= 2
+
+
+def test_short_middle() -> None:
+    name = SEED_NAMES[0]
+    assert short_middle(name, 100) == name
+    cut = short_middle(name, 20)
+    assert cut == "seeds/lig…0.05_seed1" and len(cut) == 20
+    assert short_middle("abcdef", 4) == "a…ef"  # the end gets the odd cell
+    assert short_middle("数据集名称很长的运行", 9) == "数据…运行"  # wide characters: 2 cells
+    assert short_middle("abc", 1) == "…" and short_middle("abc", 0) == ""
 
 
 async def test_sort_by_column_and_flip(tui_db: Path) -> None:
@@ -360,6 +513,61 @@ async def test_metrics_tab_choice_and_log_scale(tui_db: Path) -> None:
         assert plot.series[0].label == "train/loss"
 
 
+async def test_tab_labels_and_footer_keys(tui_db: Path) -> None:
+    from textual.widgets import Tabs
+
+    app = app_for(tui_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        footer = {b.key for _, b, enabled, _ in app.screen.active_bindings.values() if b.show}
+        assert {"o", "c", "d", "space", "f", "l", "t", "n", "s", "question_mark"} <= footer
+        await pilot.press("enter")
+        tabs = app.screen.query_one(Tabs)
+        labels = [str(tab.label) for tab in tabs.query("Tab")]
+        assert labels == [
+            "1 Overview", "2 Config", "3 Code", "4 Env", "5 Metrics", "6 GPU", "7 Log"
+        ]  # fmt: skip
+
+        def shown() -> set[str]:
+            screen = app.screen
+            return {
+                b.key
+                for _, b, _, _ in screen.active_bindings.values()
+                if b.show and screen.check_action(b.action.split("(")[0], ()) is not False
+            }
+
+        assert "L" not in shown() and "left_square_bracket" not in shown()
+        assert {"escape", "f", "l", "t"} <= shown()
+        await pilot.press("5")
+        assert {"L", "left_square_bracket", "right_square_bracket"} <= shown()
+        await pilot.press("6")
+        assert "L" in shown() and "left_square_bracket" not in shown()
+
+
+async def test_diverged_run_chart_shows_where(tui_db: Path) -> None:
+    """A run that blew up opens its metrics on the broken curve: the x axis to the
+    last step, the inf and the NaN marked and named, exact y labels."""
+    rid = add_diverged(tui_db)
+    app = app_for(tui_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("enter")
+        assert app.screen.current_run_id() == rid  # type: ignore[attr-defined]
+        await pilot.press("5")
+        plot = app.screen.query_one("#metric-plot", CurvePlot)
+        assert plot.series[0].label == "train/loss"  # not val/loss: the curve that broke
+        lines = plot.render().plain.split("\n")  # type: ignore[union-attr]
+        assert lines[0].lstrip().startswith("4.1e13 ┤")
+        assert lines[-2].rstrip().endswith("24")  # the last step, NaN as it is
+        assert f"▲ inf at {INF_STEP}, × NaN from {NAN_FROM}" in lines[-1]
+        assert "▲" in lines[0] and "×" in lines[0]
+        options = app.screen.query_one("#metric-tags", OptionList)
+        assert "×" in str(options.get_option("train/loss").prompt)
+        assert "×" not in str(options.get_option("val/loss").prompt)
+        await pilot.press("L")
+        lines = plot.render().plain.split("\n")  # type: ignore[union-attr]
+        assert "(log scale)" in lines[-1] and f"inf at {INF_STEP}" in lines[-1]
+        assert lines[0].lstrip().startswith("4.1e13")
+
+
 # -- annotations -----------------------------------------------------------------------------
 
 
@@ -563,6 +771,49 @@ def test_parse_filter_conveniences() -> None:
         ("optimizer.lr", ">=", 0.01),
     ]
     assert flt.limit is None
+
+
+def test_plot_axis_labels_are_exact_and_fit() -> None:
+    assert fmt_axis(4.1e13) == "4.1e13"
+    assert fmt_axis(4.1234e13) == "4.12e13"
+    assert fmt_axis(-1.5e-5) == "-1.5e-5"
+    assert fmt_axis(0.25) == "0.25" and fmt_axis(1234.0) == "1.23e3" and fmt_axis(0) == "0"
+    pts = [(0.0, -4.1234e13), (10.0, 4.1e13)]
+    lines = render_plot([Series("loss", pts)], 40, 8).plain.split("\n")
+    labels = [line.split("┤")[0].strip() for line in lines[:-2]]
+    assert [x for x in labels if x] == ["4.1e13", "-1.17e11", "-4.12e13"]
+    assert all(len(line) <= 40 for line in lines)
+
+
+def test_plot_marks_values_off_the_scale() -> None:
+    inf, nan = float("inf"), float("nan")
+    pts = [(float(k), 1.0 + k) for k in range(19)] + [(19.0, inf), (20.0, 5.0)]
+    pts += [(float(k), nan) for k in range(21, 30)]
+    found = breaks(pts)
+    assert describe_breaks(found) == "inf at 19, NaN from 21"
+    text = render_plot([Series("loss", pts)], 60, 10).plain
+    lines = text.split("\n")
+    assert lines[-2].rstrip().endswith("29")  # the x axis runs to the last step
+    assert "▲ inf at 19, × NaN from 21" in lines[-1]
+    assert "▲" in lines[0]  # inf at the top, where it happened
+    assert "×" in text
+    # -inf, a stretch in the middle, several of them
+    more = [(0.0, 1.0), (1.0, -inf), (2.0, nan), (3.0, nan), (4.0, 1.0), (5.0, nan), (6, 2.0)]
+    more += [(7.0, inf), (8.0, 1.0)]
+    assert describe_breaks(breaks(more)) == "-inf at 1, NaN at 2–3, NaN at 5, … 1 more"
+    # log scale: values <= 0 leave the scale too, and are marked at the bottom
+    logged = [(0.0, 10.0), (1.0, 0.0), (2.0, -3.0), (3.0, 1000.0), (4.0, nan)]
+    text = render_plot([Series("loss", logged)], 40, 8, log=True).plain
+    lines = text.split("\n")
+    assert lines[0].lstrip().startswith("1e3") and lines[-3].lstrip().startswith("10 ")
+    assert "▼ ≤0 at 1–2, × NaN at 4" in lines[-1] and "(log scale)" in lines[-1]
+    assert "▼" in lines[-3]
+    # two series, one with breaks: a legend line each
+    two = render_plot([Series("A", pts), Series("B", [(0, 1.0), (5, 2.0)])], 60, 10).plain
+    assert two.split("\n")[-2].startswith("━━ A") and two.split("\n")[-1].startswith("━━ B")
+    # nothing on the scale at all: says so, and says where
+    none = render_plot([Series("x", [(0, nan), (1, nan)])], 40, 8).plain
+    assert "no finite values" in none and "x: NaN from 0" in none
 
 
 def test_plot_draws_skips_nonfinite_and_logs() -> None:

@@ -132,3 +132,46 @@ def fixed_ids(monkeypatch: object) -> None:
         return f"{next(counter):08x}"
 
     monkeypatch.setattr(Store, "_new_id", new_id)  # type: ignore[attr-defined]
+
+
+#: The steps where the diverged run's loss is off the scale (see diverged_facts).
+INF_STEP, NAN_FROM = 19, 21
+#: Three seeds of one config: long names that differ only at their end.
+SEED_NAMES = [f"seeds/lightning_resnet50_lr0.001_bs128_wd0.05_seed{k}" for k in (1, 2, 3)]
+
+
+def diverged_facts(root: Path) -> RunFacts:
+    """A run whose loss blew up: it grows to 4.1e13, is inf at step 19, finite once
+    more at step 20, NaN from step 21 to its last step, 24."""
+    loss = []
+    for k in range(25):
+        value = 2.3 * 1.9**k if k < 18 else 4.1e13
+        if k == INF_STEP:
+            value = float("inf")
+        elif k >= NAN_FROM:
+            value = float("nan")
+        loss.append(Point(step=k, value=value, wall_time=T0 + k))
+    f = facts(1, root, name="exp/blew-up", started_at=T0 + 7 * 3600, ended_at=T0 + 7 * 3600 + 90)
+    f.path = f.source_key = str(root / "blew-up")
+    f.failure = Failure("nan", "train/loss is nan at step 21", NAN_FROM)
+    f.metrics = {"train/loss": loss, "val/loss": _curve(3, 2.4, 9.0)}
+    return f
+
+
+def add_diverged(db: Path, root: Path | None = None) -> str:
+    """Add :func:`diverged_facts`'s run to the database at ``db``; return its id."""
+    with Store.open(db) as store:
+        return store.save_run(diverged_facts(root or Path("/data/exp")))[0]
+
+
+def add_seeds(db: Path, root: Path | None = None) -> list[str]:
+    """Add three seeds of one config (names from SEED_NAMES); return their ids."""
+    root = root or Path("/data/exp")
+    ids = []
+    with Store.open(db) as store:
+        for k, name in enumerate(SEED_NAMES):
+            f = facts(3, root, name=name, started_at=T0 + (8 + k) * 3600)
+            f.ended_at = f.started_at + 1500
+            f.path = f.source_key = str(root / f"seed{k + 1}")
+            ids.append(store.save_run(f)[0])
+    return ids

@@ -18,8 +18,9 @@ pytest.importorskip("pytest_textual_snapshot")
 
 from labbook_tui.app import LabbookApp, make_app
 from pytest_textual_snapshot import SVGImageExtension
+from textual.widgets import Input
 
-from tests.test_tui_data import NOW, UTC, fill, fixed_ids
+from tests.test_tui_data import NOW, UTC, add_diverged, add_seeds, fill, fixed_ids
 
 pytestmark = pytest.mark.anyio
 
@@ -71,6 +72,66 @@ async def test_runs(snapshot: Any, tui_db: Path, size: tuple[int, int]) -> None:
         await pilot.press("down", "space", "down", "down", "space")
 
     check(snapshot, await shoot(tui_db, size, steps))
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_runs_scrolled(snapshot: Any, tui_db: Path, size: tuple[int, int]) -> None:
+    """Two columns to the right: id and name stay, the metrics and times show."""
+
+    async def steps(pilot: Any, app: LabbookApp) -> None:
+        await pilot.press("down", "right", "right")
+
+    check(snapshot, await shoot(tui_db, size, steps))
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_runs_long_names(snapshot: Any, tui_db: Path, size: tuple[int, int]) -> None:
+    """Three seeds of one config and a run that blew up: names cut in the middle."""
+    add_seeds(tui_db)
+    add_diverged(tui_db)
+    check(snapshot, await shoot(tui_db, size))
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_runs_sorted(snapshot: Any, tui_db: Path, size: tuple[int, int]) -> None:
+    """Sorted by a column off screen at 80: the cursor on top, the column in view."""
+
+    async def steps(pilot: Any, app: LabbookApp) -> None:
+        screen: Any = app.screen
+        await pilot.press("down", "down")
+        screen.sort_by("seed", True)
+
+    check(snapshot, await shoot(tui_db, size, steps))
+
+
+async def test_runs_filter_error(snapshot: Any, tui_db: Path) -> None:
+    """An unreadable filter: the message under the bar, the last good rows stale."""
+
+    async def steps(pilot: Any, app: LabbookApp) -> None:
+        await pilot.press("slash", *"status=finished")
+        app.screen.query_one("#filter", Input).insert_text_at_cursor(" and lr>>")
+
+    check(snapshot, await shoot(tui_db, (80, 24), steps))
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_diverged_chart(snapshot: Any, tui_db: Path, size: tuple[int, int]) -> None:
+    """The metrics tab of a run that blew up: inf and NaN marked, the axis to the end."""
+    add_diverged(tui_db)
+
+    async def steps(pilot: Any, app: LabbookApp) -> None:
+        await pilot.press("enter", "5")
+
+    check(snapshot, await shoot(tui_db, size, steps))
+
+
+async def test_diverged_chart_log(snapshot: Any, tui_db: Path) -> None:
+    add_diverged(tui_db)
+
+    async def steps(pilot: Any, app: LabbookApp) -> None:
+        await pilot.press("enter", "5", "L")
+
+    check(snapshot, await shoot(tui_db, (80, 24), steps))
 
 
 async def test_runs_light_filtered(snapshot: Any, tui_db: Path) -> None:

@@ -20,6 +20,9 @@ from labbook_tui.modals import HelpScreen, NoteModal, TagsModal
 from labbook_tui.notebook import Notebook
 from labbook_tui.runs_screen import RunsScreen
 
+#: The footer entry of n (note), f (failure reason) and l (lesson).
+ANNOTATE = Binding.Group("Notes", compact=True)
+
 #: How often the app asks SQLite whether another process wrote (``PRAGMA data_version``).
 POLL_INTERVAL_S = 1.0
 
@@ -31,10 +34,11 @@ class LabbookApp(App[None]):
     TITLE = "labbook"
     COMMANDS: ClassVar[set[Any]] = App.COMMANDS | {LabbookCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "annotate('note')", "Note"),
-        Binding("f", "annotate('failure')", "Failure", show=False),
-        Binding("l", "annotate('lesson')", "Lesson", show=False),
-        Binding("t", "tags", "Tags", show=False),
+        # n f l share one footer entry: the three kinds of note
+        Binding("n", "annotate('note')", "Note", group=ANNOTATE),
+        Binding("f", "annotate('failure')", "Failure", group=ANNOTATE),
+        Binding("l", "annotate('lesson')", "Lesson", group=ANNOTATE),
+        Binding("t", "tags", "Tags"),
         Binding("s", "search", "Search"),
         Binding("question_mark", "help", "Help"),
         Binding("ctrl+t", "toggle_dark", "Theme", show=False),

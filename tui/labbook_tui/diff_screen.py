@@ -77,15 +77,19 @@ def render_section(name: str, body: dict[str, Any]) -> RenderableType:
     return Group(title, Text.from_ansi(section_text(name, body, color=True)))
 
 
+#: The footer entry of [ and ] (the metric overlaid).
+METRIC_KEYS = Binding.Group("Metric", compact=True)
+
+
 class DiffScreen(Screen[None]):
     """Run A against run B. Annotations go to B, the run being explained."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("q", "back", "Back", show=False),
-        Binding("left_square_bracket", "tag(-1)", "Prev metric"),
-        Binding("right_square_bracket", "tag(1)", "Next metric"),
-        Binding("L", "log_scale", "Log scale"),
+        Binding("left_square_bracket", "tag(-1)", "Prev metric", group=METRIC_KEYS),
+        Binding("right_square_bracket", "tag(1)", "Next metric", group=METRIC_KEYS),
+        Binding("L", "log_scale", "Log"),
     ]
 
     app: LabbookApp
@@ -105,7 +109,7 @@ class DiffScreen(Screen[None]):
             with VerticalScroll(id="sections"):
                 yield Static("", id="sections-body")
             yield CurvePlot(id="overlay")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.refresh_data()

@@ -33,6 +33,7 @@ __all__ = [
     "seed_missing",
     "seed_text",
     "short",
+    "short_middle",
 ]
 
 
@@ -108,6 +109,34 @@ def column_value(rec: RunRecord, key: str) -> Any:
 
 def short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def short_middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` terminal cells, cut in the MIDDLE: names of one
+    sweep share their start and differ at the end (``seeds/lig…r0.1_seed3``), so the
+    end is kept (it gets the odd cell). Wide characters count as two cells."""
+    from rich.cells import cell_len
+
+    if cell_len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    room = width - 1
+    head_room = room // 2
+    tail_room = room - head_room
+    head, used = "", 0
+    for ch in text:
+        w = cell_len(ch)
+        if used + w > head_room:
+            break
+        head, used = head + ch, used + w
+    tail, used = "", 0
+    for ch in reversed(text):
+        w = cell_len(ch)
+        if used + w > tail_room:
+            break
+        tail, used = ch + tail, used + w
+    return f"{head}…{tail}"
 
 
 def safe(text: Any, style: str = "") -> Any:

@@ -146,14 +146,15 @@ HELP = [
     ("Runs", "Enter", "open the run"),
     ("Runs", "/", "filter: optimizer.lr>=0.01 and status=failed, tag=good, or a name"),
     ("Runs", "space", "mark a run; d diffs two marked runs (or marked + cursor)"),
-    ("Runs", "o / c", "sort by a column / choose extra columns"),
+    ("Runs", "← →", "columns sideways, a whole column a press (id and name stay)"),
+    ("Runs", "o / c", "sort by a column (the cursor goes to the top) / extra columns"),
     ("Anywhere", "n f l t", "add a note, failure reason, lesson, tags to the current run"),
     ("Anywhere", "s", "search notes and failures"),
     ("Anywhere", "ctrl+p", "command palette"),
     ("Anywhere", "ctrl+t", "light / dark theme"),
     ("Anywhere", "? / esc / q", "this help / back / quit"),
     ("Run", "1-7 or ←→", "tabs: overview config code env metrics gpu log"),
-    ("Run", "[ ] / L", "metrics: previous/next tag, log scale"),
+    ("Run", "[ ] / L", "metrics: previous/next tag, log scale (▲ inf, × NaN, ▼ ≤ 0)"),
     ("Diff", "[ ] / L", "previous/next overlaid metric, log scale"),
 ]
 

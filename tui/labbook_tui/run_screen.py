@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.console import Group, RenderableType
@@ -29,12 +30,21 @@ from labbook_tui.fmt import (
     seed_missing,
     seed_text,
 )
-from labbook_tui.plot import CurvePlot, Series
+from labbook_tui.plot import MARK_STYLE, CurvePlot, Series
 
 if TYPE_CHECKING:
     from labbook_tui.app import LabbookApp
 
 TABS = ("overview", "config", "code", "env", "metrics", "gpu", "log")
+#: Tab labels carry the key that opens them.
+TAB_LABELS = {
+    name: f"{i + 1} {label}"
+    for i, (name, label) in enumerate(
+        zip(TABS, ("Overview", "Config", "Code", "Env", "Metrics", "GPU", "Log"), strict=True)
+    )
+}
+#: Footer entries of the metrics keys ([ ] and L), shown on the tabs with curves.
+TAG_KEYS = Binding.Group("Tag", compact=True)
 #: A patch longer than this is cut for display (the whole one stays in the database).
 MAX_PATCH_LINES = 4000
 
@@ -199,6 +209,19 @@ def curves(points: Any) -> list[tuple[float, float]]:
     return [(float(p.step), float(p.value)) for p in points]
 
 
+def not_finite(points: Any) -> bool:
+    """Whether a curve has an inf or NaN value."""
+    return any(not math.isfinite(p.value) for p in points)
+
+
+def tag_label(tag: str, broken: bool) -> Text:
+    """A metric tag in the tags list; × (as on the chart) when it has inf or NaN values."""
+    label = safe(tag)
+    if broken:
+        label.append(" ×", style=MARK_STYLE)
+    return label
+
+
 def gpu_tags(tags: list[str]) -> list[str]:
     return [t for t in tags if "gpu" in t.lower()]
 
@@ -209,10 +232,11 @@ class RunScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("q", "back", "Back", show=False),
+        # the tab labels say their keys ("1 Overview"): not repeated in the footer
         *[Binding(str(i + 1), f"tab('{name}')", name, show=False) for i, name in enumerate(TABS)],
-        Binding("left_square_bracket", "tag(-1)", "Prev tag", show=False),
-        Binding("right_square_bracket", "tag(1)", "Next tag", show=False),
-        Binding("L", "log_scale", "Log scale", show=False),
+        Binding("left_square_bracket", "tag(-1)", "Prev tag", group=TAG_KEYS),
+        Binding("right_square_bracket", "tag(1)", "Next tag", group=TAG_KEYS),
+        Binding("L", "log_scale", "Log"),
     ]
 
     app: LabbookApp
@@ -227,28 +251,41 @@ class RunScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("", id="title")
         with TabbedContent(id="tabs", initial="overview"):
-            with TabPane("Overview", id="overview"), VerticalScroll():
+            with TabPane(TAB_LABELS["overview"], id="overview"), VerticalScroll():
                 yield Static("", id="overview-body")
-            with TabPane("Config", id="config"), Vertical():
+            with TabPane(TAB_LABELS["config"], id="config"), Vertical():
                 yield Input(placeholder="search keys and values", id="config-search", compact=True)
                 yield Tree("config", id="config-tree")
-            with TabPane("Code", id="code"), VerticalScroll():
+            with TabPane(TAB_LABELS["code"], id="code"), VerticalScroll():
                 yield Static("", id="code-body")
-            with TabPane("Env", id="env"), VerticalScroll():
+            with TabPane(TAB_LABELS["env"], id="env"), VerticalScroll():
                 yield Static("", id="env-body")
-            with TabPane("Metrics", id="metrics"), Horizontal():
+            with TabPane(TAB_LABELS["metrics"], id="metrics"), Horizontal():
                 yield OptionList(id="metric-tags")
                 yield CurvePlot(id="metric-plot")
-            with TabPane("GPU", id="gpu"), Vertical():
+            with TabPane(TAB_LABELS["gpu"], id="gpu"), Vertical():
                 yield Static("", id="gpu-body")
                 yield CurvePlot(id="gpu-plot")
-            with TabPane("Log", id="log"), VerticalScroll(id="log-scroll"):
+            with TabPane(TAB_LABELS["log"], id="log"), VerticalScroll(id="log-scroll"):
                 yield Static("", id="log-body")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#config-search", Input).cursor_blink = False
         self.refresh_data()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The footer shows the keys of the tab in view: [ ] only with the metrics,
+        L with the metrics' or the GPU's curves."""
+        active = self.query_one(TabbedContent).active if self.is_mounted else "overview"
+        if action == "tag":
+            return active == "metrics"
+        if action == "log_scale":
+            return active in ("metrics", "gpu")
+        return True
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()
 
     def current_run_id(self) -> str | None:
         return self.run_id
@@ -278,12 +315,15 @@ class RunScreen(Screen[None]):
         self._fill_config(self.query_one("#config-search", Input).value)
         self.series = notebook.series(self.run_id)
         tags = metric_order(list(self.series))
+        broken = [t for t in tags if not_finite(self.series[t])]
         options = self.query_one("#metric-tags", OptionList)
         highlighted = self.tag
         options.clear_options()
-        options.add_options([Option(safe(t), id=t) for t in tags])
+        options.add_options([Option(tag_label(t, t in broken), id=t) for t in tags])
         if tags:
-            self.tag = highlighted if highlighted in tags else tags[0]
+            # a run that blew up opens on a curve that shows where
+            first = broken[0] if broken else tags[0]
+            self.tag = highlighted if highlighted in tags else first
             options.highlighted = tags.index(self.tag)
         self._draw_metric()
         self._draw_gpu(tags)

@@ -42,35 +42,50 @@ from labbook_tui.fmt import (
     printable,
     seed_missing,
     seed_text,
-    short,
+    short_middle,
 )
 from labbook_tui.notebook import Notebook, Query, Window
 
 #: (key used for sorting, header label). Keys are the sort keys of select_runs_window.
-BASE_COLUMNS: list[tuple[str, str]] = [
+#: These stay put when the table scrolls sideways: whichever columns show, each row
+#: still says which run it is.
+FROZEN_COLUMNS: list[tuple[str, str]] = [
     ("mark", " "),
     ("id", "id"),
     ("name", "name"),
-    ("status", "status"),
+]
+#: The first scrolling column; the metric and extra columns come right after it, so
+#: that at 80 columns a row shows its status and (at least) two metrics.
+STATUS_COLUMNS: list[tuple[str, str]] = [("status", "status")]
+#: After the metric and extra columns: a Right or two away at 80 columns.
+TAIL_COLUMNS: list[tuple[str, str]] = [
     ("started", "started"),
     ("duration", "time"),
     ("seed", "seed"),
+    ("framework", "framework"),
 ]
-#: After the metric and extra columns: useful, but the first to give way at 80 columns.
-TAIL_COLUMNS: list[tuple[str, str]] = [("framework", "framework")]
+#: Kept for callers that list the table's own columns (before metrics).
+BASE_COLUMNS = FROZEN_COLUMNS + STATUS_COLUMNS
 
 #: Fixed column widths (content, without the one-cell padding on each side): no column
-#: is ever measured, so a window costs the same whatever its runs hold.
+#: is ever measured, so a window costs the same whatever its runs hold. The name's
+#: width is chosen per window and terminal width (:meth:`RunTable.name_width`).
 WIDTHS: dict[str, int] = {
     "mark": 1,
     "id": 8,
-    "name": 18,
     "status": 8,
     "started": 14,
     "duration": 6,
     "seed": 7,
     "framework": 11,
 }
+#: The name column: never narrower than this, never wider than its longest name or
+#: NAME_MAX; between those, what is left beside id, status and two metric columns.
+NAME_MIN, NAME_MAX = 12, 40
+#: Metric and extra columns: room for the label and a sort arrow, within these bounds.
+METRIC_MIN, METRIC_MAX = 8, 16
+#: How many metric columns the name leaves room for.
+METRICS_IN_VIEW = 2
 #: Blank space on each side of a cell's text.
 PAD = 1
 
@@ -81,14 +96,17 @@ MARK_STYLE = "bold yellow"
 Cell = tuple[str, Style | None]
 
 
-def fit(text: str, width: int) -> str:
-    """``text`` on one line, exactly ``width`` cells: padded, or cut with an ellipsis.
+def fit(text: str, width: int, *, middle: bool = False) -> str:
+    """``text`` on one line, exactly ``width`` cells: padded, or cut with an ellipsis
+    (at the end, or in the middle with ``middle``: a name keeps its distinguishing end).
 
     Control characters (a newline in a run name, an escape sequence), bidi overrides
     and undecodable bytes are shown escaped (``\\n``, ``\\x1b``), as ``labbook ls`` does.
     """
     text = printable(text)
     if cell_len(text) > width:
+        if middle:
+            return set_cell_size(short_middle(text, width), width)
         return set_cell_size(text, max(0, width - 1)) + "…" if width else ""
     return set_cell_size(text, width)
 
@@ -104,11 +122,25 @@ class TableState:
 
 @dataclass
 class Column:
-    """One column: its key (the sort key), header label and content width."""
+    """One column: its key (the sort key), header label and content width.
+
+    ``middle``: cut the cell text in the middle (names); ``label_middle``: cut the
+    header label in the middle (metric tags, which differ at their end too)."""
 
     key: str
     label: str
     width: int
+    middle: bool = False
+    label_middle: bool = False
+
+    @property
+    def outer(self) -> int:
+        """Cells on screen, padding included."""
+        return self.width + 2 * PAD
+
+
+#: A laid-out row: the cells of the frozen columns, then those of the scrolling ones.
+Row = tuple[list[Cell], list[Cell]]
 
 
 class RunTable(ScrollView, can_focus=True):
@@ -129,9 +161,11 @@ class RunTable(ScrollView, can_focus=True):
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("home,ctrl+home", "scroll_top", "Top", show=False),
         Binding("end,ctrl+end", "scroll_bottom", "Bottom", show=False),
+        Binding("space", "toggle_mark", "Mark", show=True),
+        # a whole column a press; id and name stay put (the status line says when
+        # columns are out of view, the header shows ◂ ▸ where they are)
         Binding("left", "scroll_left", "Scroll left", show=False),
         Binding("right", "scroll_right", "Scroll right", show=False),
-        Binding("space", "toggle_mark", "Mark", show=True),
         Binding("g", "scroll_top", "Top", show=False),
         Binding("G", "scroll_bottom", "Bottom", show=False),
     ]
@@ -190,6 +224,9 @@ class RunTable(ScrollView, can_focus=True):
             super().__init__()
             self.run_id = run_id
 
+    class ColumnsMoved(Message):
+        """Columns came into or went out of view (sideways scroll, resize, new columns)."""
+
     class HeaderSelected(Message):
         """A column header was clicked: sort by ``key``."""
 
@@ -218,10 +255,12 @@ class RunTable(ScrollView, can_focus=True):
         self.metric_columns: list[str] = []
         self.cursor_row = 0
         self._columns: list[Column] = []
-        self._header: list[Cell] = []
+        self._header: Row = ([], [])
         #: laid-out rows, each on first paint (None until then): a window costs what shows
-        self._rows: list[list[Cell] | None] = []
-        self._width = 0  # of the whole table, padding included
+        self._rows: list[Row | None] = []
+        self._frozen_w = 0  # the frozen columns, padding included
+        self._scroll_w = 0  # the scrolling columns, padding included
+        self._laid_for = 0  # the widget width the columns were chosen for
         self._styles: tuple[Style, Style, Style] = (Style(), Style(), Style())
 
     # -- loading -----------------------------------------------------------------
@@ -257,33 +296,60 @@ class RunTable(ScrollView, can_focus=True):
             picked = key_metrics(self.records)
             if picked or not self.records:
                 self.metric_columns = picked
-        self._columns = self._make_columns()
-        self._width = sum(c.width + 2 * PAD for c in self._columns)
-        self._header = self._layout([(c.label, None) for c in self._columns])
-        self._rows = [None] * len(self.records)
+        self._relayout()
         self.cursor_row = min(max(0, absolute - self.start), max(0, len(self.records) - 1))
-        self.virtual_size = Size(self._width, len(self._rows) + 1)
         self._scroll_cursor_into_view(line=line)
-        self.refresh()
         self.post_message(self.WindowLoaded(TableState(self.start, len(self.records), self.total)))
+
+    def _relayout(self) -> None:
+        """Choose the columns for this window and width; rows are laid out again on paint."""
+        self._laid_for = self.scrollable_content_region.width
+        self._columns = self._make_columns()
+        frozen = self._columns[: len(FROZEN_COLUMNS)]
+        self._frozen_w = sum(c.outer for c in frozen)
+        self._scroll_w = sum(c.outer for c in self._columns[len(FROZEN_COLUMNS) :])
+        labels: list[tuple[str, str | None]] = [(c.label, None) for c in self._columns]
+        self._header = self._layout(labels, header=True)
+        self._rows = [None] * len(self.records)
+        # room to scroll until the last columns start at a column's edge (whole columns)
+        view = self._laid_for - self._frozen_w
+        wide = max(self._scroll_w, self._max_scroll_x() + view)
+        self.virtual_size = Size(self._frozen_w + wide, len(self._rows) + 1)
+        self.refresh()
 
     def columns_spec(self) -> list[tuple[str, str]]:
         extra = [(f"metrics.{m}", m) for m in self.metric_columns]
         extra += [(c, c) for c in self.query_state.extra_columns if c not in self.metric_columns]
-        return BASE_COLUMNS + extra + TAIL_COLUMNS
+        return FROZEN_COLUMNS + STATUS_COLUMNS + extra + TAIL_COLUMNS
+
+    def name_width(self, columns: list[Column]) -> int:
+        """The name column's width: its longest name in this window, as far as the
+        terminal leaves room beside id, status and :data:`METRICS_IN_VIEW` metric columns."""
+        longest = max((cell_len(printable(r.get("name") or "")) for r in self.records), default=0)
+        beside = sum(c.outer for c in columns if c.key != "name")
+        room = self._laid_for - beside - 2 * PAD
+        return max(NAME_MIN, min(longest, NAME_MAX, room))
 
     def _make_columns(self) -> list[Column]:
         q = self.query_state
         columns = []
+        fixed = {k for k, _ in FROZEN_COLUMNS + STATUS_COLUMNS + TAIL_COLUMNS}
         for key, label in self.columns_spec():
-            width = WIDTHS.get(key, max(8, min(len(label), 14)))
             if key == q.sort or key == f"metrics.{q.sort}":
                 label = f"{label} {'▼' if q.descending else '▲'}"
-            columns.append(Column(key, label, width))
+            if key in fixed:
+                columns.append(Column(key, label, WIDTHS.get(key, 0), middle=key == "name"))
+            else:
+                width = max(METRIC_MIN, min(cell_len(label), METRIC_MAX))
+                columns.append(Column(key, label, width, label_middle=True))
+        name = next(c for c in columns if c.key == "name")
+        first = len(FROZEN_COLUMNS) + len(STATUS_COLUMNS)
+        in_view = columns[:first] + columns[first : first + METRICS_IN_VIEW]
+        name.width = self.name_width(in_view)
         return columns
 
     def _cells(self, rec: RunRecord) -> list[tuple[str, str | None]]:
-        """One run's cells as (text, style) in column order."""
+        """One run's cells as (text, style) in column order (before fitting)."""
         now = self.clock() if self.clock else None
         status = rec.get("status") or "unknown"
         seed = seed_text(rec)
@@ -291,33 +357,42 @@ class RunTable(ScrollView, can_focus=True):
         cells: list[tuple[str, str | None]] = [
             (MARK, MARK_STYLE) if marked else (" ", None),
             (rec["id"], None),
-            (short(printable(rec.get("name") or ""), 18), None),
+            (printable(rec.get("name") or ""), None),
             (status, STATUS_STYLE.get(status)),
+        ]
+        first, last = len(BASE_COLUMNS), len(self._columns) - len(TAIL_COLUMNS)
+        for column in self._columns[first:last]:
+            cells.append((fmt_value(column_value(rec, column.key)), None))
+        cells += [
             (fmt_time(rec.get("started_at"), self.tz, short=True), None),
             (fmt_duration(rec, now), None),
             (seed, "yellow" if seed_missing(rec) else None),
+            (rec.get("framework") or "", None),
         ]
-        for column in self._columns[len(BASE_COLUMNS) : -len(TAIL_COLUMNS)]:
-            cells.append((fmt_value(column_value(rec, column.key)), None))
-        cells.append((rec.get("framework") or "", None))
         return cells
 
-    def _layout(self, cells: list[tuple[str, str | None]]) -> list[Cell]:
-        """Cells fitted to their columns and padded, runs of unstyled text merged."""
-        out: list[Cell] = []
-        plain: list[str] = []
-        for column, (text, style) in zip(self._columns, cells, strict=False):
-            fitted = fit(str(text), column.width)
-            if style is None:
-                plain.append(" " * PAD + fitted + " " * PAD)
-                continue
-            plain.append(" " * PAD)
-            out.append(("".join(plain), None))
-            out.append((fitted, Style.parse(style)))
-            plain = [" " * PAD]
-        if plain:
-            out.append(("".join(plain), None))
-        return out
+    def _layout(self, cells: list[tuple[str, str | None]], *, header: bool = False) -> Row:
+        """Cells fitted to their columns and padded, runs of unstyled text merged;
+        the frozen columns' cells apart from the scrolling ones'."""
+        frozen = len(FROZEN_COLUMNS)
+        parts: list[list[Cell]] = []
+        for part in (slice(0, frozen), slice(frozen, None)):
+            out: list[Cell] = []
+            plain: list[str] = []
+            for column, (text, style) in zip(self._columns[part], cells[part], strict=False):
+                middle = column.label_middle if header else column.middle
+                fitted = fit(str(text), column.width, middle=middle or column.middle)
+                if style is None:
+                    plain.append(" " * PAD + fitted + " " * PAD)
+                    continue
+                plain.append(" " * PAD)
+                out.append(("".join(plain), None))
+                out.append((fitted, Style.parse(style)))
+                plain = [" " * PAD]
+            if plain:
+                out.append(("".join(plain), None))
+            parts.append(out)
+        return parts[0], parts[1]
 
     # -- painting --------------------------------------------------------------------
 
@@ -332,30 +407,64 @@ class RunTable(ScrollView, can_focus=True):
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
-        """Line ``y`` of the widget: the header, or a row of the window."""
+        """Line ``y`` of the widget: the header, or a row of the window.
+
+        The frozen columns (mark, id, name) are drawn at the left whatever the
+        horizontal scroll; the other columns are cropped to the scroll position."""
         width = self.size.width
         scroll_x, scroll_y = self.scroll_offset
         base, header, cursor = self._styles
+        on_cursor = False
         if y == 0:
-            cells = self._header
+            row: Row = self._header
             style = header
         else:
-            row = y - 1 + scroll_y
-            if row >= len(self._rows):
+            index = y - 1 + scroll_y
+            if index >= len(self._rows):
                 return Strip.blank(width, base)
-            laid = self._rows[row]
+            laid = self._rows[index]
             if laid is None:
-                laid = self._rows[row] = self._layout(self._cells(self.records[row]))
-            cells = laid
+                laid = self._rows[index] = self._layout(self._cells(self.records[index]))
+            row = laid
             style = base
-            if row == self.cursor_row:
-                segments = [
-                    Segment(text, style + (cs + cursor if cs else cursor)) for text, cs in cells
-                ]
-                strip = Strip(segments, self._width)
-                return strip.crop_extend(scroll_x, scroll_x + width, style + cursor)
-        segments = [Segment(text, style + cs if cs else style) for text, cs in cells]
-        return Strip(segments, self._width).crop_extend(scroll_x, scroll_x + width, style)
+            on_cursor = index == self.cursor_row
+
+        def segments(cells: list[Cell]) -> list[Segment]:
+            if on_cursor:
+                return [Segment(text, base + (cs + cursor if cs else cursor)) for text, cs in cells]
+            return [Segment(text, style + cs if cs else style) for text, cs in cells]
+
+        if on_cursor:
+            style = base + cursor
+        frozen_cells, scroll_cells = row
+        frozen = Strip(segments(frozen_cells), self._frozen_w)
+        if width <= self._frozen_w:
+            return frozen.crop_extend(0, width, style)
+        view = width - self._frozen_w
+        rest = Strip(segments(scroll_cells), self._scroll_w).crop_extend(
+            scroll_x, scroll_x + view, style
+        )
+        if y == 0:
+            rest = self._scroll_hints(rest, scroll_x, view, style)
+        return Strip.join([frozen, rest])
+
+    def _scroll_hints(self, strip: Strip, scroll_x: int, view: int, style: Style) -> Strip:
+        """The header says where more columns are: ◂ at its left edge, ▸ at its right."""
+        left = scroll_x > 0
+        right = scroll_x + view < self._scroll_w
+        if not (left or right):
+            return strip
+        hint = style + Style(dim=True)
+        pieces = []
+        if left:
+            pieces.append(Strip([Segment("◂", hint)], 1))
+            strip = strip.crop(1, view)
+        if right:
+            strip = strip.crop(0, strip.cell_length - 1)
+        pieces.append(strip)
+        if right:
+            pieces.append(Strip([Segment("▸", hint)], 1))
+        return Strip.join(pieces)
 
     def _body_height(self) -> int:
         """Rows that fit under the header."""
@@ -373,7 +482,88 @@ class RunTable(ScrollView, can_focus=True):
             self.scroll_to(y=top, animate=False, force=True)
 
     def on_resize(self, event: events.Resize) -> None:
+        if self.scrollable_content_region.width != self._laid_for and self._columns:
+            self._relayout()  # the name's width follows the terminal's
         self._scroll_cursor_into_view()
+        self.post_message(self.ColumnsMoved())
+
+    # -- sideways, a whole column at a time ---------------------------------------------
+
+    def watch_scroll_x(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_x(old_value, new_value)
+        if round(old_value) != round(new_value):
+            self.post_message(self.ColumnsMoved())
+
+    def _edges(self) -> list[int]:
+        """Where each scrolling column starts, in the scrolled part's cells."""
+        edges, x = [], 0
+        for column in self._columns[len(FROZEN_COLUMNS) :]:
+            edges.append(x)
+            x += column.outer
+        return edges
+
+    def _max_scroll_x(self) -> int:
+        """The first column edge from which all the remaining columns fit in view."""
+        view = self._laid_for - self._frozen_w
+        return next((e for e in self._edges() if self._scroll_w - e <= view), 0)
+
+    def _scroll_x_to(self, x: int) -> None:
+        x = max(0, min(x, self._max_scroll_x()))
+        if x != self.scroll_offset.x:
+            self.scroll_to(x=x, animate=False, force=True)
+            self.refresh()
+
+    def action_scroll_right(self) -> None:
+        """The next column comes into view: the scrolling part starts one column further."""
+        x = self.scroll_offset.x
+        self._scroll_x_to(next((e for e in self._edges() if e > x), self._max_scroll_x()))
+
+    def action_scroll_left(self) -> None:
+        x = self.scroll_offset.x
+        self._scroll_x_to(max((e for e in self._edges() if e < x), default=0))
+
+    def hidden_columns(self) -> int:
+        """How many columns are not wholly in view (scrolled off to either side)."""
+        return len(self._columns) - len(self.visible_columns())
+
+    def first_visible_column(self) -> str | None:
+        """The key of the first scrolling column in view (after id and name)."""
+        x = self.scroll_offset.x
+        spec = self._columns[len(FROZEN_COLUMNS) :]
+        for column, edge in zip(spec, self._edges(), strict=True):
+            if edge + column.outer > x:
+                return column.key
+        return None
+
+    def visible_columns(self) -> list[str]:
+        """Keys of the columns wholly on screen: the frozen ones, then those scrolled to."""
+        keys = [c.key for c in self._columns[: len(FROZEN_COLUMNS)]]
+        x, view = self.scroll_offset.x, self.scrollable_content_region.width - self._frozen_w
+        spec = self._columns[len(FROZEN_COLUMNS) :]
+        for column, edge in zip(spec, self._edges(), strict=True):
+            if edge >= x and edge + column.outer <= x + view:
+                keys.append(column.key)
+        return keys
+
+    def show_column(self, key: str) -> None:
+        """Scroll sideways as little as needed for column ``key`` to be wholly in view."""
+        spec = self._columns[len(FROZEN_COLUMNS) :]
+        keys = [c.key for c in spec]
+        if key not in keys and f"metrics.{key}" in keys:
+            key = f"metrics.{key}"
+        if key not in keys:
+            return  # a frozen column, or one not shown: nothing to scroll
+        i = keys.index(key)
+        start = self._edges()[i]
+        end = start + spec[i].outer
+        view = self.scrollable_content_region.width - self._frozen_w
+        x = self.scroll_offset.x
+        if start < x:
+            x = start
+        elif end > x + view:
+            # whole columns off to the left, until this one fits
+            x = next((e for e in self._edges() if end - e <= view), start)
+        self._scroll_x_to(x)
 
     def move_cursor(self, *, row: int, animate: bool = False) -> None:
         """Put the cursor on row ``row`` of the window and scroll it into view."""
@@ -389,8 +579,13 @@ class RunTable(ScrollView, can_focus=True):
             self.post_message(self.RowSelected(rid))
 
     def _column_at(self, x: int) -> str | None:
-        for column in self._columns:
-            x -= column.width + 2 * PAD
+        """The key of the column at cell ``x`` of the widget (as it shows, scrolled)."""
+        columns = self._columns
+        if x >= self._frozen_w:
+            x = x - self._frozen_w + self.scroll_offset.x
+            columns = columns[len(FROZEN_COLUMNS) :]
+        for column in columns:
+            x -= column.outer
             if x < 0:
                 return column.key
         return None
@@ -402,7 +597,7 @@ class RunTable(ScrollView, can_focus=True):
             return
         event.stop()
         if offset.y == 0:
-            key = self._column_at(offset.x + self.scroll_offset.x)
+            key = self._column_at(offset.x)
             if key is not None:
                 self.post_message(self.HeaderSelected(key))
             return

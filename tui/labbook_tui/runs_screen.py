@@ -24,16 +24,21 @@ class RunsScreen(Screen[None]):
     """All runs, newest first, a window at a time; the app's home screen."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "focus_filter", "Filter"),
-        Binding("enter", "open_run", "Open"),
+        # the filter bar itself says "/ filter": the footer has no room to repeat it
+        Binding("slash", "focus_filter", "Filter", show=False),
+        Binding("enter", "open_run", "Open", show=False),
         Binding("d", "diff", "Diff"),
-        Binding("o", "sort", "Sort", show=False),
-        Binding("c", "columns", "Columns", show=False),
+        Binding("o", "sort", "Sort"),
+        Binding("c", "columns", "Cols"),
         Binding("escape", "leave_filter", "Back", show=False),
         Binding("q", "app.quit", "Quit"),
     ]
 
     app: LabbookApp
+
+    #: The message of the filter that could not be read (None when it could): shown
+    #: under the filter bar while the table keeps the last good filter's rows.
+    filter_error: str | None = None
 
     def compose(self) -> ComposeResult:
         notebook = self.app.notebook
@@ -42,10 +47,11 @@ class RunsScreen(Screen[None]):
             id="filter",
             compact=True,
         )
+        yield Static("", id="filter-error")
         yield Static("", id="status")
         yield Static("", id="empty")
         yield RunTable(notebook, tz=self.app.tz, clock=self.app.clock, id="runs")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).cursor_blink = False
@@ -97,6 +103,10 @@ class RunsScreen(Screen[None]):
     def on_run_table_marks_changed(self, event: RunTable.MarksChanged) -> None:
         self._status_line()
 
+    def on_run_table_columns_moved(self, event: RunTable.ColumnsMoved) -> None:
+        if self.app.notebook.store is not None:
+            self._status_line()
+
     def _status_line(self) -> None:
         t = self.table
         q = t.query_state
@@ -109,7 +119,13 @@ class RunsScreen(Screen[None]):
             parts.append(f"sort {q.sort} {'▼' if q.descending else '▲'}")
         if t.marked:
             parts.append(f"{len(t.marked)} marked (d: diff)")
-        self._status(" · ".join(parts))
+        hidden = t.hidden_columns() if t.total else 0
+        if hidden:
+            parts.append(f"←→ {hidden} more column{'s' if hidden > 1 else ''}")
+        if self.filter_error is not None:
+            shown = q.text.strip()
+            parts.append(f"stale: the rows of {shown!r}" if shown else "stale: all runs")
+        self._status(" · ".join(parts), error=self.filter_error is not None)
 
     def _status(self, text: str, *, error: bool = False) -> None:
         status = self.query_one("#status", Static)
@@ -126,19 +142,43 @@ class RunsScreen(Screen[None]):
         self.apply_filter(event.value)
 
     def apply_filter(self, text: str) -> bool:
-        """Show the runs matching ``text``; an unreadable filter leaves the table as it was."""
+        """Show the runs matching ``text``. A filter that cannot be read (the store's
+        QueryError) says why under the filter bar and leaves the last good filter's
+        rows in the table, marked stale, until the filter reads again."""
         notebook = self.app.notebook
         if notebook.store is None:
             return False
+        table = self.table
+        good = table.query_state.text
         try:
             notebook.filter_for(text)
+            table.query_state.text = text
+            table._load_around(0)
         except LabbookError as exc:
-            hint = f" — {exc.hint}" if getattr(exc, "hint", None) else ""
-            self._status(f"{exc.message}{hint}", error=True)
+            table.query_state.text = good
+            self._filter_failed(exc)
             return False
-        self.table.query_state.text = text
-        self.table._load_around(0)
+        self._filter_ok()
         return True
+
+    def _filter_failed(self, exc: LabbookError) -> None:
+        hint = f" — {exc.hint}" if exc.hint else ""
+        self.filter_error = f"{exc}{hint}"
+        box = self.query_one("#filter-error", Static)
+        box.update(safe(f"✗ {self.filter_error}"))
+        box.display = True
+        self.query_one("#filter", Input).set_class(True, "-invalid")
+        self.table.set_class(True, "-stale")
+        self._status_line()
+
+    def _filter_ok(self) -> None:
+        if self.filter_error is None:
+            return
+        self.filter_error = None
+        self.query_one("#filter-error", Static).display = False
+        self.query_one("#filter", Input).set_class(False, "-invalid")
+        self.table.set_class(False, "-stale")
+        self._status_line()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
@@ -187,20 +227,24 @@ class RunsScreen(Screen[None]):
                 return
             q = t.query_state
             if key == "__default__":
-                q.sort, q.descending = None, False
+                self.sort_by(None)
             elif key == q.sort:
-                q.descending = not q.descending
+                self.sort_by(key, not q.descending)
             else:
-                q.sort, q.descending = key, key.startswith("metrics.") or key == "started"
-            t.reload()
-            self._status_line()
+                self.sort_by(key, key.startswith("metrics.") or key == "started")
 
         self.app.push_screen(SortModal(cols, t.query_state.sort), chosen)
 
     def sort_by(self, key: str | None, descending: bool = False) -> None:
-        q = self.table.query_state
+        """Sort by ``key``: the cursor goes to the first row (the top of the new order)
+        and the table scrolls sideways so the sorted column shows."""
+        t = self.table
+        q = t.query_state
         q.sort, q.descending = key, descending
-        self.table.reload()
+        t._load_around(0)
+        if key is not None:
+            t.show_column(key)
+        self._status_line()
 
     def on_run_table_header_selected(self, event: RunTable.HeaderSelected) -> None:
         key = event.key

@@ -58,7 +58,7 @@ class SearchScreen(Screen[None]):
         )
         yield Static("Type a query, Enter to search.", id="status")
         yield DataTable(cursor_type="row", id="hits")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         box = self.query_one("#query", Input)
