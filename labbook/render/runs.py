@@ -98,9 +98,16 @@ def fmt_value(value: Any) -> str:
     return str(value)
 
 
+#: What ``seed_text`` says of a run without a seed value: none was found in the places
+#: that were read, or a place that could hold it could not be read.
+SEED_NOT_SET, SEED_UNKNOWN = "not set", "unknown"
+
+
 def seed_text(rec: RunRecord) -> str:
     seed = rec.get("seed") or {}
-    return "not set" if seed.get("value") is None else str(seed["value"])
+    if seed.get("value") is None:
+        return SEED_NOT_SET if seed.get("known", True) else SEED_UNKNOWN
+    return str(seed["value"])
 
 
 def print_plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -437,8 +444,10 @@ def _info_rows(rec: RunRecord) -> list[tuple[str, str, str]]:
         ("ended", fmt_time(rec.get("ended_at")) + f"  ({duration(rec)})", ""),
     ]
     seed = rec.get("seed") or {}
-    if seed.get("value") is None:
-        rows.append(("seed", "not set", "yellow"))
+    if seed.get("value") is None and not seed.get("known", True):
+        rows.append(("seed", "unknown (a file that could hold it could not be read)", "yellow"))
+    elif seed.get("value") is None:
+        rows.append(("seed", SEED_NOT_SET, "yellow"))
     else:
         rows.append(("seed", f"{seed['value']}  ({seed.get('source')})", ""))
     if rec.get("command"):
