@@ -21,6 +21,7 @@ from labbook_tui.run_table import RunTable
 from labbook_tui.runs_screen import RunsScreen
 from textual.widgets import Input, OptionList, Static, TabbedContent, Tree
 
+from labbook.model import Point
 from labbook.store import Store
 from tests.conftest import REPO
 from tests.test_tui_data import (
@@ -113,7 +114,7 @@ async def test_runs_newest_first_with_status_line(tui_db: Path) -> None:
         assert ids_shown(app) == [f"{i:08x}" for i in range(6, 0, -1)]
         assert "1–6 of 6 runs" in status_text(app)
         t = table(app)
-        assert set(t.metric_columns[:2]) == {"val/loss", "val/acc"}
+        assert set(t.metric_columns) == {"val_acc", "val_loss", "train_loss"}  # canonical names
         assert t.has_focus
 
 
@@ -250,10 +251,10 @@ async def test_sort_puts_cursor_on_top_and_shows_the_sorted_column(tui_db: Path)
         # sorting by a metric scrolls back to it
         await pilot.press("down", "o")
         options = app.screen.query_one(OptionList)
-        options.highlighted = keys.index("metrics.val/loss")
+        options.highlighted = keys.index("metrics.val_loss")
         await pilot.press("enter")
-        assert t.cursor_row == 0 and "metrics.val/loss" in t.visible_columns()
-        assert "val/loss ▼" in header_text(app)
+        assert t.cursor_row == 0 and "metrics.val_loss" in t.visible_columns()
+        assert "val_loss ▼" in header_text(app)
 
 
 async def test_long_names_are_cut_in_the_middle(tui_db: Path) -> None:
@@ -267,6 +268,34 @@ async def test_long_names_are_cut_in_the_middle(tui_db: Path) -> None:
             assert f"_seed{k} " in row and "seeds/lig" in row and "…" in row
         assert len(set(rows)) == 3
         assert len([k for k in table(app).visible_columns() if k.startswith("metrics.")]) >= 2
+
+
+async def test_metric_columns_use_the_metric_vocabulary(tmp_path: Path) -> None:
+    """Runs that spell their loss train/loss, train_loss and Loss/train show it in one
+    column (train_loss), sort by it, and filter on it."""
+    db = tmp_path / "labbook.db"
+    with Store.open(db) as store:
+        for i, tag in enumerate(["train/loss", "train_loss", "Loss/train"]):
+            f = facts(i, tmp_path, name=f"exp/{tag.replace('/', '-')}")
+            f.metrics = {tag: [Point(step=0, value=2.0), Point(step=9, value=0.5 + i)]}
+            store.save_run(f)
+    app = app_for(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        t = table(app)
+        assert t.metric_columns[0] == "train_loss"
+        at = [k for k, _ in t.columns_spec()].index("metrics.train_loss")
+        assert [t.get_row_at(i)[at] for i in range(3)] == ["2.5", "1.5", "0.5"]
+        screen: Any = app.screen
+        screen.sort_by("metrics.train_loss")
+        await pilot.pause()
+        assert [r["name"] for r in t.records] == [
+            "exp/train-loss",
+            "exp/train_loss",
+            "exp/Loss-train",
+        ]
+        await pilot.press("slash", *"train_loss<1")
+        assert [r["name"] for r in t.records] == ["exp/train-loss"]
 
 
 def test_short_middle() -> None:
@@ -297,7 +326,7 @@ async def test_sort_by_column_and_flip(tui_db: Path) -> None:
         # by a metric: best (lowest) val/loss first, runs without it last
         screen = app.screen
         assert isinstance(screen, RunsScreen)
-        screen.sort_by("metrics.val/loss")
+        screen.sort_by("metrics.val_loss")
         await pilot.pause()
         values = [r["metrics"]["val/loss"]["last"] for r in table(app).records]
         assert values == sorted(values)

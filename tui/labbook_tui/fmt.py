@@ -11,6 +11,7 @@ from datetime import datetime, timezone, tzinfo
 from typing import Any
 
 # One look for a run in the CLI and the TUI: the core's formatting, reused here.
+from labbook.analysis.metrics import key_columns, metric_column
 from labbook.model import RunRecord
 from labbook.render.runs import STATUS_STYLE, fmt_seconds, fmt_value, key_metrics, seed_text
 from labbook.textsafe import printable, printable_lines
@@ -23,6 +24,7 @@ __all__ = [
     "fmt_seconds",
     "fmt_time",
     "fmt_value",
+    "key_columns",
     "key_metrics",
     "metric_order",
     "parse_iso",
@@ -97,11 +99,11 @@ def metric_order(tags: Sequence[str]) -> list[str]:
 
 
 def column_value(rec: RunRecord, key: str) -> Any:
-    """The value of an extra column: ``metrics.TAG`` (last value) or a config key."""
+    """The value of a column: ``metrics.NAME`` (the last value of the run's tag for a
+    canonical metric name such as ``train_loss``, or of the tag NAME), or a config key."""
     if key.startswith(("metrics.", "metric.")):
-        tag = key.split(".", 1)[1]
-        summary = rec["metrics"].get(tag)
-        return summary["last"] if summary else None
+        found = metric_column(rec.get("metrics") or {}, key.split(".", 1)[1])
+        return found[1]["last"] if found else None
     if key in (rec.get("metrics") or {}) and key not in (rec.get("config") or {}):
         return rec["metrics"][key].get("last")
     return (rec.get("config") or {}).get(key)

@@ -56,9 +56,12 @@ def parse_filter(text: str) -> Any:
     plus two conveniences for typing: ``tag=NAME`` filters on a tag, and words
     without an operator match the run name (``resnet`` → ``name~*resnet*``).
     """
+    from labbook.analysis.metrics import canonical_tags
     from labbook.store.query import RunFilter, parse_where
 
-    flt = RunFilter(limit=None)
+    # metric names as the columns show them: train_loss<0.5 and a sort by train_loss
+    # read each run's own tag for it (train/loss, Loss/train, …)
+    flt = RunFilter(limit=None, metric_names=canonical_tags)
     parts = [p for p in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE) if p.strip()]
     where: list[str] = []
     for part in parts:

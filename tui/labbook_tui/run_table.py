@@ -38,7 +38,7 @@ from labbook_tui.fmt import (
     fmt_duration,
     fmt_time,
     fmt_value,
-    key_metrics,
+    key_columns,
     printable,
     seed_missing,
     seed_text,
@@ -293,7 +293,8 @@ class RunTable(ScrollView, can_focus=True):
         self.start, self.total, self.records = window.offset, window.total, window.records
         self.more = window.more
         if not self.metric_columns or self.start == 0:
-            picked = key_metrics(self.records)
+            # by canonical name (train_loss for train/loss, Loss/train, …): every run's loss
+            picked = key_columns(self.records)
             if picked or not self.records:
                 self.metric_columns = picked
         self._relayout()

@@ -10,6 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from labbook.analysis.metrics import canonical_metric
 from labbook.errors import LabbookError
 from labbook_tui.fmt import safe, safe_lines
 from labbook_tui.modals import ColumnsModal, SortModal
@@ -18,6 +19,17 @@ from labbook_tui.run_table import RunTable
 
 if TYPE_CHECKING:
     from labbook_tui.app import LabbookApp
+
+
+def sort_key(key: str | None) -> str | None:
+    """The store's sort key for a column: a column of the metric vocabulary
+    (``metrics.train_loss``) sorts by the bare name, so that each run is sorted by its
+    own tag for it (``train/loss``, ``Loss/train``); ``metrics.TAG`` means that tag only."""
+    if key is not None and key.startswith("metrics."):
+        name = key.split(".", 1)[1]
+        if canonical_metric(name) == name:
+            return name
+    return key
 
 
 class RunsScreen(Screen[None]):
@@ -228,19 +240,22 @@ class RunsScreen(Screen[None]):
             q = t.query_state
             if key == "__default__":
                 self.sort_by(None)
-            elif key == q.sort:
+            elif sort_key(key) == q.sort:
                 self.sort_by(key, not q.descending)
             else:
                 self.sort_by(key, key.startswith("metrics.") or key == "started")
 
-        self.app.push_screen(SortModal(cols, t.query_state.sort), chosen)
+        current = t.query_state.sort
+        if current is not None and f"metrics.{current}" in dict(cols):
+            current = f"metrics.{current}"
+        self.app.push_screen(SortModal(cols, current), chosen)
 
     def sort_by(self, key: str | None, descending: bool = False) -> None:
         """Sort by ``key``: the cursor goes to the first row (the top of the new order)
         and the table scrolls sideways so the sorted column shows."""
         t = self.table
         q = t.query_state
-        q.sort, q.descending = key, descending
+        q.sort, q.descending = sort_key(key), descending
         t._load_around(0)
         if key is not None:
             t.show_column(key)
@@ -251,7 +266,7 @@ class RunsScreen(Screen[None]):
         if key == "mark":
             return
         q = self.table.query_state
-        self.sort_by(key, not q.descending if q.sort == key else False)
+        self.sort_by(key, not q.descending if q.sort == sort_key(key) else False)
 
     def action_columns(self) -> None:
         t = self.table
