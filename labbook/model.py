@@ -210,6 +210,7 @@ class MetricSummary(TypedDict):
 
 
 class NoteRecord(TypedDict):
+    id: int  # what `labbook note --delete ID` takes
     at: str
     kind: str
     text: str

@@ -1,7 +1,7 @@
 """``labbook demo``: a throwaway project, three runs, recorded and shown.
 
-Everything happens in a temporary directory with its own database (unless
-``--db`` names one), so trying labbook leaves your real notebook untouched.
+Everything happens in a temporary directory with its own database, whatever
+``--db`` or ``LABBOOK_DB`` say, so trying labbook leaves your real notebook untouched.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ def _git(project: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=project, env=env, check=True, capture_output=True)
 
 
-def run_demo(db: str | None = None, keep: bool = False) -> Path:
-    """Create the project, run the example three times, import, print ls and show."""
+def run_demo() -> Path:
+    """Create the project, run the example three times, import into a database in
+    the same temporary directory, print ls and show."""
     from labbook.cli import cli
 
     base = Path(tempfile.mkdtemp(prefix="labbook-demo-"))
@@ -60,8 +61,9 @@ def run_demo(db: str | None = None, keep: bool = False) -> Path:
             f.write("\n# TODO: try a learning-rate schedule\n")
     else:
         click.echo("git not found: the demo runs without git state", err=True)
-    db_path = db or str(base / "labbook.db")
+    db_path = str(base / "labbook.db")
     click.secho(f"demo project: {project}", bold=True)
+    click.secho(f"demo database: {db_path} (your own notebook is not touched)", bold=True)
     for name, args in RUNS:
         cmd = [sys.executable, "train.py", *args, "--out", f"runs/{name}"]
         click.echo(f"$ python train.py {' '.join(args)} --out runs/{name}")
@@ -72,7 +74,7 @@ def run_demo(db: str | None = None, keep: bool = False) -> Path:
     for argv in (
         ["import", str(project / "runs")],
         ["ls"],
-        ["show", "lr-too-high"] if db else ["show", "runs/lr-too-high"],
+        ["show", "runs/lr-too-high"],
     ):
         click.secho(f"$ labbook {' '.join(argv)}", bold=True)
         cli.main(["--db", db_path, *argv], prog_name="labbook", standalone_mode=False)
@@ -80,23 +82,21 @@ def run_demo(db: str | None = None, keep: bool = False) -> Path:
     click.echo(f"The demo database is {db_path}; look around with:")
     click.echo(f"  labbook --db {db_path} ls --where 'optimizer.lr>=1'")
     click.echo(f"  labbook --db {db_path} show @last --json")
-    if not keep and db is None:
-        click.echo(f"(the demo project stays in {base} until your temp dir is cleaned)")
-    elif not keep:
-        shutil.rmtree(project, ignore_errors=True)
+    click.echo(f"(the demo project and its database stay in {base} until your temp dir is cleaned)")
     return base
 
 
 @click.command("demo")
-@click.option("--keep", is_flag=True, help="Keep the demo project directory.")
+@click.option("--keep", is_flag=True, hidden=True, help="Accepted; the demo is always kept.")
 @click.pass_context
 def demo_cmd(ctx: click.Context, keep: bool) -> None:
     """Try labbook on a throwaway project: three runs, recorded and shown.
 
     Creates a git project in a temporary directory, runs the example training
     script three times (a normal run, one that diverges, one with another seed),
-    imports the runs into a demo database and prints `labbook ls` and `labbook show`.
+    imports the runs into a demo database beside them (never yours: --db and
+    LABBOOK_DB are not used) and prints `labbook ls` and `labbook show`.
     """
     from labbook.cli.demo import run_demo
 
-    run_demo(db=ctx.obj["db"], keep=keep)
+    run_demo()

@@ -6,13 +6,14 @@ import sys
 
 import click
 
+from labbook.cli.complete import complete_run
 from labbook.cli.options import open_store
 from labbook.errors import UsageError
 from labbook.textsafe import printable
 
 
 @click.command("note")
-@click.argument("run", required=False)
+@click.argument("run", required=False, shell_complete=complete_run)
 @click.argument("text", required=False)
 @click.option("--failure", "kind", flag_value="failure", help="TEXT says why the run failed.")
 @click.option("--lesson", "kind", flag_value="lesson", help="TEXT says what to do differently.")
@@ -59,7 +60,7 @@ def note_cmd(
 
 
 @click.command("tag")
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run)
 @click.argument("tags", nargs=-1, required=True)
 @click.option("--remove", is_flag=True, help="Remove the tags instead.")
 @click.pass_context

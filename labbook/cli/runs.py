@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from labbook.cli.complete import complete_run
 from labbook.cli.options import (
     WARNINGS,
     color_option,
     echo_json,
     filter_options,
     json_option,
+    no_pager_option,
     open_store,
     run_filter,
+    show_text,
     use_color,
 )
 from labbook.errors import NothingReadable, StoreError
@@ -136,13 +141,20 @@ def ls_cmd(
         else:
             rows = select_runs(store, flt)
         records = store.records(rows, heavy=False)
+        total = len(rows)
+        if flt.limit and len(rows) >= flt.limit and not as_json:
+            from labbook.render.runs import COUNT_CAP
+            from labbook.store.query import count_runs
+
+            total = count_runs(store, flt, cap=COUNT_CAP)
     if as_json:
         echo_json(records)
         return
-    from labbook.render.runs import parse_columns, print_runs
+    from labbook.render.runs import COUNT_CAP, parse_columns, print_limit_note, print_runs
 
     chosen = parse_columns(columns, records) if columns is not None else None
     print_runs(records, columns=chosen, wide=wide, color=use_color(color))
+    print_limit_note(len(rows), total, cap=COUNT_CAP)
 
 
 def _sort_key(key: str | None) -> str | None:
@@ -155,22 +167,57 @@ def _sort_key(key: str | None) -> str | None:
 
 
 @click.command("show")
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run)
+@click.option(
+    "--patch",
+    "-p",
+    is_flag=True,
+    help="Print the run's uncommitted changes (the recorded git diff) instead.",
+)
+@no_pager_option
 @color_option
 @json_option
 @click.pass_context
-def show_cmd(ctx: click.Context, run: str, color: str, as_json: bool) -> None:
+def show_cmd(
+    ctx: click.Context, run: str, patch: bool, no_pager: bool, color: str, as_json: bool
+) -> None:
     """Show everything recorded about RUN.
 
     RUN is an id or id prefix, a name, a path, @last, or @-N (the N-th newest).
+    --patch prints the uncommitted changes recorded with it, as `git diff` does
+    (through the pager, in colour, on a terminal).
     """
     from labbook.store.query import resolve
 
     with open_store(ctx, create=False) as store:
         record = store.record(resolve(store, run))
+    if patch and not as_json:
+        _show_patch(record, color=color, pager=not no_pager)
+        return
     if as_json:
         echo_json(record)
         return
     from labbook.render.runs import print_run
 
     print_run(record, color=use_color(color))
+
+
+def _show_patch(record: dict[str, Any], *, color: str, pager: bool) -> None:
+    """``show --patch``: the diff on stdout (paged and coloured on a terminal), or one
+    line on stderr saying why there is none."""
+    from labbook.render.runs import render_patch
+    from labbook.textsafe import printable
+
+    git = record.get("git")
+    diff = (git or {}).get("diff") or ""
+    if not diff:
+        if git is None:
+            why = "no git state was recorded"
+        else:
+            commit = (git.get("commit") or "")[:12]
+            why = f"no uncommitted changes{f' (at commit {commit})' if commit else ''}"
+        click.echo(f"labbook: run {printable(record['id'])}: {why}", err=True)
+        return
+    show_text(lambda c: render_patch(diff, color=c), mode=color, pager=pager)
+    if git and git.get("diff_truncated"):
+        click.echo("labbook: the recorded patch was cut at its size limit", err=True)

@@ -46,7 +46,8 @@ def search_cmd(
 
     flt = run_filter(status, framework, tag, where, since, None)
     with open_store(ctx, create=False) as store:
-        hits = search(store, " ".join(query), flt, limit=limit or 0)
+        found = search(store, " ".join(query), flt, limit=0)
+        hits = found[:limit] if limit else found
         rows = {r: store.run_row(r) for r in (h.run_id for h in hits)}
         records = {
             r["id"]: r
@@ -72,3 +73,6 @@ def search_cmd(
             lambda m: click.style(m.group(1), fg="yellow", bold=True), printable(h.snippet)
         )
         click.echo(f"  {printable(h.field)}: {snippet}", color=use_color(color))
+    from labbook.render.runs import print_limit_note
+
+    print_limit_note(len(hits), len(found))

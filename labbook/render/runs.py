@@ -427,6 +427,28 @@ def print_runs(
         )
 
 
+#: ``ls`` counts the runs its limit left out only this far ("50 of 10,000+ runs").
+COUNT_CAP = 10_000
+
+
+def limit_note(shown: int, total: int, *, cap: int | None = None) -> str | None:
+    """``showing 50 of 1,234 runs (-n 0 for all)`` when a limit cut the list (None
+    when nothing was cut); ``total`` above ``cap``: ``10,000+``."""
+    if total <= shown:
+        return None
+    of = f"{cap:,}+" if cap is not None and total > cap else f"{total:,}"
+    return f"showing {shown:,} of {of} runs (-n 0 for all)"
+
+
+def print_limit_note(shown: int, total: int, *, cap: int | None = None) -> None:
+    """:func:`limit_note` on stderr, when stderr is a terminal (a person reads it)."""
+    import sys
+
+    note = limit_note(shown, total, cap=cap)
+    if note is not None and sys.stderr.isatty():
+        print(note, file=sys.stderr)
+
+
 def status_text(rec: RunRecord) -> str:
     """A run's status and why it has it: ``finished (reached epochs=5)``."""
     reason = rec.get("status_reason")
@@ -533,7 +555,31 @@ def _diff_hint(rec: RunRecord) -> str | None:
     git = rec.get("git") or {}
     if not git.get("diff"):
         return None
-    return f"uncommitted changes ({git['diff'].count(chr(10))} diff lines; `labbook show --json` has them)"
+    return f"uncommitted changes ({git['diff'].count(chr(10))} diff lines; `labbook show --patch` shows them)"
+
+
+def render_patch(diff: str, *, color: bool) -> str:
+    """``show --patch``: the run's uncommitted patch as ``git diff`` shows it (file
+    headers bold, hunks cyan, added lines green, removed red), control characters
+    escaped; plain without ``color``."""
+    import click
+
+    styles: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+        (("diff --git", "index ", "+++", "---", "new file", "deleted file"), {"bold": True}),
+        (("@@",), {"fg": "cyan"}),
+        (("+",), {"fg": "green"}),
+        (("-",), {"fg": "red"}),
+    ]
+    out = []
+    for line in diff.splitlines():
+        text = printable(line, tabs=True)
+        if color:
+            for prefixes, kw in styles:
+                if line.startswith(prefixes):
+                    text = click.style(text, **kw)
+                    break
+        out.append(text)
+    return "\n".join(out)
 
 
 def print_run(rec: RunRecord, *, color: bool | None = None) -> None:
@@ -595,12 +641,18 @@ def print_run(rec: RunRecord, *, color: bool | None = None) -> None:
             console.print(
                 Text.assemble(
                     "  ",
+                    text(_note_id(n), "bold"),
                     text(f"{fmt_time(n['at'])} {n.get('author') or ''}", "dim"),
                     " ",
                     text(f"[{n['kind']}] "),
                     Text(note_text(n["text"])),
                 )
             )
+
+
+def _note_id(note: Any) -> str:
+    """``#12 `` before a note in ``show``: the id ``labbook note --delete`` takes."""
+    return f"#{note['id']} " if note.get("id") is not None else ""
 
 
 def note_text(text: str) -> str:
@@ -634,7 +686,9 @@ def _print_run_plain(rec: RunRecord, out: Any) -> None:
     if rec.get("notes"):
         out.write("\nnotes\n")
         for n in rec["notes"]:
-            head = printable(f"{fmt_time(n['at'])} {n.get('author') or ''} [{n['kind']}]")
+            head = printable(
+                f"{_note_id(n)}{fmt_time(n['at'])} {n.get('author') or ''} [{n['kind']}]"
+            )
             out.write(f"  {head} {note_text(n['text'])}\n")
 
 

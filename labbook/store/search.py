@@ -24,8 +24,11 @@ Why triggers
     ``labbook run``, a future tool — keeps the index current without calling
     anything. Config is the exception that keeps imports fast: a save replaces all
     of a run's params, and an FTS write per key made saving ~4× slower, so the
-    params triggers only mark the run in ``search_dirty`` and :func:`search`
-    rebuilds one document per marked run before it queries. They use only SQLite built-ins (json1), never a Python function, so a
+    params triggers only mark the run in ``search_dirty``. ``Store.save_run``
+    rebuilds that run's one document in its own transaction
+    (:func:`refresh_run_config_doc`), so the index is current at write time; for
+    other writers (older labbook versions) :func:`search` rebuilds one document per
+    still-marked run before it queries. They use only SQLite built-ins (json1), never a Python function, so a
     connection that did not register one can still write.
 
 Matching
@@ -33,7 +36,9 @@ Matching
     A run matches when *every* term occurs in some searchable item of that run
     (not necessarily the same one). The score is the sum of each term's best
     score, 1 + bm25 relevance (higher is better; terms matched by ``LIKE`` score
-    1), weighted by field (notes and failures count most). The snippet comes from the
+    1), weighted by field (notes and failures count most) and doubled where the
+    term is a whole word there (:data:`WORD_BOOST`: ``oom`` ranks "CUDA OOM" above
+    "boom"; the trigram index itself only knows substrings). The snippet comes from the
     item that holds the most terms, with every match wrapped in
     :data:`MARK_START`/:data:`MARK_END`.
 """
@@ -56,8 +61,10 @@ __all__ = [
     "MARK_START",
     "SCHEMA_0004_SQL",
     "SearchHit",
+    "complete_runs",
     "create_search_schema",
     "refresh_config_docs",
+    "refresh_run_config_doc",
     "search",
     "split_query",
 ]
@@ -69,6 +76,9 @@ MARK_END = "»"
 SNIPPET_CONTEXT = 40
 #: At most this many matching items are read per term (the best by bm25 first).
 MAX_ROWS_PER_TERM = 20000
+#: A term found as a whole word counts this much more than one found inside a word
+#: (``oom``: "CUDA OOM" before "boom").
+WORD_BOOST = 2.0
 #: Terms shorter than this cannot use the trigram index.
 TRIGRAM = 3
 
@@ -316,6 +326,18 @@ def _term_matches(store: Store, term: str) -> dict[int, tuple[_Doc, float]]:
     return out
 
 
+def _word_pattern(term: str) -> re.Pattern[str] | None:
+    """``term`` as a whole word: not inside a longer run of letters and digits
+    (``oom`` in "CUDA OOM" and ``cuda_oom``, not in "boom"; ``lr`` in ``optimizer.lr``).
+    CJK text has no spaces, so a Chinese term is a whole word only at an end or
+    beside punctuation. None for an empty term."""
+    words = term.split()
+    if not words:
+        return None
+    body = r"\s+".join(re.escape(w) for w in words)
+    return re.compile(r"(?<![^\W_])" + body + r"(?![^\W_])", re.IGNORECASE)
+
+
 def _allowed_runs(store: Store, flt: RunFilter | None, candidates: set[str]) -> list[str]:
     """Candidates that exist, are not deleted and pass ``flt``, newest first."""
     from dataclasses import replace
@@ -329,10 +351,41 @@ def _allowed_runs(store: Store, flt: RunFilter | None, candidates: set[str]) -> 
     return ids
 
 
+def refresh_run_config_doc(conn: sqlite3.Connection, run_id: str) -> None:
+    """Make ``run_id``'s config document match its params, inside the caller's
+    transaction (:meth:`Store.save_run` calls it, so the index is current when the
+    save commits and the first search has nothing to rebuild).
+
+    One FTS write when the config changed, none when it did not (a re-import).
+    """
+    new = conn.execute(
+        f"SELECT group_concat(kv, '; ') FROM (SELECT {_PARAM_TEXT} AS kv FROM params AS p"
+        " WHERE p.run_id = ? ORDER BY p.key)",
+        (run_id,),
+    ).fetchone()[0]
+    old = conn.execute(
+        "SELECT id, text FROM search_docs WHERE run_id = ? AND field = 'config' AND ref = ''",
+        (run_id,),
+    ).fetchone()
+    if old is None and new is not None:
+        conn.execute(
+            "INSERT INTO search_docs(run_id, field, ref, text) VALUES (?, 'config', '', ?)",
+            (run_id, new),
+        )
+    elif old is not None and new is None:
+        conn.execute("DELETE FROM search_docs WHERE id = ?", (old[0],))
+    elif old is not None and old[1] != new:
+        conn.execute("UPDATE search_docs SET text = ? WHERE id = ?", (new, old[0]))
+    conn.execute("DELETE FROM search_dirty WHERE run_id = ?", (run_id,))
+
+
 def refresh_config_docs(store: Store) -> int:
     """Rebuild the config document of every run whose params changed; return how many.
 
-    Called by :func:`search` first. A read-only database is searched as it is.
+    Called by :func:`search` first. Saves keep the index current themselves
+    (:func:`refresh_run_config_doc`); what is left here is what other writers marked:
+    databases written by older labbook versions, params written outside ``save_run``.
+    A read-only database is searched as it is.
     """
     conn = store.conn
     try:
@@ -372,9 +425,12 @@ def search(
     per_run: dict[str, dict[int, list[tuple[int, _Doc, float]]]] = {}
     for i, term in enumerate(terms):
         matches = _term_matches(store, term)
+        whole = _word_pattern(term)
         runs_here: dict[str, list[tuple[int, _Doc, float]]] = {}
         for doc_id, (doc, score) in matches.items():
             weighted = score * FIELD_WEIGHT.get(doc.field, 1.0)
+            if whole is not None and whole.search(doc.text):
+                weighted *= WORD_BOOST
             runs_here.setdefault(doc.run_id, []).append((doc_id, doc, weighted))
         if i == 0:
             for rid, docs in runs_here.items():
@@ -442,3 +498,49 @@ def highlight(text: str, terms: list[str], context: int = SNIPPET_CONTEXT) -> st
         out.append(flat[pos:hi])
     out.append("…" if hi < len(flat) else "")
     return "".join(out)
+
+
+#: At most this many run references are offered for one completion.
+MAX_COMPLETIONS = 200
+
+
+def complete_runs(
+    store: Store, incomplete: str, limit: int = MAX_COMPLETIONS
+) -> list[tuple[str, str]]:
+    """Run references starting with ``incomplete`` for shell completion, as
+    ``(value, help)``: names (help: id and status), then ids (help: the name), the
+    newest first. Range scans of the id and name indexes: a Tab reads only the runs
+    that match (all runs for an empty word, of which the newest ``limit``)."""
+    from labbook.store.codec import NEWEST_FIRST
+
+    order = NEWEST_FIRST.replace("{t}", "")
+    if incomplete:
+        bound = (incomplete, incomplete + "\U0010ffff")
+        names = store.conn.execute(
+            "SELECT name, id, status FROM runs WHERE name >= ? AND name < ?"
+            f" AND deleted_at IS NULL ORDER BY {order} LIMIT ?",
+            (*bound, limit),
+        ).fetchall()
+        ids = store.conn.execute(
+            "SELECT id, name FROM runs WHERE id >= ? AND id < ?"
+            f" AND deleted_at IS NULL ORDER BY {order} LIMIT ?",
+            (*bound, limit),
+        ).fetchall()
+    else:
+        rows = store.conn.execute(
+            f"SELECT name, id, status FROM runs WHERE deleted_at IS NULL ORDER BY {order} LIMIT ?",
+            (limit,),
+        ).fetchall()
+        names = [r for r in rows if r[0]]
+        ids = [(rid, name) for name, rid, _ in rows]
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for name, rid, status in names:
+        if name and name not in seen:
+            seen.add(name)
+            out.append((name, f"{rid} {status}"))
+    for rid, name in ids:
+        if rid not in seen:
+            seen.add(rid)
+            out.append((rid, name or ""))
+    return out[:limit]

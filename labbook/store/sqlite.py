@@ -58,6 +58,7 @@ from labbook.store.codec import (
     utc_iso,
 )
 from labbook.store.schema import SCHEMA_VERSION
+from labbook.store.search import refresh_run_config_doc
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -400,6 +401,7 @@ class Store:
                 "INSERT INTO params (run_id, key, value, num) VALUES (?, ?, ?, ?)",
                 [(run_id, *p) for p in params],
             )
+            refresh_run_config_doc(self.conn, run_id)  # the search index, current at commit
             self._write_tags(run_id, tags, replace=True)
             if facts.tags:
                 self.conn.executemany(
@@ -760,13 +762,13 @@ class Store:
         out: dict[str, list[NoteRecord]] = {}
         for chunk in _chunks(list(ids), 500):
             marks = ",".join("?" for _ in chunk)
-            for rid, at, author, kind, text in self.conn.execute(
-                f"SELECT run_id, at, author, kind, text FROM notes WHERE run_id IN ({marks})"
+            for nid, rid, at, author, kind, text in self.conn.execute(
+                f"SELECT id, run_id, at, author, kind, text FROM notes WHERE run_id IN ({marks})"
                 " AND deleted_at IS NULL ORDER BY id",
                 chunk,
             ):
                 out.setdefault(rid, []).append(
-                    {"at": at, "kind": kind, "text": text, "author": author}
+                    {"id": nid, "at": at, "kind": kind, "text": text, "author": author}
                 )
         return out
 
