@@ -365,3 +365,44 @@ def test_completion_scripts_are_offered(shell: str) -> None:
         timeout=60,
     )
     assert r.returncode == 0 and "_labbook_completion" in r.stdout
+
+
+# -- ls -n 0 streams -----------------------------------------------------------------
+
+
+def test_ls_all_streams_in_windows_with_the_same_rows(db_path: Path) -> None:
+    from labbook.cli.runs import STREAM_WINDOW
+
+    n = 2 * STREAM_WINDOW + 7
+    with Store.open(db_path) as store:
+        for i in range(n):
+            config = {"lr": 0.1}
+            if i == 0:
+                config["late_field"] = "only-the-oldest-run"  # read in the last window
+            _save(store, f"run-{i:04d}", config=config)
+    streamed = run_cli("ls", "-n", "0", db=db_path)
+    whole = run_cli("ls", "-n", str(n), db=db_path)
+    assert streamed.returncode == 0, streamed.stderr
+    assert streamed.stdout == whole.stdout
+    lines = streamed.stdout.splitlines()
+    assert len(lines) == n + 1 and lines[1].split()[1] == f"run-{n - 1:04d}"
+    assert len({ln.split()[0] for ln in lines[1:]}) == n  # no run twice
+    # the terminal layout (forced by --color always), also in windows
+    streamed = run_cli("ls", "-n", "0", "--color", "always", db=db_path)
+    whole = run_cli("ls", "-n", str(n), "--color", "always", db=db_path)
+    assert streamed.stdout == whole.stdout and "\x1b[" in streamed.stdout
+    # a column that only a run in a later window has
+    r = run_cli("ls", "-n", "0", "-c", "name,late_field", db=db_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1].split() == ["run-0000", "only-the-oldest-run"]
+    r = run_cli("ls", "-n", "0", "-c", "name,nokey", db=db_path)
+    assert r.returncode == 2 and "no run has 'nokey'" in r.stderr
+    # piped into a reader that stops early: no error
+    proc = subprocess.run(
+        f"{sys.executable} -m labbook --db {db_path} ls -n 0 | head -3",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert len(proc.stdout.splitlines()) == 3 and "Traceback" not in proc.stderr

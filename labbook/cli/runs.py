@@ -127,6 +127,9 @@ def ls_cmd(
     from labbook.store.query import select_runs, select_runs_window
 
     flt = run_filter(status, framework, tag, where, since, limit)
+    if not flt.limit and not (sort or reverse or as_json):
+        _ls_streaming(ctx, flt, columns, wide, color)
+        return
     with open_store(ctx, create=False) as store:
         if sort or reverse:
             rows = select_runs_window(
@@ -155,6 +158,53 @@ def ls_cmd(
     chosen = parse_columns(columns, records) if columns is not None else None
     print_runs(records, columns=chosen, wide=wide, color=use_color(color))
     print_limit_note(len(rows), total, cap=COUNT_CAP)
+
+
+#: ``ls -n 0`` reads and prints this many runs at a time.
+STREAM_WINDOW = 500
+
+
+def _ls_streaming(
+    ctx: click.Context, flt: Any, columns: str | None, wide: bool, color: str
+) -> None:
+    """``ls -n 0``: the runs printed a window at a time as they are read, laid out
+    as the first window needs (20,000 runs start printing at once, not after all
+    are read). One read transaction, so a run written meanwhile neither repeats
+    nor shifts a row."""
+    from labbook.errors import UsageError
+    from labbook.render.runs import parse_columns, print_runs
+    from labbook.store.query import select_runs_window
+
+    with open_store(ctx, create=False) as store:
+        store.conn.execute("BEGIN")  # a snapshot: the windows page through one state
+        try:
+
+            def window(offset: int) -> list[Any]:
+                rows = select_runs_window(store, flt, offset=offset, limit=STREAM_WINDOW)
+                return store.records(rows, heavy=False)
+
+            def rest() -> Any:
+                offset = STREAM_WINDOW
+                while True:
+                    records = window(offset)
+                    if not records:
+                        return
+                    yield records
+                    offset += len(records)
+
+            first = window(0)
+            windows = rest() if len(first) == STREAM_WINDOW else iter(())
+            chosen = None
+            if columns is not None:
+                try:
+                    chosen = parse_columns(columns, first)
+                except UsageError:  # a column only later runs have: judge by all of them
+                    first = [r for w in (first, *windows) for r in w]
+                    windows = iter(())
+                    chosen = parse_columns(columns, first)
+            print_runs(first, columns=chosen, wide=wide, color=use_color(color), more=windows)
+        finally:
+            store.conn.execute("COMMIT")
 
 
 def _sort_key(key: str | None) -> str | None:

@@ -8,7 +8,7 @@ Every name, path, tag, note and value passes through :func:`labbook.textsafe.pri
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,15 +112,20 @@ def seed_text(rec: RunRecord) -> str:
 
 def print_plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """Aligned columns without colour or wrapping, for pipes, grep and awk (no rich import)."""
-    import sys
-
     lines = [[printable(c) for c in row] for row in (header, *rows)]
     widths = [max(len(c) for c in col) for col in zip(*lines, strict=False)]
+    _write_plain(lines, widths)
+
+
+def _write_plain(lines: Sequence[Sequence[str]], widths: Sequence[int]) -> None:
+    import sys
+
     out = sys.stdout
     for cells in lines:
         out.write(
             "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip() + "\n"
         )
+    out.flush()
 
 
 #: The run columns of ``ls`` besides metrics, in the order they are shown.
@@ -337,6 +342,30 @@ def _style(style: str) -> dict[str, Any]:
     return kw
 
 
+Layout = tuple[list[Column], dict[Column, int]]
+
+
+def _table(records: Sequence[RunRecord], columns: Sequence[Column]) -> list[list[str]]:
+    return [[printable(_cell(r, c, narrow=True)) for c in columns] for r in records]
+
+
+def table_layout(
+    records: Sequence[RunRecord],
+    columns: Sequence[Column],
+    *,
+    width: int | None,
+    chosen: bool = False,
+    table: list[list[str]] | None = None,
+) -> Layout:
+    """The columns of :func:`runs_table_lines` that fit ``width`` and their widths,
+    as the values of ``records`` need them."""
+    table = _table(records, columns) if table is None else table
+    natural = {c: _natural(c, [row[i] for row in table]) for i, c in enumerate(columns)}
+    if width is None:
+        return list(columns), natural
+    return fit_columns(columns, natural, width, chosen=chosen)
+
+
 def runs_table_lines(
     records: Sequence[RunRecord],
     columns: Sequence[Column],
@@ -344,18 +373,20 @@ def runs_table_lines(
     width: int | None,
     color: bool,
     chosen: bool = False,
+    layout: Layout | None = None,
+    header: bool = True,
 ) -> tuple[list[str], list[Column]]:
     """``ls`` on a terminal: one line per run, at most ``width`` cells (None: no
     limit); names shortened in the middle, numbers to 4 significant digits, other
-    cells never cut. Returns the lines and the columns that did not fit."""
+    cells never cut. Returns the lines and the columns that did not fit.
+    ``layout``: these columns and widths (a later window of a streamed listing, laid
+    out as the first), not the ones ``records`` need; ``header`` False: rows only."""
     import click
 
-    table = [[printable(_cell(r, c, narrow=True)) for c in columns] for r in records]
-    natural = {c: _natural(c, [row[i] for row in table]) for i, c in enumerate(columns)}
-    if width is None:
-        kept, widths = list(columns), natural
-    else:
-        kept, widths = fit_columns(columns, natural, width, chosen=chosen)
+    table = _table(records, columns)
+    if layout is None:
+        layout = table_layout(records, columns, width=width, chosen=chosen, table=table)
+    kept, widths = layout
     index = [columns.index(c) for c in kept]
 
     def line(values: Sequence[str], styles: Sequence[str]) -> str:
@@ -367,8 +398,8 @@ def runs_table_lines(
             parts.append(click.style(text, **_style(style)) if color and style else text)
         return _GAP.join(parts).rstrip()
 
-    header = [shorten_middle(printable(c.header), widths[c]) for c in kept]
-    lines = [line(header, ["bold"] * len(kept))]
+    titles = [shorten_middle(printable(c.header), widths[c]) for c in kept]
+    lines = [line(titles, ["bold"] * len(kept))] if header else []
     for row in table:
         values = [row[i] for i in index]
         styles = []
@@ -390,10 +421,15 @@ def print_runs(
     wide: bool = False,
     color: bool | None = None,
     width: int | None = None,
+    more: Iterable[Sequence[RunRecord]] = (),
 ) -> None:
     """``labbook ls``. Piped: plain aligned columns, no width limit (for grep, awk).
     On a terminal (or ``color``): one line per run that fits ``width`` (default: the
-    terminal's; ``wide``: no limit)."""
+    terminal's; ``wide``: no limit).
+
+    ``more``: further windows of records (``ls -n 0`` streams), each printed as it
+    comes, in the columns and widths that ``records`` (the first window) chose; a
+    wider cell further down makes its line longer, as ``--wide`` would."""
     import shutil
     import sys
 
@@ -406,18 +442,36 @@ def print_runs(
         columns = default_columns(records, MAX_METRICS if tty or wide else PIPED_METRICS)
     if not tty and not color:
         header = [c.header for c in columns]
-        print_plain_table(header, list(_run_rows(records, columns)))
+        first = [[printable(c) for c in row] for row in (header, *_run_rows(records, columns))]
+        plain = [max(len(c) for c in col) for col in zip(*first, strict=False)]
+        _write_plain(first, plain)
+        for window in more:
+            _write_plain([[printable(c) for c in row] for row in _run_rows(window, columns)], plain)
         return
     if width is None and tty and not wide:
         width = shutil.get_terminal_size().columns
+    table_width = None if wide else width
+    layout = table_layout(records, columns, width=table_width, chosen=chosen)
     lines, dropped = runs_table_lines(
         records,
         columns,
-        width=None if wide else width,
+        width=table_width,
         color=tty if color is None else color,
         chosen=chosen,
+        layout=layout,
     )
     sys.stdout.write("\n".join(lines) + "\n")
+    for window in more:
+        sys.stdout.flush()
+        lines, _ = runs_table_lines(
+            window,
+            columns,
+            width=table_width,
+            color=tty if color is None else color,
+            layout=layout,
+            header=False,
+        )
+        sys.stdout.write("\n".join(lines) + "\n")
     if dropped and chosen:
         names = ", ".join(printable(c.header) for c in dropped)
         print(
