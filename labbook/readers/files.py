@@ -307,7 +307,18 @@ def load_yaml(path: PathLike) -> Any | None:
 #: What PyYAML raises on a malformed document: its own errors, a constructor's
 #: ValueError/TypeError/OverflowError on an odd scalar or key, RecursionError on
 #: absurd nesting. Anything else is a bug.
-_BAD_YAML = (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError, UnicodeError)
+#: What PyYAML raises on malformed input: its own errors, and the plain ones its
+#: constructors let out on odd scalars (``!!float`` with no value is an IndexError).
+_BAD_YAML = (
+    yaml.YAMLError,
+    ValueError,
+    TypeError,
+    OverflowError,
+    RecursionError,
+    UnicodeError,
+    IndexError,
+    KeyError,
+)
 
 
 #: Most values a YAML document may expand to once its aliases are followed.
