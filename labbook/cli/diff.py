@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from labbook.cli.complete import complete_run
 from labbook.cli.options import color_option, no_pager_option, show_text
 from labbook.errors import UsageError
 
@@ -30,8 +31,8 @@ def _echo_json(value: Any) -> None:
 
 
 @click.command("diff")
-@click.argument("run_a")
-@click.argument("run_b", required=False)
+@click.argument("run_a", shell_complete=complete_run)
+@click.argument("run_b", required=False, shell_complete=complete_run)
 @click.option(
     "--all", "show_all", is_flag=True, help="Show every section, also those without a difference."
 )
@@ -86,7 +87,7 @@ def diff_cmd(
 
 
 @click.command("compare")
-@click.argument("runs", nargs=-1, required=True)
+@click.argument("runs", nargs=-1, required=True, shell_complete=complete_run)
 @click.option(
     "--metric",
     "-m",
