@@ -147,3 +147,22 @@ def test_watch_lock_errors_are_one_line(imported: Path, tmp_path: Path) -> None:
         first.send_signal(signal.SIGINT)
         first.wait(timeout=60)
     assert "Traceback" not in log.read_text()
+
+
+def test_usage_errors_are_one_line_and_say_where_to_look(tmp_path: Path) -> None:
+    """Click's own errors (unknown command or option, bad or missing value) are one
+    `labbook: error:` line and a hint naming the command's --help, exit 2."""
+    db = tmp_path / "lab.db"
+    cases = [
+        (["ls", "--bogus"], "No such option '--bogus'", "labbook ls --help"),
+        (["frobnicate"], "No such command 'frobnicate'", "labbook --help"),
+        (["ls", "--color", "purple"], "Invalid value for '--color'", "labbook ls --help"),
+        (["show"], "Missing argument 'RUN'", "labbook show --help"),
+    ]
+    for args, message, where in cases:
+        r = run_cli(*args, db=db)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = r.stderr.splitlines()
+        assert lines[0].startswith("labbook: error: ") and message in lines[0], (args, r.stderr)
+        assert lines[1:] == [f"hint: see '{where}'"], (args, r.stderr)
+        assert "Usage:" not in r.stderr and "Traceback" not in r.stderr

@@ -202,6 +202,12 @@ class LabbookGroup(click.Group):
         except LabbookError as exc:
             _render_error(exc)
             ctx.exit(exc.exit_code)
+        except click.UsageError as exc:
+            # An unknown command or option, a bad value: one line and where to look,
+            # not click's usage block (exit 2, as click does).
+            where = exc.ctx.command_path if exc.ctx is not None else "labbook"
+            _render_error(LabbookError(exc.format_message(), hint=f"see '{where} --help'"))
+            ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("labbook: interrupted", err=True)
             ctx.exit(130)
