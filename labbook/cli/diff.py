@@ -14,7 +14,17 @@ from typing import Any
 import click
 
 from labbook.cli.complete import complete_run
-from labbook.cli.options import color_option, no_pager_option, show_text
+from labbook.cli.options import (
+    DATA_FORMATS,
+    color_option,
+    echo_data,
+    filter_options,
+    format_options,
+    no_pager_option,
+    output_format,
+    run_filter,
+    show_text,
+)
 from labbook.errors import UsageError
 
 
@@ -87,7 +97,7 @@ def diff_cmd(
 
 
 @click.command("compare")
-@click.argument("runs", nargs=-1, required=True, shell_complete=complete_run)
+@click.argument("runs", nargs=-1, shell_complete=complete_run)
 @click.option(
     "--metric",
     "-m",
@@ -95,31 +105,78 @@ def diff_cmd(
     multiple=True,
     help="Metric to show (repeatable; default: the key metrics).",
 )
+@filter_options
 @no_pager_option
 @color_option
-@click.option("--json", "as_json", is_flag=True, help='Print JSON: {"runs", "params", "metrics"}.')
+@format_options
 @click.pass_context
 def compare_cmd(
     ctx: click.Context,
     runs: tuple[str, ...],
     metrics: tuple[str, ...],
+    status: tuple[str, ...],
+    framework: tuple[str, ...],
+    tag: tuple[str, ...],
+    where: tuple[str, ...],
+    since: str | None,
+    limit: int,
     no_pager: bool,
     color: str,
+    fmt: str | None,
     as_json: bool,
 ) -> None:
-    """A table of only the params that differ across RUNS, with their key metrics."""
+    """A table of only the params that differ across RUNS, with their key metrics.
+
+    RUNS are named one by one, or chosen with the filters of `labbook ls` (--where,
+    --tag, …; newest first, at most --limit), or both (the named ones first).
+    """
     from labbook.analysis.diff import compare_runs
     from labbook.store.query import resolve
 
-    if len(runs) < 2:
-        raise UsageError("compare needs at least two runs", hint="labbook compare A B [C…]")
+    out = output_format(fmt, as_json)
+    filtered = bool(status or framework or tag or where or since)
+    if len(runs) < 2 and not filtered:
+        raise UsageError(
+            "compare needs at least two runs",
+            hint="labbook compare A B [C…], or choose them: labbook compare --where KEY=VALUE",
+        )
     with _store(ctx) as store:
         ids = [resolve(store, r) for r in runs]
+        if filtered:
+            from labbook.store.query import select_runs
+
+            rows = select_runs(store, run_filter(status, framework, tag, where, since, limit))
+            ids += [r for r in (row["id"] for row in rows) if r not in ids]
+        ids = list(dict.fromkeys(ids))
+        if len(ids) < 2:
+            raise UsageError(
+                f"compare needs at least two runs; {len(ids)} {'matches' if len(ids) == 1 else 'match'}",
+                hint="labbook ls with the same filters lists them",
+            )
         records = [store.record(i, heavy=False) for i in ids]
     table = compare_runs(records, list(metrics) or None)
-    if as_json:
+    if out == "json":
         _echo_json(table)
+        return
+    if out in DATA_FORMATS:
+        from labbook.render.formats import run_row
+
+        keys = [k for k in table["params"] if k != "seed"]
+        tags = list(table["metrics"])
+        objects = [
+            {
+                "id": r["id"],
+                "name": r.get("name"),
+                "params": {k: v[i] for k, v in table["params"].items()},
+                "metrics": {t: v[i] for t, v in table["metrics"].items()},
+            }
+            for i, r in enumerate(table["runs"])
+        ]
+        echo_data(out, objects, [run_row(r, config_keys=keys, metric_tags=tags) for r in records])
         return
     from labbook.render.diff import render_compare
 
+    if fmt == "plain":
+        click.echo(render_compare(table, color=False))
+        return
     show_text(lambda c: render_compare(table, color=c), mode=color, pager=not no_pager)

@@ -264,3 +264,76 @@ def show_text(render: Any, *, mode: str = "auto", pager: bool = True) -> None:
             page(text + "\n", cmd, env)
             return
     click.echo(text, color=color)
+
+
+# -- output formats -------------------------------------------------------------------
+
+FORMATS = ("table", "plain", "json", "jsonl", "csv", "tsv", "md")
+
+
+def format_options(f: Any) -> Any:
+    """``--format table|plain|json|jsonl|csv|tsv|md`` and ``--json`` (= ``--format json``);
+    read them with :func:`output_format`."""
+    f = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print JSON (= --format json; README: the --json contract).",
+    )(f)
+    f = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default=None,
+        help="Output: table (the terminal's), plain (aligned text, as piped), json, jsonl "
+        "(one object a line), csv, tsv, md (a Markdown table). Default: table on a "
+        "terminal, plain when piped.",
+    )(f)
+    return f
+
+
+def output_format(fmt: str | None, as_json: bool) -> str:
+    """The format ``--format``/``--json`` chose; neither: ``table`` on a terminal, else ``plain``."""
+    import sys
+
+    from labbook.errors import UsageError
+
+    if as_json:
+        if fmt not in (None, "json"):
+            raise UsageError(f"--json and --format {fmt} disagree", hint="give one of them")
+        return "json"
+    if fmt is not None:
+        return fmt
+    try:
+        tty = sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return "table" if tty else "plain"
+
+
+def echo_data(
+    fmt: str,
+    objects: list[Any],
+    rows: list[dict[str, Any]],
+    columns: list[str] | None = None,
+) -> None:
+    """``--format jsonl`` (``objects``, one a line) or csv, tsv, md (``rows``: flat dicts
+    of :func:`labbook.render.formats.run_row`): data, written as they are (no terminal
+    escaping beyond JSON's own, which keeps the values)."""
+    import sys
+
+    from labbook.render import formats
+
+    if fmt == "jsonl":
+        sys.stdout.write(formats.jsonl(objects, escape=json_text))
+    elif fmt in ("csv", "tsv"):
+        sys.stdout.write(formats.delimited(rows, columns, delimiter="," if fmt == "csv" else "\t"))
+    elif fmt == "md":
+        sys.stdout.write(formats.markdown(rows, columns))
+    else:
+        raise ValueError(fmt)
+    sys.stdout.flush()
+
+
+#: The formats :func:`echo_data` writes.
+DATA_FORMATS = ("jsonl", "csv", "tsv", "md")

@@ -8,13 +8,17 @@ import click
 
 from labbook.cli.complete import complete_run
 from labbook.cli.options import (
+    DATA_FORMATS,
     WARNINGS,
     color_option,
+    echo_data,
     echo_json,
     filter_options,
+    format_options,
     json_option,
     no_pager_option,
     open_store,
+    output_format,
     run_filter,
     show_text,
     use_color,
@@ -98,8 +102,9 @@ def import_cmd(
 )
 @click.option("--reverse", "-r", is_flag=True, help="Reverse the order (with --sort: descending).")
 @click.option("--wide", is_flag=True, help="No width limit: every column in full.")
+@click.option("--quiet", "-q", is_flag=True, help="Only the run ids, one a line (for xargs).")
 @color_option
-@json_option
+@format_options
 @click.pass_context
 def ls_cmd(
     ctx: click.Context,
@@ -113,7 +118,9 @@ def ls_cmd(
     sort: str | None,
     reverse: bool,
     wide: bool,
+    quiet: bool,
     color: str,
+    fmt: str | None,
     as_json: bool,
 ) -> None:
     """List runs, newest first.
@@ -124,11 +131,16 @@ def ls_cmd(
     val_acc, …) that gather each framework's spelling of them (train/loss,
     Loss/train, loss, eval_loss, train_loss_epoch, …).
     """
+    from labbook.errors import UsageError
     from labbook.store.query import select_runs, select_runs_window
 
+    if quiet and (fmt or as_json):
+        raise UsageError("-q prints only ids; it takes no --format or --json")
+    out = output_format(fmt, as_json)
+    data = out in DATA_FORMATS or out == "json"
     flt = run_filter(status, framework, tag, where, since, limit)
-    if not flt.limit and not (sort or reverse or as_json):
-        _ls_streaming(ctx, flt, columns, wide, color)
+    if not flt.limit and not (sort or reverse or data or quiet):
+        _ls_streaming(ctx, flt, columns, wide, color, style=fmt)
         return
     with open_store(ctx, create=False) as store:
         if sort or reverse:
@@ -145,18 +157,28 @@ def ls_cmd(
             rows = select_runs(store, flt)
         records = store.records(rows, heavy=False)
         total = len(rows)
-        if flt.limit and len(rows) >= flt.limit and not as_json:
+        if flt.limit and len(rows) >= flt.limit and not data:
             from labbook.render.runs import COUNT_CAP
             from labbook.store.query import count_runs
 
             total = count_runs(store, flt, cap=COUNT_CAP)
-    if as_json:
+    if quiet:
+        import sys
+
+        sys.stdout.write("".join(f"{r['id']}\n" for r in records))
+        return
+    if out == "json":
         echo_json(records)
+        return
+    if out in DATA_FORMATS:
+        from labbook.render.formats import run_row
+
+        echo_data(out, records, [run_row(r) for r in records])
         return
     from labbook.render.runs import COUNT_CAP, parse_columns, print_limit_note, print_runs
 
     chosen = parse_columns(columns, records) if columns is not None else None
-    print_runs(records, columns=chosen, wide=wide, color=use_color(color))
+    print_runs(records, columns=chosen, wide=wide, color=use_color(color), style=fmt)
     print_limit_note(len(rows), total, cap=COUNT_CAP)
 
 
@@ -165,7 +187,12 @@ STREAM_WINDOW = 500
 
 
 def _ls_streaming(
-    ctx: click.Context, flt: Any, columns: str | None, wide: bool, color: str
+    ctx: click.Context,
+    flt: Any,
+    columns: str | None,
+    wide: bool,
+    color: str,
+    style: str | None = None,
 ) -> None:
     """``ls -n 0``: the runs printed a window at a time as they are read, laid out
     as the first window needs (20,000 runs start printing at once, not after all
@@ -202,7 +229,14 @@ def _ls_streaming(
                     first = [r for w in (first, *windows) for r in w]
                     windows = iter(())
                     chosen = parse_columns(columns, first)
-            print_runs(first, columns=chosen, wide=wide, color=use_color(color), more=windows)
+            print_runs(
+                first,
+                columns=chosen,
+                wide=wide,
+                color=use_color(color),
+                more=windows,
+                style=style,
+            )
         finally:
             store.conn.execute("COMMIT")
 
@@ -226,10 +260,16 @@ def _sort_key(key: str | None) -> str | None:
 )
 @no_pager_option
 @color_option
-@json_option
+@format_options
 @click.pass_context
 def show_cmd(
-    ctx: click.Context, run: str, patch: bool, no_pager: bool, color: str, as_json: bool
+    ctx: click.Context,
+    run: str,
+    patch: bool,
+    no_pager: bool,
+    color: str,
+    fmt: str | None,
+    as_json: bool,
 ) -> None:
     """Show everything recorded about RUN.
 
@@ -239,17 +279,23 @@ def show_cmd(
     """
     from labbook.store.query import resolve
 
+    out = output_format(fmt, as_json)
     with open_store(ctx, create=False) as store:
         record = store.record(resolve(store, run))
-    if patch and not as_json:
+    if patch and out not in DATA_FORMATS and out != "json":
         _show_patch(record, color=color, pager=not no_pager)
         return
-    if as_json:
+    if out == "json":
         echo_json(record)
+        return
+    if out in DATA_FORMATS:
+        from labbook.render.formats import run_row
+
+        echo_data(out, [record], [run_row(record)])
         return
     from labbook.render.runs import print_run
 
-    print_run(record, color=use_color(color))
+    print_run(record, color=use_color(color), style=fmt)
 
 
 def _show_patch(record: dict[str, Any], *, color: str, pager: bool) -> None:

@@ -7,11 +7,14 @@ import re
 import click
 
 from labbook.cli.options import (
+    DATA_FORMATS,
     color_option,
+    echo_data,
     echo_json,
     filter_options,
-    json_option,
+    format_options,
     open_store,
+    output_format,
     run_filter,
     use_color,
 )
@@ -22,7 +25,7 @@ from labbook.textsafe import printable
 @click.argument("query", nargs=-1, required=True)
 @filter_options
 @color_option
-@json_option
+@format_options
 @click.pass_context
 def search_cmd(
     ctx: click.Context,
@@ -34,6 +37,7 @@ def search_cmd(
     since: str | None,
     limit: int,
     color: str,
+    fmt: str | None,
     as_json: bool,
 ) -> None:
     """Full-text search over notes, failures, commands, tags, config and run names.
@@ -44,6 +48,7 @@ def search_cmd(
     """
     from labbook.store.search import MARK_END, MARK_START, search
 
+    out_fmt = output_format(fmt, as_json)
     flt = run_filter(status, framework, tag, where, since, None)
     with open_store(ctx, create=False) as store:
         found = search(store, " ".join(query), flt, limit=0)
@@ -53,26 +58,43 @@ def search_cmd(
             r["id"]: r
             for r in store.records([row for row in rows.values() if row is not None], heavy=False)
         }
-    if as_json:
+    if out_fmt == "json" or out_fmt in DATA_FORMATS:
         out = []
         for h in hits:
             rec = dict(records.get(h.run_id, {"id": h.run_id}))
             rec["search"] = {"score": h.score, "field": h.field, "snippet": h.snippet}
             out.append(rec)
-        echo_json(out)
+        if out_fmt == "json":
+            echo_json(out)
+            return
+        from labbook.render.formats import run_row
+
+        flat = [
+            run_row(
+                rec,
+                extra={
+                    "search.score": h.score,
+                    "search.field": h.field,
+                    "search.snippet": h.snippet.replace(MARK_START, "").replace(MARK_END, ""),
+                },
+            )
+            for h, rec in zip(hits, out, strict=True)
+        ]
+        echo_data(out_fmt, out, flat)
         return
     if not hits:
         click.echo("no runs match", err=True)
         return
     mark = re.compile(re.escape(MARK_START) + "(.*?)" + re.escape(MARK_END))
+    color_on = use_color(color) and fmt != "plain"
     for h in hits:
         rec = records.get(h.run_id, {})
         head = f"{h.run_id}  {rec.get('name') or ''}  {rec.get('status', '')}".rstrip()
-        click.secho(printable(head), bold=True, color=use_color(color))
+        click.secho(printable(head), bold=True, color=color_on)
         snippet = mark.sub(
             lambda m: click.style(m.group(1), fg="yellow", bold=True), printable(h.snippet)
         )
-        click.echo(f"  {printable(h.field)}: {snippet}", color=use_color(color))
+        click.echo(f"  {printable(h.field)}: {snippet}", color=color_on)
     from labbook.render.runs import print_limit_note
 
     print_limit_note(len(hits), len(found))

@@ -422,10 +422,12 @@ def print_runs(
     color: bool | None = None,
     width: int | None = None,
     more: Iterable[Sequence[RunRecord]] = (),
+    style: str | None = None,
 ) -> None:
     """``labbook ls``. Piped: plain aligned columns, no width limit (for grep, awk).
     On a terminal (or ``color``): one line per run that fits ``width`` (default: the
-    terminal's; ``wide``: no limit).
+    terminal's; ``wide``: no limit). ``style`` ``"plain"`` or ``"table"`` chooses
+    one of them whatever stdout is (``--format``).
 
     ``more``: further windows of records (``ls -n 0`` streams), each printed as it
     comes, in the columns and widths that ``records`` (the first window) chose; a
@@ -437,10 +439,12 @@ def print_runs(
         print("no runs match", file=sys.stderr)
         return
     tty = sys.stdout.isatty()
+    plain_text = (style == "plain") if style else (not tty and not color)
     chosen = columns is not None
     if columns is None:
-        columns = default_columns(records, MAX_METRICS if tty or wide else PIPED_METRICS)
-    if not tty and not color:
+        many = wide or style == "table" or (tty and style != "plain")
+        columns = default_columns(records, MAX_METRICS if many else PIPED_METRICS)
+    if plain_text:
         header = [c.header for c in columns]
         first = [[printable(c) for c in row] for row in (header, *_run_rows(records, columns))]
         plain = [max(len(c) for c in col) for col in zip(*first, strict=False)]
@@ -636,12 +640,13 @@ def render_patch(diff: str, *, color: bool) -> str:
     return "\n".join(out)
 
 
-def print_run(rec: RunRecord, *, color: bool | None = None) -> None:
+def print_run(rec: RunRecord, *, color: bool | None = None, style: str | None = None) -> None:
     """``labbook show``: sections on a terminal (rich), plain aligned text when piped
-    (``color`` True: the sections, coloured, also when piped; False: no colour)."""
+    (``color`` True: the sections, coloured, also when piped; False: no colour);
+    ``style`` ``"plain"`` or ``"table"`` chooses one whatever stdout is."""
     import sys
 
-    if not sys.stdout.isatty() and not color:
+    if (style == "plain") if style else (not sys.stdout.isatty() and not color):
         _print_run_plain(rec, sys.stdout)
         return
     from rich.table import Table
