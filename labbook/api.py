@@ -193,22 +193,18 @@ class Notebook:
         since: str | None,
         limit: int | None,
     ) -> Any:
-        """The RunFilter as the CLI's ``run_filter`` builds it: strict, with the
-        metric vocabulary (``val_loss`` also finds ``val/loss``)."""
-        from labbook.analysis.metrics import canonical_tags
-        from labbook.store.query import RunFilter, parse_since, parse_where
+        """The RunFilter the CLI builds too (:func:`labbook.analysis.filters.user_filter`)."""
+        from labbook.analysis.filters import user_filter
 
         if limit is not None and limit < 0:
             raise UsageError(f"limit must be 0 (all) or more, not {limit}")
-        return RunFilter(
+        return user_filter(
             status=_strings(status),
             framework=_strings(framework),
             tags=_strings(tag),
-            where=parse_where(_strings(where)),
-            since=parse_since(since) if since else None,
-            limit=limit or None,
-            strict=True,
-            metric_names=canonical_tags,
+            where=_strings(where),
+            since=since,
+            limit=limit,
         )
 
     def resolve(self, ref: RunRef) -> str:

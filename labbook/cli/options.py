@@ -117,18 +117,10 @@ def run_filter(
     """The RunFilter of :func:`filter_options`, as the CLI reads it: strict (a key no
     run has, or a value that does not fit its key, is an error that names the nearest
     keys) and with the metric vocabulary (``val_loss`` also finds ``val/loss``)."""
-    from labbook.analysis.metrics import canonical_tags
-    from labbook.store.query import RunFilter, parse_since, parse_where
+    from labbook.analysis.filters import user_filter
 
-    return RunFilter(
-        status=list(status),
-        framework=list(framework),
-        tags=list(tag),
-        where=parse_where(list(where)),
-        since=parse_since(since) if since else None,
-        limit=limit or None,
-        strict=True,
-        metric_names=canonical_tags,
+    return user_filter(
+        status=status, framework=framework, tags=tag, where=where, since=since, limit=limit
     )
 
 
