@@ -4,6 +4,9 @@ install:
 	pip install -e ".[dev]"
 
 test:
+	# byte-code first, as `pip install .` does: the tests start hundreds of labbook
+	# processes, and with PYTHONDONTWRITEBYTECODE set each would compile labbook again
+	python -m compileall -q labbook tui/labbook_tui
 	python -m pytest
 
 lint:
