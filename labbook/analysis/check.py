@@ -583,7 +583,7 @@ def check(
         if not new_stated and any(not ignored_key(k) for k in old_args):
             continue  # it said a config, this one says none: not the same
         candidates.append((rid, name, status, fkind, fmsg, started, old_cmd, old_entry, old_args))
-    configs = _configs(store, [c[0] for c in candidates]) if new_stated else {}
+    configs = store.configs([c[0] for c in candidates]) if new_stated else {}
     out: list[CheckWarning] = []
     for rid, name, status, fkind, fmsg, started, old_cmd, old_entry, old_args in candidates:
         if not new_stated:
@@ -621,33 +621,6 @@ def check(
         )
     out.sort(key=lambda w: (w.match != "same", len(w.differed)))  # stable: newest first
     return out[:limit] if limit else out
-
-
-def _configs(store: Store, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The recorded configs of ``ids``: a few queries, one JSON decode per query."""
-    out: dict[str, dict[str, Any]] = {rid: {} for rid in ids}
-    for i in range(0, len(ids), 500):
-        chunk = ids[i : i + 500]
-        rows = store.conn.execute(
-            f"SELECT run_id, key, value FROM params WHERE run_id IN ({','.join('?' * len(chunk))})",
-            chunk,
-        ).fetchall()
-        try:
-            values = json.loads("[" + ",".join(v or "null" for _, _, v in rows) + "]")
-        except ValueError:  # a value that is not JSON: one by one, as text when not
-            values = [_loads_or_text(v) for _, _, v in rows]
-        for (rid, key, _), value in zip(rows, values, strict=True):
-            out[rid][key] = value
-    return out
-
-
-def _loads_or_text(value: str | None) -> Any:
-    if value is None:
-        return None
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
 
 
 #: The file descriptor of a redirection (``2>`` in ``2>&1``).

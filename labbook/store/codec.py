@@ -57,3 +57,13 @@ def json_float(value: float | None) -> float | str | None:
 #: Listings' order, newest first (``{t}`` is a table prefix such as ``r.``); the
 #: ``runs_order`` index (schema step 0002) gives it without a sort.
 NEWEST_FIRST = "coalesce({t}started_at, {t}created_at) DESC, {t}created_at DESC, {t}rowid DESC"
+
+
+def loads_or_text(value: str | None) -> Any:
+    """A stored JSON value, or the text itself when it is not JSON (None stays None)."""
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value

@@ -52,6 +52,7 @@ from labbook.store.codec import (
     NEWEST_FIRST,
     dump_json,
     json_float,
+    loads_or_text,
     new_run_id,
     now_iso,
     safe_text,
@@ -698,7 +699,7 @@ class Store:
         ids = [r["id"] for r in rows]
         metrics = self.metric_summaries(ids)
         tags = self.tags_of(ids)
-        configs = self._configs(ids)
+        configs = self.configs(ids)
         notes = self._notes(ids)
         envs: dict[str, Any] = {}  # runs of one interpreter share one env blob: decode it once
         out = []
@@ -740,7 +741,8 @@ class Store:
             out.append(rec)
         return out
 
-    def _configs(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def configs(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The configs of the runs ``ids`` (flattened keys), a few queries in all."""
         out: dict[str, dict[str, Any]] = {rid: {} for rid in ids}
         for chunk in _chunks(list(ids), 500):
             marks = ",".join("?" for _ in chunk)
@@ -753,7 +755,7 @@ class Store:
             try:
                 values = json.loads("[" + ",".join(v or "null" for _, _, v in rows) + "]")
             except ValueError:  # a value that is not JSON (written by hand?): one by one
-                values = [_loads_or_text(v) for _, _, v in rows]
+                values = [loads_or_text(v) for _, _, v in rows]
             for (rid, key, _), value in zip(rows, values, strict=True):
                 out[rid][key] = value
         return out
@@ -1144,15 +1146,6 @@ def _config_sig(config: dict[str, Any]) -> str | None:
     from labbook.store.configsig import signature_hash
 
     return signature_hash(config)
-
-
-def _loads_or_text(value: str | None) -> Any:
-    if value is None:
-        return None
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
