@@ -15,20 +15,14 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labbook.paths import config_dir
+from labbook.config import config_file as config_file
+from labbook.config import read_section
 from labbook.recognisers.base import SKIP_DIRS
-from labbook.warn import warn
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10: the tomli backport
-    import tomli as tomllib
 
 #: Directory names whose contents never belong to a run's record (the import walk's list).
 IGNORED_DIRS = SKIP_DIRS
@@ -63,21 +57,8 @@ class WatchConfig:
     inactivity_timeout: float = DEFAULT_INACTIVITY_S
 
 
-def config_file() -> Path:
-    return config_dir() / "config.toml"
-
-
 def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        warn(path, f"cannot read config ({exc}); using defaults")
-        return {}
-    section = data.get("watch", {})
-    return section if isinstance(section, dict) else {}
+    return read_section("watch", path)
 
 
 def load_config(
