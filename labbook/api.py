@@ -224,32 +224,30 @@ class Notebook:
         return self.store.record(self.resolve(ref), heavy=heavy)
 
     def curves(
-        self, runs: RunRef | Sequence[RunRef], tags: str | Iterable[str] | None = None
+        self,
+        runs: RunRef | Sequence[RunRef],
+        tags: str | Iterable[str] | None = None,
+        *,
+        full: bool = False,
     ) -> dict[str, dict[str, list[Point]]]:
-        """The stored metric curves (downsampled for drawing) of ``runs``:
-        ``{run_id: {tag: [Point(step, value, wall_time), …]}}``.
+        """The metric curves of ``runs``: ``{run_id: {tag: [Point(step, value, wall_time), …]}}``,
+        as ``labbook export --curves`` writes them.
 
         ``tags``: the tags or metric names wanted (``"val_loss"`` also gives
         ``val/loss``, ``eval_loss``, … as the run recorded it); None: every curve.
+        ``full=False``: the stored curves, downsampled for drawing (at most 1,000
+        points a tag); ``full=True``: every point, read again from each run's files
+        (a run whose files are gone gives its stored curves, with a warning).
         """
-        from labbook.analysis.metrics import canonical_tags
+        from labbook.render.export import run_curves
 
         # a RunRecord is a dict at runtime (a TypedDict does not narrow by isinstance)
         refs = [runs] if isinstance(runs, str | dict) else cast("Sequence[RunRef]", runs)
         wanted = _strings(tags) if tags is not None else None
-        out: dict[str, dict[str, list[Point]]] = {}
-        for ref in refs:
-            run_id = self.resolve(ref)
-            series = self.store.series(run_id)
-            if wanted is None:
-                out[run_id] = series
-                continue
-            chosen: dict[str, list[Point]] = {}
-            for name in wanted:
-                for t in [name] if name in series else canonical_tags(series, name):
-                    chosen[t] = series[t]
-            out[run_id] = chosen
-        return out
+        return {
+            run_id: run_curves(self.store, run_id, wanted, full=full)
+            for run_id in (self.resolve(ref) for ref in refs)
+        }
 
     def to_pandas(
         self,

@@ -83,6 +83,10 @@ LAZY_COMMANDS = {
     "hooks": ("labbook.cli.hooks:hooks_cmd", "Shell hooks that warn before repeating a mistake."),
     "diff": ("labbook.cli.diff:diff_cmd", "What changed between two runs."),
     "compare": ("labbook.cli.diff:compare_cmd", "The params that differ across runs."),
+    "export": (
+        "labbook.cli.export:export_cmd",
+        "Export metric curves (--curves) or the run table as csv, jsonl or parquet.",
+    ),
 }
 #: Entry-point group through which other packages add commands (the TUI adds ``tui``).
 PLUGIN_GROUP = "labbook.commands"

@@ -77,7 +77,10 @@ json_option = click.option(
 )
 
 
-def filter_options(f: Any) -> Any:
+def filter_options(f: Any = None, *, limit: int = 50) -> Any:
+    """The run filters of ``ls``; ``@filter_options(limit=0)``: every run by default."""
+    if f is None:
+        return lambda g: filter_options(g, limit=limit)
     f = click.option(
         "--status", "-s", multiple=True, help="Only runs with this status (repeatable)."
     )(f)
@@ -99,7 +102,7 @@ def filter_options(f: Any) -> Any:
         "--limit",
         "-n",
         type=int,
-        default=50,
+        default=limit,
         show_default=True,
         help="At most this many runs (0: all).",
     )(f)
