@@ -147,6 +147,11 @@ class RunFacts:
     #: Fingerprints of data that config values point at: config key -> size, file
     #: count, newest mtime and a sampled content hash (labbook.capture.data).
     data: dict[str, Any] = field(default_factory=dict)
+    #: The sweep the run was launched in (labbook.store.groups): kind ("hydra",
+    #: "wandb", "mlflow", "replicate") and id (the multirun dir, the wandb sweep id,
+    #: the MLflow parent run id, the id ``labbook replicate`` gave); None: none.
+    sweep_kind: str | None = None
+    sweep_id: str | None = None
 
 
 def is_finite(value: float) -> bool:
@@ -217,7 +222,25 @@ class NoteRecord(TypedDict):
     author: str | None
 
 
-class RunRecord(TypedDict):
+class GroupRecord(TypedDict):
+    """A run's seed group or sweep in ``--json`` (labbook.store.groups)."""
+
+    #: "seed" for the seed group; "hydra", "wandb", "mlflow", "replicate" for a sweep
+    kind: str
+    #: ``g…`` (a seed group) or ``s…`` (a sweep): what ``ls --group ID``/``--sweep ID`` take
+    id: str
+    #: how many runs it has (the run included)
+    size: int
+
+
+class _RunRecordGroups(TypedDict, total=False):
+    #: the run's seed group (every run has one; size 1: no seed peer)
+    group: GroupRecord
+    #: the sweep the run was launched in; None: none
+    sweep: GroupRecord | None
+
+
+class RunRecord(_RunRecordGroups):
     """One run as the ``--json`` contract has it (``Store.record``, ``labbook show --json``)."""
 
     id: str

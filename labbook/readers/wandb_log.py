@@ -54,6 +54,8 @@ class WandbLog:
     cwd: str | None = None
     git_commit: str | None = None
     git_remote: str | None = None
+    #: the sweep the run belongs to (``wandb agent``, ``WANDB_SWEEP_ID``)
+    sweep_id: str | None = None
     #: the environment records as wandb-metadata.json would have held them
     metadata: dict[str, Any] = field(default_factory=dict)
     #: whether the ``run`` record (the init config) was read; False when the log is
@@ -166,6 +168,7 @@ def _apply(out: WandbLog, rec: Any, next_step: int) -> int:
         out.name = run.display_name or out.name
         out.tags = list(run.tags) or out.tags
         out.host = run.host or out.host
+        out.sweep_id = run.sweep_id or out.sweep_id
         if run.HasField("start_time"):
             out.started_at = run.start_time.seconds + run.start_time.nanos / 1e9
         if run.git.commit:

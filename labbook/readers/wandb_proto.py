@@ -93,6 +93,7 @@ MESSAGES: dict[str, list[tuple[str, int, str, bool, str | None, str | None]]] = 
         ("config", 4, "message", False, "ConfigRecord", None),
         ("display_name", 8, "string", False, None, None),
         ("tags", 10, "string", True, None, None),
+        ("sweep_id", 12, "string", False, None, None),
         ("host", 13, "string", False, None, None),
         ("start_time", 17, "message", False, "Timestamp", None),
         ("git", 21, "message", False, "GitRepoRecord", None),

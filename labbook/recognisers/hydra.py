@@ -10,6 +10,7 @@ below the job directory (TensorBoard, Lightning, CSV metrics) feeds the same run
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from labbook.capture.seed import (
@@ -62,6 +63,8 @@ class Hydra(Recogniser):
                 job_name = None
             cwd = _mapping(h.get("runtime")).get("cwd")
             facts.cwd = cwd if isinstance(cwd, str) else None
+            if h.get("mode") == "MULTIRUN":
+                facts.sweep_kind, facts.sweep_id = "hydra", _sweep_dir(d.path, h)
             if job_name:
                 facts.command = [
                     "python",
@@ -99,6 +102,23 @@ class Hydra(Recogniser):
             apply_log(facts, log, metrics_from_log=not facts.metrics)
         facts.started_at, facts.ended_at = mtime_range(facts.files)
         yield facts
+
+
+def _sweep_dir(job: Path, h: dict[Any, Any]) -> str:
+    """The multirun directory a job belongs to: ``hydra.sweep.dir`` (relative to the
+    job's cwd) when it holds the job, else the job directory's parent
+    (``multirun/DATE/TIME/N``: the sweep is ``multirun/DATE/TIME``)."""
+    sweep = _mapping(h.get("sweep")).get("dir")
+    cwd = _mapping(h.get("runtime")).get("cwd")
+    if isinstance(sweep, str) and sweep:
+        full = Path(sweep) if Path(sweep).is_absolute() else Path(str(cwd or "")) / sweep
+        try:
+            job.relative_to(full)
+            if full != job:
+                return str(full)
+        except ValueError:
+            pass
+    return str(job.parent)
 
 
 def _mapping(value: object) -> dict[Any, Any]:

@@ -50,6 +50,8 @@ def _apply_tags(facts: RunFacts, tags: dict[str, str]) -> None:
         )
     if tags.get("mlflow.user"):
         facts.user = tags["mlflow.user"]
+    if tags.get("mlflow.parentRunId"):  # a nested run: its parent is its sweep
+        facts.sweep_kind, facts.sweep_id = "mlflow", tags["mlflow.parentRunId"]
     facts.tags += [f"{k}={v}" for k, v in sorted(tags.items()) if not k.startswith("mlflow.")]
 
 

@@ -125,6 +125,8 @@ class Wandb(Recogniser):
         facts.name = log.name or facts.name
         facts.tags += [t for t in log.tags if t not in facts.tags]
         facts.host = log.host or facts.host
+        if log.sweep_id:
+            facts.sweep_kind, facts.sweep_id = "wandb", log.sweep_id
         facts.user = log.user or facts.user
         facts.command = log.command or facts.command
         facts.cwd = log.cwd or facts.cwd

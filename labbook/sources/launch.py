@@ -66,6 +66,9 @@ JOIN_MAX_S = 60.0
 JOIN_BUDGET_S = 1.0
 #: Environment variable the child sees, naming its run.
 RUN_ID_VAR = "LABBOOK_RUN_ID"
+#: Set by ``labbook replicate`` for each replica it launches: the replicas' sweep id
+#: (recorded as the run's sweep, kind "replicate"; labbook.store.groups).
+SWEEP_VAR = "LABBOOK_SWEEP"
 
 
 class HeadTail:
@@ -204,6 +207,9 @@ def launch_facts(
         host=socket.gethostname(),
     )
     facts.user = current_user()
+    sweep = environ.get(SWEEP_VAR, "").strip()
+    if sweep:  # one of the replicas `labbook replicate` launched together
+        facts.sweep_kind, facts.sweep_id = "replicate", sweep
     if git:
         from labbook.capture.git import capture_git
 
@@ -390,6 +396,8 @@ def _merge(dir_facts: RunFacts, launch: RunFacts, *, name: str | None) -> RunFac
         if match_key(key, dir_facts.config) is None:
             dir_facts.config[key] = value
     dir_facts.tags = sorted(set(dir_facts.tags) | set(launch.tags))
+    if launch.sweep_id:  # launched by `labbook replicate`: its sweep wins
+        dir_facts.sweep_kind, dir_facts.sweep_id = launch.sweep_kind, launch.sweep_id
     # What the command printed fills in what its run directory lacks: a structured
     # metric wins its tag over the printed one.
     for tag, points in launch.metrics.items():

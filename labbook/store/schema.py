@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from sqlite_utils.migrations import Migrations
 
 #: Bump together with adding a step below.
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 
 def migrations() -> Migrations:
@@ -260,5 +260,21 @@ def migrations() -> Migrations:
         # no process, metrics stop at epoch 2 of 5"). NULL: recorded before this step.
         if "status_reason" not in db["runs"].columns_dict:
             db.execute("ALTER TABLE runs ADD COLUMN status_reason TEXT")
+
+    @steps(name="0013_groups")
+    def groups(db: Database) -> None:
+        # Seed groups and sweeps (labbook.store.groups): each run's seed-group key (a
+        # digest of repository, entry point and config signature, computed at save),
+        # so that folding a listing by group or sizing a page's groups is one index
+        # lookup, and the sweep it was launched in (kind and id), if any.
+        from labbook.store.groups import backfill
+
+        cols = db["runs"].columns_dict
+        for col in ("group_key", "sweep_kind", "sweep_id"):
+            if col not in cols:
+                db.execute(f"ALTER TABLE runs ADD COLUMN {col} TEXT")
+        db.execute("CREATE INDEX IF NOT EXISTS runs_group ON runs(group_key)")
+        db.execute("CREATE INDEX IF NOT EXISTS runs_sweep ON runs(sweep_kind, sweep_id)")
+        backfill(db.conn)
 
     return steps

@@ -370,7 +370,10 @@ class Store:
         tags = [
             _tag_rows(tag, Summary.of(pts), downsample(pts), facts.metric_sources.get(tag, FILE))
             for tag, pts in facts.metrics.items()
+            "sweep_kind": facts.sweep_kind if facts.sweep_id else None,
+            "sweep_id": safe_text(facts.sweep_id) if facts.sweep_kind else None,
             if pts
+        row["group_key"] = _group_key(facts, row)
         ]
         wanted = run_id
         with self.transaction():
@@ -394,6 +397,10 @@ class Store:
                 cols = ", ".join(row)
                 marks = ", ".join("?" for _ in row)
                 self.conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", list(row.values()))
+            if row["group_key"] is None:  # a group of its own (labbook.store.groups)
+                from labbook.store.groups import own_group_key
+
+                row["group_key"] = own_group_key(run_id)
             else:
                 sets = ", ".join(f"{k} = ?" for k in row)
                 self.conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*row.values(), run_id])
@@ -708,6 +715,9 @@ class Store:
             rec: RunRecord = {
                 "id": rid,
                 "name": r["name"],
+        from labbook.store.groups import group_fields
+
+        grouped = group_fields(self, rows)
                 "path": r["path"],
                 "host": r["host"],
                 "user": r["user"],
@@ -745,6 +755,7 @@ class Store:
         """The configs of the runs ``ids`` (flattened keys), a few queries in all."""
         out: dict[str, dict[str, Any]] = {rid: {} for rid in ids}
         for chunk in _chunks(list(ids), 500):
+            rec["group"], rec["sweep"] = grouped[rid]
             marks = ",".join("?" for _ in chunk)
             rows = self.conn.execute(
                 f"SELECT run_id, key, value FROM params WHERE run_id IN ({marks}) ORDER BY key",
@@ -1210,3 +1221,17 @@ def _seed_record(value: str | None, source: str | None) -> SeedRecord:
     if value is None:
         return {"value": None, "source": None, "known": source != SEED_UNKNOWN}
     return {"value": json.loads(value), "source": source, "known": True}
+def _group_key(facts: RunFacts, row: dict[str, Any]) -> str | None:
+    """The run's seed-group key (labbook.store.groups); None: a group of its own."""
+    from labbook.store.groups import group_key
+
+    return group_key(
+        framework=facts.framework,
+        command=facts.command,
+        cwd=row["cwd"],
+        git_root=row["git_root"],
+        git_remote=row["git_remote"],
+        config_sig=row["config_sig"],
+    )
+
+
