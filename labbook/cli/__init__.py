@@ -83,6 +83,10 @@ LAZY_COMMANDS = {
     "hooks": ("labbook.cli.hooks:hooks_cmd", "Shell hooks that warn before repeating a mistake."),
     "diff": ("labbook.cli.diff:diff_cmd", "What changed between two runs."),
     "compare": ("labbook.cli.diff:compare_cmd", "The params that differ across runs."),
+    "report": (
+        "labbook.cli.report:report_cmd",
+        "Write a report of RUNS as one file: Markdown for a pull request, or HTML.",
+    ),
     "export": (
         "labbook.cli.export:export_cmd",
         "Export metric curves (--curves) or the run table as csv, jsonl or parquet.",
