@@ -89,7 +89,11 @@ LAZY_COMMANDS = {
     ),
     "export": (
         "labbook.cli.export:export_cmd",
-        "Export metric curves (--curves) or the run table as csv, jsonl or parquet.",
+        "Export metric curves or the run table as csv, jsonl or parquet.",
+    ),
+    "usage": (
+        "labbook.cli.usage:usage_cmd",
+        "GPU-hours of recent runs: lost, utilisation, memory, energy.",
     ),
 }
 #: Entry-point group through which other packages add commands (the TUI adds ``tui``).

@@ -43,6 +43,13 @@ def _echo_json(value: Any) -> None:
 @click.command("diff")
 @click.argument("run_a", shell_complete=complete_run)
 @click.argument("run_b", required=False, shell_complete=complete_run)
+@click.argument("working_cmd", nargs=-1, type=click.UNPROCESSED)
+@click.option(
+    "--working",
+    is_flag=True,
+    help="Compare RUN_A with the working tree and a command as they are now: "
+    "labbook diff RUN --working [-- CMD ARGS…] (default: RUN's own command).",
+)
 @click.option(
     "--all", "show_all", is_flag=True, help="Show every section, also those without a difference."
 )
@@ -62,6 +69,8 @@ def diff_cmd(
     ctx: click.Context,
     run_a: str,
     run_b: str | None,
+    working_cmd: tuple[str, ...],
+    working: bool,
     show_all: bool,
     only: str | None,
     stat: bool,
@@ -74,18 +83,29 @@ def diff_cmd(
     Only sections that differ are shown. Metric deltas are set against seed noise
     when other runs differ from A or B only in the seed. With RUN_A alone, it is
     compared with the nearest earlier run of the same repository (A is then "B").
+    With --working, B is what `labbook run -- CMD` would record now, here (git
+    HEAD and uncommitted changes, the config CMD states and reads), before it runs.
     """
     from labbook.analysis.diff import diff_store, nearest_earlier, parse_sections
     from labbook.store.query import resolve
 
     sections = parse_sections(only)
+    if not working and working_cmd:
+        raise UsageError("diff takes at most two runs", hint="labbook diff A B")
     with _store(ctx) as store:
         b_id = resolve(store, run_a)
-        if run_b is None:
+        if working:
+            from labbook.sources.working import diff_working
+
+            argv = [*([run_b] if run_b else []), *working_cmd]
+            result, a, b = diff_working(store, b_id, argv or None, sections=sections,
+                                        include_same=show_all)  # fmt: skip
+        elif run_b is None:
             a_id = nearest_earlier(store, b_id)
         else:
             a_id, b_id = b_id, resolve(store, run_b)
-        result, a, b = diff_store(store, a_id, b_id, sections=sections, include_same=show_all)
+        if not working:
+            result, a, b = diff_store(store, a_id, b_id, sections=sections, include_same=show_all)
     if as_json:
         _echo_json(result)
         return

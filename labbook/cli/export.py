@@ -65,7 +65,7 @@ def export_cmd(
     since: str | None,
     limit: int,
 ) -> None:
-    """Export metric curves (--curves) or the run table as csv, jsonl or parquet.
+    """Export metric curves or the run table as csv, jsonl or parquet.
 
     RUNS are named one by one (id, id prefix, name, path, @last, @-N), or chosen
     with the filters of `labbook ls` (--where, --tag, --status, …), or both (the
