@@ -83,6 +83,14 @@ LAZY_COMMANDS = {
     "hooks": ("labbook.cli.hooks:hooks_cmd", "Shell hooks that warn before repeating a mistake."),
     "diff": ("labbook.cli.diff:diff_cmd", "What changed between two runs."),
     "compare": ("labbook.cli.diff:compare_cmd", "The params that differ across runs."),
+    "replicate": (
+        "labbook.cli.replicate:replicate_cmd",
+        "Rerun RUN with new seeds, to tell a real gain from seed noise.",
+    ),
+    "reproduce": (
+        "labbook.cli.reproduce:reproduce_cmd",
+        "Rebuild RUN's code, environment and command in a git worktree.",
+    ),
     "report": (
         "labbook.cli.report:report_cmd",
         "Write a report of RUNS as one file: Markdown for a pull request, or HTML.",
