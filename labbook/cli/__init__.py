@@ -99,6 +99,10 @@ LAZY_COMMANDS = {
         "labbook.cli.export:export_cmd",
         "Export metric curves or the run table as csv, jsonl or parquet.",
     ),
+    "remote": (
+        "labbook.cli.remote:remote_cmd",
+        "The lab's notebook on PostgreSQL: set it up, push to it, see each node.",
+    ),
     "usage": (
         "labbook.cli.usage:usage_cmd",
         "GPU-hours of recent runs: lost, utilisation, memory, energy.",

@@ -14,7 +14,9 @@ from typing import Any
 
 from labbook.series import nonfinite_kind
 
-ID_BYTES = 4  # 8 hex characters
+#: 12 hex characters: at 1M runs in a lab's notebook 8 would collide ~100 times.
+#: Ids of runs recorded before (8 hex) stay as they are and resolve as before.
+ID_BYTES = 6
 
 
 def new_run_id() -> str:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from sqlite_utils.migrations import Migrations
 
 #: Bump together with adding a step below.
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 
 def migrations() -> Migrations:
@@ -276,5 +276,14 @@ def migrations() -> Migrations:
         db.execute("CREATE INDEX IF NOT EXISTS runs_group ON runs(group_key)")
         db.execute("CREATE INDEX IF NOT EXISTS runs_sweep ON runs(sweep_kind, sweep_id)")
         backfill(db.conn)
+
+    @steps(name="0014_remote")
+    def remote(db: Database) -> None:
+        # The lab's notebook (labbook.store.outbox): this store's origin and generation
+        # (meta), the runs' parts not yet pushed (dirty, kept by triggers), and the
+        # Slurm columns of runs (labbook.capture.slurm).
+        from labbook.store.outbox import create
+
+        create(db.conn)
 
     return steps

@@ -58,6 +58,7 @@ from labbook.store.codec import (
     safe_text,
     utc_iso,
 )
+from labbook.store.outbox import mark as mark_dirty
 from labbook.store.schema import SCHEMA_VERSION
 from labbook.store.search import refresh_run_config_doc
 
@@ -409,6 +410,7 @@ class Store:
                 "INSERT INTO params (run_id, key, value, num) VALUES (?, ?, ?, ?)",
                 [(run_id, *p) for p in params],
             )
+            mark_dirty(self.conn, [run_id], "params")  # once per save (labbook.store.outbox)
             refresh_run_config_doc(self.conn, run_id)  # the search index, current at commit
             self._write_tags(run_id, tags, replace=True)
             if facts.tags:
@@ -1233,5 +1235,3 @@ def _group_key(facts: RunFacts, row: dict[str, Any]) -> str | None:
         git_remote=row["git_remote"],
         config_sig=row["config_sig"],
     )
-
-
