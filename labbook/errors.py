@@ -31,6 +31,10 @@ class RunNotFound(LabbookError):
     """A run reference matched no run."""
 
 
+class RunRemoved(RunNotFound):
+    """A run reference names a run removed by ``labbook rm`` (a tombstone)."""
+
+
 class AmbiguousRun(LabbookError):
     """A run reference matched several runs."""
 

@@ -271,5 +271,7 @@ class RunRecord(_RunRecordGroups):
     tags: list[str]
     notes: list[NoteRecord]
     missing: bool
+    #: when ``labbook archive`` archived it (out of default listings); None: not archived
+    archived_at: str | None
     created_at: str
     updated_at: str

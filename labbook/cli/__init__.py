@@ -83,6 +83,18 @@ LAZY_COMMANDS = {
     "hooks": ("labbook.cli.hooks:hooks_cmd", "Shell hooks that warn before repeating a mistake."),
     "diff": ("labbook.cli.diff:diff_cmd", "What changed between two runs."),
     "compare": ("labbook.cli.diff:compare_cmd", "The params that differ across runs."),
+    "rm": (
+        "labbook.cli.housekeeping:rm_cmd",
+        "Remove runs (rm --undo brings them back; --purge deletes them).",
+    ),
+    "archive": (
+        "labbook.cli.housekeeping:archive_cmd",
+        "Archive runs: out of default listings, kept whole (ls --archived).",
+    ),
+    "gc": (
+        "labbook.cli.housekeeping:gc_cmd",
+        "Drop blobs and series no run references, and shrink the database.",
+    ),
     "replicate": (
         "labbook.cli.replicate:replicate_cmd",
         "Rerun RUN with new seeds, to tell a real gain from seed noise.",

@@ -32,10 +32,20 @@ from labbook.errors import NothingReadable, StoreError
 @click.option(
     "--full", is_flag=True, help="Read every run dir again, also those unchanged since last time."
 )
+@click.option(
+    "--include-removed",
+    is_flag=True,
+    help="Also record run dirs whose runs were removed with `labbook rm` (brings them back).",
+)
 @json_option
 @click.pass_context
 def import_cmd(
-    ctx: click.Context, paths: tuple[str, ...], no_git: bool, full: bool, as_json: bool
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    no_git: bool,
+    full: bool,
+    include_removed: bool,
+    as_json: bool,
 ) -> None:
     """Find run directories below PATHS and record them.
 
@@ -43,13 +53,21 @@ def import_cmd(
     MLflow and plain config + metrics/log directories. Importing again updates
     runs in place; it never duplicates them, and run dirs whose files have not
     changed since they were recorded are not read again (--full reads them).
+    Run dirs of runs removed with `labbook rm` are skipped (--include-removed).
     Exits 1 when a run could not be recorded.
     """
     from labbook.render.runs import progress_bar
     from labbook.sources.importer import import_paths
 
     with open_store(ctx) as store, progress_bar(WARNINGS, enabled=not as_json) as progress:
-        report = import_paths(store, paths, progress=progress, git=not no_git, full=full)
+        report = import_paths(
+            store,
+            paths,
+            progress=progress,
+            git=not no_git,
+            full=full,
+            include_removed=include_removed,
+        )
     if as_json:
         echo_json(
             {
@@ -59,6 +77,7 @@ def import_cmd(
                 "failed": report.failed,
                 "unrecorded": report.unrecorded,
                 "missing": report.missing,
+                "removed": report.removed,
                 "warnings": WARNINGS.count,
             }
         )
@@ -70,6 +89,8 @@ def import_cmd(
             parts.append(f"{len(report.failed)} unreadable")
         if report.unrecorded:
             parts.append(f"{len(report.unrecorded)} not recorded")
+        if report.removed:
+            parts.append(f"{len(report.removed)} skipped as removed (--include-removed)")
         if WARNINGS.count:
             parts.append(f"{WARNINGS.count} warning{'s' if WARNINGS.count != 1 else ''}")
         click.echo(
@@ -103,6 +124,8 @@ def import_cmd(
 @click.option("--reverse", "-r", is_flag=True, help="Reverse the order (with --sort: descending).")
 @click.option("--wide", is_flag=True, help="No width limit: every column in full.")
 @click.option("--quiet", "-q", is_flag=True, help="Only the run ids, one a line (for xargs).")
+@click.option("--archived", is_flag=True, help="Only archived runs (see `labbook archive`).")
+@click.option("--all-runs", "-a", is_flag=True, help="Archived runs too.")
 @color_option
 @format_options
 @click.pass_context
@@ -119,6 +142,8 @@ def ls_cmd(
     reverse: bool,
     wide: bool,
     quiet: bool,
+    archived: bool,
+    all_runs: bool,
     color: str,
     fmt: str | None,
     as_json: bool,
@@ -129,7 +154,8 @@ def ls_cmd(
     always, the name shortened in the middle, then as many metric columns as fit
     (--wide: no limit). Metric columns are canonical names (train_loss, val_loss,
     val_acc, …) that gather each framework's spelling of them (train/loss,
-    Loss/train, loss, eval_loss, train_loss_epoch, …).
+    Loss/train, loss, eval_loss, train_loss_epoch, …). Archived runs are left
+    out (--archived: only them, --all-runs: them too).
     """
     from labbook.errors import UsageError
     from labbook.store.query import select_runs, select_runs_window
@@ -139,6 +165,7 @@ def ls_cmd(
     out = output_format(fmt, as_json)
     data = out in DATA_FORMATS or out == "json"
     flt = run_filter(status, framework, tag, where, since, limit)
+    flt.archived = "only" if archived else "include" if all_runs else "hide"
     if not flt.limit and not (sort or reverse or data or quiet):
         _ls_streaming(ctx, flt, columns, wide, color, style=fmt)
         return

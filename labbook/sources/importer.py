@@ -37,6 +37,8 @@ class ImportReport:
     missing: list[str] = field(default_factory=list)  # paths given that do not exist
     #: runs read but not recorded (the store refused them): the import failed
     unrecorded: list[str] = field(default_factory=list)
+    #: run dirs (source keys) whose runs were removed by ``labbook rm``: not recorded
+    removed: list[str] = field(default_factory=list)
 
     @property
     def ids(self) -> list[str]:
@@ -50,6 +52,7 @@ def import_paths(
     progress: Progress | None = None,
     git: bool = True,
     full: bool = False,
+    include_removed: bool = False,
 ) -> ImportReport:
     """Discover and record every run below ``paths``.
 
@@ -63,6 +66,10 @@ def import_paths(
     one per file that could no longer be opened. Directories that cannot be listed
     are warned about and counted in ``report.failed``; runs the store could not
     take (busy for longer than its retries) in ``report.unrecorded``.
+
+    A run dir whose run was removed (``labbook rm``, purged or not) is not recorded
+    again (``report.removed``) unless ``include_removed``, which brings a removed
+    run back and records a purged one anew.
     """
     from labbook.recognisers.common import dir_signature
 
@@ -77,12 +84,18 @@ def import_paths(
             if progress:
                 progress("read", i, total)
             key = safe_text(str(d.path)) or str(d.path)
+            if include_removed:
+                store.include_source(key)
+            elif store.removed_source(key):
+                report.removed.append(key)
+                continue
             before = store.import_state(key, rec.framework) if not full else None
             if before is not None and dir_signature(d.path, before[1]) == before[0]:
                 report.unchanged += before[2]
                 continue
             sig = dir_signature(d.path)  # before reading: a change meanwhile reads again
             runs = _read_run(rec, d, report)
+            runs = _not_removed(store, runs, report, include=include_removed)
             saved: list[str] = []
             for facts in runs:
                 run_id = _save(store, completer, facts, report)
@@ -96,6 +109,22 @@ def import_paths(
                     sig = dir_signature(d.path, outside)
                 _remember(store, key, rec.framework, sig, outside, saved)
     return report
+
+
+def _not_removed(
+    store: Store, runs: list[RunFacts], report: ImportReport, *, include: bool
+) -> list[RunFacts]:
+    """The runs of a dir that holds several (an MLflow database) but those removed."""
+    kept = []
+    for facts in runs:
+        key = safe_text(facts.source_key) or facts.source_key
+        if include:
+            store.include_source(key)
+        elif store.removed_source(key):
+            report.removed.append(key)
+            continue
+        kept.append(facts)
+    return kept
 
 
 def _below(path: str, root: Path) -> bool:

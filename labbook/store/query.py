@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from labbook.errors import AmbiguousRun, QueryError, RunNotFound
+from labbook.errors import AmbiguousRun, QueryError, RunNotFound, RunRemoved
 from labbook.readers.values import parse_value
 from labbook.store.codec import NEWEST_FIRST, utc_iso
 
@@ -78,6 +78,9 @@ class RunFilter:
     since: str | None = None  # ISO timestamp
     limit: int | None = 50
     include_deleted: bool = False
+    #: Archived runs (``labbook archive``): "hide" (default listings), "only"
+    #: (``ls --archived``) or "include" (``ls --all-runs``).
+    archived: str = "hide"
     #: A key that no run has, or a value that does not fit its key's type, raises
     #: QueryError (the CLI); views that filter as one types leave it off.
     strict: bool = False
@@ -354,14 +357,41 @@ def select_runs(store: Store, flt: RunFilter) -> list[dict[str, Any]]:
 _RECENT = re.compile(r"^@(?:last|-(\d+))$")
 
 
-def resolve(store: Store, ref: str) -> str:
+def resolve(store: Store, ref: str, *, removed: bool = False) -> str:
     """Turn a run reference into a run id, or raise RunNotFound / AmbiguousRun.
 
     Accepted, in this order: ``@last`` and ``@-N`` (N-th newest, ``@-1`` is
     ``@last``), an exact id, an exact name, an id prefix, a path (a run dir or a
     file or directory inside one). A name wins over an id prefix: a run named
     ``b`` stays reachable as ``b`` whatever ids other runs were given.
+
+    A run removed by ``labbook rm`` raises :class:`RunRemoved` (saying how to bring
+    it back) unless ``removed`` (``rm --undo``: names of removed runs count too);
+    a run merged into another (``labbook run`` joining a run dir) resolves to that one.
     """
+    run_id = _resolve(store, ref, removed=removed)
+    if removed:
+        return run_id
+    row = store.conn.execute(
+        "SELECT deleted_at, source_key FROM runs WHERE id = ?", (run_id,)
+    ).fetchone()
+    if row is None or row[0] is None:
+        return run_id
+    key = str(row[1] or "")
+    if key.startswith("merged:"):
+        into = key.split(":", 2)[1]
+        live = store.conn.execute(
+            "SELECT 1 FROM runs WHERE id = ? AND deleted_at IS NULL", (into,)
+        ).fetchone()
+        if live:
+            return into
+    raise RunRemoved(
+        f"run {run_id} was removed ({str(row[0])[:10]}, labbook rm)",
+        hint=f"`labbook rm --undo {run_id}` brings it back",
+    )
+
+
+def _resolve(store: Store, ref: str, *, removed: bool) -> str:
     conn = store.conn
     m = _RECENT.match(ref)
     if m:
@@ -381,7 +411,11 @@ def resolve(store: Store, ref: str) -> str:
         return ref
     rows = [
         r[0]
-        for r in conn.execute("SELECT id FROM runs WHERE name = ? AND deleted_at IS NULL", (ref,))
+        for r in conn.execute(
+            "SELECT id FROM runs WHERE name = ? AND "
+            + ("source_key NOT LIKE 'merged:%'" if removed else "deleted_at IS NULL"),
+            (ref,),
+        )
     ]
     if len(rows) == 1:
         return str(rows[0])
@@ -438,6 +472,10 @@ def _filter_sql(store: Store, flt: RunFilter, *, all_rows: bool = False) -> tupl
     args: list[Any] = []
     if not flt.include_deleted:
         clauses.append("r.deleted_at IS NULL")
+    if flt.archived == "hide":
+        clauses.append("r.archived_at IS NULL")
+    elif flt.archived == "only":
+        clauses.append("r.archived_at IS NOT NULL")
     if flt.status:
         clauses.append(f"r.status IN ({','.join('?' for _ in flt.status)})")
         args += flt.status

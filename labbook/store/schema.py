@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from sqlite_utils.migrations import Migrations
 
 #: Bump together with adding a step below.
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 
 def migrations() -> Migrations:
@@ -260,6 +260,27 @@ def migrations() -> Migrations:
         # no process, metrics stop at epoch 2 of 5"). NULL: recorded before this step.
         if "status_reason" not in db["runs"].columns_dict:
             db.execute("ALTER TABLE runs ADD COLUMN status_reason TEXT")
+
+    @steps(name="0012_housekeeping")
+    def housekeeping(db: Database) -> None:
+        # labbook rm / archive / gc. A removed run keeps its row with deleted_at set (a
+        # tombstone, as notes have); an archived one has archived_at and leaves the
+        # default listings only. A purged run's rows are gone: its source key stays in
+        # removed_sources so that watch and import never record that run dir again
+        # unless asked (labbook import --include-removed, labbook rm --undo PATH).
+        if "archived_at" not in db["runs"].columns_dict:
+            db.execute("ALTER TABLE runs ADD COLUMN archived_at TEXT")
+        db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS removed_sources (
+                source_key TEXT PRIMARY KEY,
+                run_id TEXT NOT NULL,
+                name TEXT,
+                path TEXT,
+                removed_at TEXT NOT NULL
+            );
+            """
+        )
 
     @steps(name="0013_groups")
     def groups(db: Database) -> None:

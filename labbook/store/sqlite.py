@@ -747,6 +747,7 @@ class Store:
                 "tags": tags.get(rid, []),
                 "notes": notes.get(rid, []),
                 "missing": bool(r["missing"]),
+                "archived_at": r.get("archived_at"),
                 "created_at": r["created_at"],
                 "updated_at": r["updated_at"],
             }
@@ -1059,6 +1060,21 @@ class Store:
             other = self.id_for_source(key)  # type: ignore[arg-type]
             if other == run_id:
                 return
+            self.conn.execute("DELETE FROM removed_sources WHERE source_key = ?", (key,))
+            gone = (
+                other is not None
+                and self.conn.execute(
+                    "SELECT 1 FROM runs WHERE id = ? AND deleted_at IS NOT NULL", (other,)
+                ).fetchone()
+            )
+            if gone:
+                # A run dir whose run was removed (labbook rm), run again: the new run
+                # takes the dir; the removed one keeps its own notes and metrics.
+                self.conn.execute(
+                    "UPDATE runs SET source_key = ? WHERE id = ?",
+                    (f"removed:{other}:{key}", other),
+                )
+                other = None
             if other is not None:
                 c = self.conn
                 c.execute("UPDATE notes SET run_id = ? WHERE run_id = ?", (run_id, other))
@@ -1104,6 +1120,309 @@ class Store:
         )
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, row, strict=False)) for row in cur.fetchall()]
+
+    # -- housekeeping: labbook rm, archive, gc -------------------------------------------
+
+    def set_removed(self, run_ids: Sequence[str], removed: bool = True) -> list[str]:
+        """Tombstone runs (``labbook rm``: ``deleted_at`` set, hidden everywhere, kept
+        whole) or, with ``removed=False``, bring tombstoned ones back. Runs merged into
+        another (``merged:`` source keys) are never brought back. Returns the ids changed."""
+        changed: list[str] = []
+        now = now_iso()
+        with self.transaction():
+            for chunk in _chunks(list(dict.fromkeys(run_ids)), 500):
+                marks = ",".join("?" for _ in chunk)
+                if removed:
+                    where = f"id IN ({marks}) AND deleted_at IS NULL"
+                else:
+                    where = (
+                        f"id IN ({marks}) AND deleted_at IS NOT NULL"
+                        " AND source_key NOT LIKE 'merged:%'"
+                    )
+                ids = [r[0] for r in self.conn.execute(f"SELECT id FROM runs WHERE {where}", chunk)]
+                if not ids:
+                    continue
+                idm = ",".join("?" for _ in ids)
+                self.conn.execute(
+                    f"UPDATE runs SET deleted_at = ?, updated_at = ? WHERE id IN ({idm})",
+                    [now if removed else None, now, *ids],
+                )
+                if not removed:
+                    self._reattach_sources(ids)
+                changed += ids
+        return changed
+
+    def _reattach_sources(self, run_ids: list[str]) -> None:
+        """Runs restored whose run dir a later ``labbook run`` took over (source key
+        ``removed:<id>:<key>``) get their key back where no other run holds it."""
+        marks = ",".join("?" for _ in run_ids)
+        for rid, key in self.conn.execute(
+            f"SELECT id, source_key FROM runs WHERE id IN ({marks}) AND source_key LIKE 'removed:%'",
+            run_ids,
+        ).fetchall():
+            original = str(key).split(":", 2)[2]
+            if self.id_for_source(original) is None:
+                self.conn.execute("UPDATE runs SET source_key = ? WHERE id = ?", (original, rid))
+
+    def set_archived(self, run_ids: Sequence[str], archived: bool = True) -> list[str]:
+        """Archive runs (``labbook archive``: out of the default listings, in
+        ``ls --archived``) or bring them back; returns the ids changed."""
+        changed: list[str] = []
+        now = now_iso()
+        with self.transaction():
+            for chunk in _chunks(list(dict.fromkeys(run_ids)), 500):
+                marks = ",".join("?" for _ in chunk)
+                test = "IS NULL" if archived else "IS NOT NULL"
+                ids = [
+                    r[0]
+                    for r in self.conn.execute(
+                        f"SELECT id FROM runs WHERE id IN ({marks}) AND archived_at {test}", chunk
+                    )
+                ]
+                if ids:
+                    idm = ",".join("?" for _ in ids)
+                    self.conn.execute(
+                        f"UPDATE runs SET archived_at = ?, updated_at = ? WHERE id IN ({idm})",
+                        [now if archived else None, now, *ids],
+                    )
+                    changed += ids
+        return changed
+
+    def _run_tables(self) -> list[str]:
+        """The tables whose rows belong to one run (:data:`RUN_TABLES`) that this
+        database has. Queues kept by triggers (the remote push's ``dirty``) are not
+        among them: their triggers see a run go and say so themselves."""
+        have = {
+            str(name)
+            for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        return [t for t in RUN_TABLES if t in have]
+
+    def _blob_refs(self) -> list[tuple[str, str]]:
+        """(table, column) of every column that references ``blobs(hash)``."""
+        out = []
+        for (name,) in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchall():
+            for fk in self.conn.execute(f'PRAGMA foreign_key_list("{name}")'):
+                if fk[2] == "blobs" and fk[4] in (None, "hash"):
+                    out.append((str(name), str(fk[3])))
+        return out
+
+    def _unreferenced_blobs(self, candidates: Sequence[str] | None = None) -> str:
+        """SQL (no arguments) selecting the blobs nothing references; ``candidates``
+        narrows it to those hashes (passed as SQL literals: hex digests only)."""
+        refs = " UNION ".join(
+            f'SELECT "{c}" FROM "{t}" WHERE "{c}" IS NOT NULL' for t, c in self._blob_refs()
+        )
+        sql = "SELECT hash FROM blobs"
+        conds = []
+        if refs:
+            conds.append(f"hash NOT IN ({refs})")
+        if candidates is not None:
+            hexes = [h for h in candidates if h and all(ch in "0123456789abcdef" for ch in h)]
+            conds.append(f"hash IN ({','.join(repr(h) for h in hexes) or 'NULL'})")
+        return sql + (" WHERE " + " AND ".join(conds) if conds else "")
+
+    def purge_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete runs for good (``labbook rm --purge``): their rows in every table that
+        belongs to a run, their search documents, the import states that name them and
+        the blobs only they referenced. Each run dir's source key goes to
+        ``removed_sources``, so that watch and import do not record it again. One
+        transaction; returns how many runs were deleted."""
+        ids = list(dict.fromkeys(run_ids))
+        if not ids:
+            return 0
+        refs = self._blob_refs()
+        deleted = 0
+        with self.transaction():
+            tables = self._run_tables()
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" for _ in chunk)
+                rows = self.conn.execute(
+                    f"SELECT id, source_key, name, path FROM runs WHERE id IN ({marks})", chunk
+                ).fetchall()
+                if not rows:
+                    continue
+                live = [r[0] for r in rows]
+                idm = ",".join("?" for _ in live)
+                blobs: set[str] = set()
+                for table, col in refs:
+                    if table == "runs":
+                        blobs.update(
+                            str(h)
+                            for (h,) in self.conn.execute(
+                                f'SELECT "{col}" FROM runs WHERE id IN ({idm})', live
+                            )
+                            if h
+                        )
+                now = now_iso()
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO removed_sources"
+                    " (source_key, run_id, name, path, removed_at) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (_source_of(key), rid, name, path, now)
+                        for rid, key, name, path in rows
+                        if not str(key).startswith(("merged:", "command:"))
+                    ],
+                )
+                for table in tables:
+                    self.conn.execute(f'DELETE FROM "{table}" WHERE run_id IN ({idm})', live)
+                self.conn.execute(f"DELETE FROM runs WHERE id IN ({idm})", live)
+                deleted += len(live)
+                if blobs:
+                    self.conn.execute(
+                        f"DELETE FROM blobs WHERE hash IN ({self._unreferenced_blobs(sorted(blobs))})"
+                    )
+            gone = set(ids)
+            for path, framework, run_ids_json in self.conn.execute(
+                "SELECT path, framework, run_ids FROM import_dirs"
+            ).fetchall():
+                if gone.intersection(json.loads(run_ids_json or "[]")):
+                    self.conn.execute(
+                        "DELETE FROM import_dirs WHERE path = ? AND framework = ?",
+                        (path, framework),
+                    )
+        return deleted
+
+    def removed_source(self, source_key: str) -> str | None:
+        """Whether ``labbook rm`` took the run of ``source_key`` away: "removed" (a
+        tombstone), "purged" (deleted), or None."""
+        key = safe_text(source_key) or source_key
+        row = self.conn.execute(
+            "SELECT deleted_at, source_key FROM runs WHERE source_key = ?", (key,)
+        ).fetchone()
+        if row is not None:
+            return "removed" if row[0] is not None else None
+        found = self.conn.execute(
+            "SELECT 1 FROM removed_sources WHERE source_key = ?", (key,)
+        ).fetchone()
+        return "purged" if found else None
+
+    def purged_sources(self, prefix: str | None = None) -> list[dict[str, Any]]:
+        """The ``removed_sources`` rows (run dirs of purged runs), optionally those below
+        the path ``prefix``."""
+        sql = "SELECT source_key, run_id, name, path, removed_at FROM removed_sources"
+        args: list[Any] = []
+        if prefix is not None:
+            sql += " WHERE source_key = ? OR substr(source_key, 1, ?) = ?"
+            base = prefix.rstrip("/") + "/"
+            args = [prefix, len(base), base]
+        cur = self.conn.execute(sql + " ORDER BY source_key", args)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    def include_source(self, source_key: str) -> str | None:
+        """Let watch and import record ``source_key`` again (``import --include-removed``):
+        a tombstoned run of it is brought back (its id returned), a purged one forgotten."""
+        key = safe_text(source_key) or source_key
+        with self.transaction():
+            self.conn.execute("DELETE FROM removed_sources WHERE source_key = ?", (key,))
+            row = self.conn.execute(
+                "SELECT id FROM runs WHERE source_key = ? AND deleted_at IS NOT NULL", (key,)
+            ).fetchone()
+            if row is None:
+                return None
+            self.set_removed([row[0]], removed=False)
+            return str(row[0])
+
+    def forget_purged(self, source_keys: Sequence[str]) -> int:
+        """Drop ``removed_sources`` rows (``labbook rm --undo PATH`` of a purged run dir)."""
+        with self.transaction():
+            n = 0
+            for key in source_keys:
+                n += self.conn.execute(
+                    "DELETE FROM removed_sources WHERE source_key = ?", (key,)
+                ).rowcount
+        return n
+
+    def gc(self, *, dry_run: bool = False) -> dict[str, Any]:
+        """Drop what no run references (``labbook gc``) and give the space back.
+
+        In one IMMEDIATE write transaction (so a run saved meanwhile either committed
+        before the scan, and its blobs are referenced, or waits until the delete is
+        done): blobs no column that references ``blobs`` names, series whose run or
+        metric is gone, other rows of runs that no longer exist. Then ``VACUUM`` (the
+        file shrinks; writers wait meanwhile) and a WAL checkpoint. Returns counts and
+        bytes; ``dry_run`` only counts.
+        """
+        size_before = self._file_size()
+        report: dict[str, Any] = {"dry_run": dry_run, "database_before": size_before}
+        with self.transaction():
+            orphans = self._unreferenced_blobs()
+            n, size = self.conn.execute(
+                f"SELECT count(*), coalesce(sum(length(data)), 0) FROM blobs WHERE hash IN ({orphans})"
+            ).fetchone()
+            report["blobs"], report["blob_bytes"] = int(n), int(size)
+            stale_series = (
+                "(series.run_id NOT IN (SELECT id FROM runs) OR NOT EXISTS (SELECT 1 FROM"
+                " metrics m WHERE m.run_id = series.run_id AND m.tag = series.tag))"
+            )
+            n, size = self.conn.execute(
+                "SELECT count(*), coalesce(sum(length(points)), 0) FROM series"
+                f" WHERE {stale_series}"
+            ).fetchone()
+            report["series"], report["series_bytes"] = int(n), int(size)
+            rows = 0
+            others = [t for t in self._run_tables() if t != "series"]
+            for table in others:
+                rows += self.conn.execute(
+                    f'SELECT count(*) FROM "{table}" WHERE run_id NOT IN (SELECT id FROM runs)'
+                ).fetchone()[0]
+            report["rows"] = int(rows)
+            if not dry_run:
+                self.conn.execute(f"DELETE FROM blobs WHERE hash IN ({orphans})")
+                self.conn.execute(f"DELETE FROM series WHERE {stale_series}")
+                for table in others:
+                    self.conn.execute(
+                        f'DELETE FROM "{table}" WHERE run_id NOT IN (SELECT id FROM runs)'
+                    )
+            free_pages = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+            page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+            report["free_bytes"] = int(free_pages) * int(page_size)
+        if not dry_run:
+            self._vacuum()
+        report["database_after"] = self._file_size() if not dry_run else size_before
+        report["freed_bytes"] = report["blob_bytes"] + report["series_bytes"]
+        return report
+
+    def _vacuum(self) -> None:
+        """VACUUM (auto_vacuum is off in labbook's stores), waiting for other writers
+        as a write transaction does, then a checkpoint that truncates the WAL."""
+        deadline = time.monotonic() + max(self.busy_timeout, 30.0)
+        delay = 0.05
+        while True:
+            try:
+                self.conn.execute("VACUUM")
+                break
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"cannot vacuum {self.path}: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _file_size(self) -> int:
+        """Bytes the database takes: its pages (the WAL aside)."""
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        return int(pages) * int(page_size)
+
+
+#: Tables of rows that belong to one run (by ``run_id``): what ``rm --purge`` deletes
+#: with a run and what ``gc`` drops when their run is gone.
+RUN_TABLES = (
+    "params",
+    "metrics",
+    "series",
+    "tags",
+    "notes",
+    "files",
+    "watch_runs",
+    "search_docs",
+    "search_dirty",
+)
 
 
 #: A metric's row of ``metrics`` (without the run id; the tag first) and its
@@ -1159,6 +1478,11 @@ def _config_sig(config: dict[str, Any]) -> str | None:
     from labbook.store.configsig import signature_hash
 
     return signature_hash(config)
+
+
+def _source_of(key: str) -> str:
+    """The run dir's own source key of a run whose dir ``labbook run`` took over."""
+    return key.split(":", 2)[2] if key.startswith("removed:") else key
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

@@ -260,6 +260,8 @@ class Ingestor:
 
     def _ingest(self, run_dir: Path, changed: Iterable[str] | None, *, live: bool) -> None:
         st = self.states.get(run_dir)
+        if st is not None and self._removed(st):
+            return
         if not run_dir.is_dir():
             if st is not None and not st.missing:
                 st.missing = True
@@ -305,6 +307,8 @@ class Ingestor:
             return
         rec = m[0]
         key = str(run_dir)
+        if self.store.removed_source(_db_text(key)):
+            return  # removed with labbook rm: not recorded again (rm --undo, import --include-removed)
         run_id = self.store.id_for_source(_db_text(key))
         known = self.store.watch_state(run_id) if run_id else None
         git = self._capture_git(run_dir) if run_id is None else None
@@ -314,6 +318,9 @@ class Ingestor:
         proc = None
         facts_list = self._read(rec, d)
         cost = self.mono() - t0
+        facts_list = [
+            f for f in facts_list if not self.store.removed_source(_db_text(f.source_key))
+        ]
         if not facts_list:
             return
         multi = len(facts_list) > 1 or facts_list[0].source_key != key
@@ -400,6 +407,18 @@ class Ingestor:
         else:
             self.finish(st, lifecycle.INACTIVE)
         self.store.set_watch_state(st.run_id, last_change=st.last_change)
+
+    def _removed(self, st: RunState) -> bool:
+        """Whether ``labbook rm`` removed (or purged) the run ``st`` follows; if so the
+        daemon stops following it (its dir is not recorded again: see _first_sight)."""
+        row = self.store.conn.execute(
+            "SELECT deleted_at, source_key FROM runs WHERE id = ?", (st.run_id,)
+        ).fetchone()
+        if row is not None and (row[0] is None or str(row[1]).startswith("merged:")):
+            return False  # live (or merged into a labbook run, which follows it as before)
+        self.states.pop(st.path, None)
+        self.emit("removed", st, "removed with labbook rm; no longer followed")
+        return True
 
     def _recent(self, d: DirInfo) -> bool:
         """Whether a file directly in ``d`` changed within the inactivity timeout."""
@@ -626,7 +645,7 @@ class Ingestor:
         now = self.wall()
         searches = 0
         for st in list(self.states.values()):
-            if not st.active:
+            if not st.active or self._removed(st):
                 continue
             if st.pid is None:
                 if (
@@ -640,7 +659,8 @@ class Ingestor:
                     searches += 1
                     st.process_tries += 1
                     st.last_process_try = now_mono
-                    self._adopt_process(st)
+                    with self.store.transaction():  # its env blob and the run, together
+                        self._adopt_process(st)
                 if st.pid is None:
                     quiet = now - st.last_change
                     if quiet >= END_SETTLE_S and st.meta_dirty:
