@@ -105,7 +105,7 @@ LAZY_COMMANDS = {
     ),
     "report": (
         "labbook.cli.report:report_cmd",
-        "Write a report of RUNS as one file: Markdown for a pull request, or HTML.",
+        "Write a report of RUNS: Markdown for a pull request, or HTML.",
     ),
     "export": (
         "labbook.cli.export:export_cmd",

@@ -41,7 +41,6 @@ def _write(path: Path, text: str) -> None:
 
 @click.command("report")
 @click.argument("runs", nargs=-1, shell_complete=complete_run)
-@filter_options
 @click.option(
     "--format",
     "fmt",
@@ -65,6 +64,7 @@ def _write(path: Path, text: str) -> None:
     help="A metric for the runs table and the charts (repeatable; default: the key "
     "metrics in the table, every metric the runs share as a chart).",
 )
+@filter_options
 @click.pass_context
 def report_cmd(
     ctx: click.Context,
@@ -79,7 +79,7 @@ def report_cmd(
     output: str | None,
     metrics: tuple[str, ...],
 ) -> None:
-    """Write a report of RUNS as one file: Markdown for a pull request, or HTML.
+    """Write a report of RUNS: Markdown for a pull request, or HTML.
 
     It has a table of the runs (status, seed, key metrics, duration, commit,
     host), the config keys that differ, a chart of each metric the runs share,

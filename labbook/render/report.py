@@ -223,10 +223,7 @@ def build_report(
     shared = set(per_run[0]) if per_run else set()
     for names in per_run[1:]:
         shared &= set(names)
-    if metrics:
-        wanted = [m for m in metrics if m in shared or any(m in s for s in series)]
-    else:
-        wanted = _chart_order(records, shared)
+    wanted = list(dict.fromkeys(metrics)) if metrics else _chart_order(records, shared)
     charts: list[Chart] = []
     not_charted: list[tuple[str, str]] = []
     for name in wanted:
@@ -238,6 +235,7 @@ def build_report(
             pts = [(float(p.step), float(p.value)) for p in s[tag] if p.step is not None]
             curves.append(Curve(i, tag, pts))
         if not curves:
+            not_charted.append((name, "no run has it"))
             continue
         if len(charts) >= MAX_CHARTS:
             not_charted.append((name, f"more than {MAX_CHARTS} charts"))
@@ -852,7 +850,11 @@ pre.patch .file { font-weight: 700; }
   h1 { font-size: 20px; }
   th, td { padding: 5px 7px; }
   td.wrap { min-width: 12em; }
+  table.runs td.status-cell { min-width: 12em; }
+  figure { padding: 8px 6px; }
+  svg.chart text { font-size: 17px; }
 }
+footer { margin-top: 28px; }
 @media print { .scroll { overflow: visible; } details { break-inside: avoid; } }
 """
 
