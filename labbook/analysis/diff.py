@@ -34,9 +34,10 @@ their *seed peers*. It returns the ``labbook diff --json`` object: ``a`` and ``b
     ``status`` and ``failure`` as [a, b].
 
 **Seed noise.** The *seed peers* of a run are the runs of the same repository
-(any commit) whose config is the same apart from seed-like keys and output-like
-keys (``output_dir``, ``run_name``, …), and that did not fail, diverge or get
-killed. When such runs exist besides A and B, each metric with a delta gets
+(any commit) and entry point whose config is the same apart from seed-like and
+output-like keys (``output_dir``, ``run_name``, …): its seed group
+(:mod:`labbook.store.groups`), less the runs that failed, diverged or were killed
+or are still running. When such runs exist besides A and B, each metric with a delta gets
 ``seed_noise``, a verdict at :data:`NOISE_LEVEL` (95%, two-sided) on final values:
 
 * *one pair* (A and B share a config, or one of them is a single run of its
@@ -76,6 +77,7 @@ from datetime import datetime
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any, cast
 
+from labbook.analysis.metrics import metric_direction
 from labbook.analysis.stats import t_ppf, t_sf2
 from labbook.errors import LabbookError, RunNotFound, UsageError
 from labbook.model import RunRecord
@@ -106,6 +108,8 @@ PEERS_MAX = 200
 CONTEXT = 3
 
 _BAD_STATUSES = ("failed", "diverged", "killed")
+#: Peers whose final values do not count: gone wrong, or not final yet.
+UNCOUNTED = (*_BAD_STATUSES, "running")
 #: Config keys that a ``--where`` condition can name as they are.
 _PLAIN_KEY = re.compile(r"[^\s=!<>~]+")
 
@@ -569,7 +573,7 @@ def _pair_noise(delta: float, sample: list[float]) -> dict[str, Any]:
     )
 
 
-def _welch_noise(ga: list[float], gb: list[float]) -> dict[str, Any]:
+def welch_noise(ga: list[float], gb: list[float]) -> dict[str, Any]:
     """A's seed group against B's (each ≥ 2 runs): Welch's t-test, Welch–Satterthwaite df."""
     na, nb = len(ga), len(gb)
     ma, va = _stats(ga)
@@ -593,6 +597,36 @@ def _welch_noise(ga: list[float], gb: list[float]) -> dict[str, Any]:
     )
 
 
+def verdict(noise: Mapping[str, Any], direction: str | None) -> str:
+    """What a Welch comparison of two seed groups says (``noise``: :func:`welch_noise`
+    of B's values against A's): ``"b"`` or ``"a"`` (that group is better: the 95%
+    interval of B - A leaves out 0, in the metric's ``direction``, ``"min"`` or
+    ``"max"``), ``"higher"``/``"lower"`` (B's mean is, for a metric without a
+    direction), ``"noise"`` (not distinguishable from seed noise), ``"constant"``
+    (no spread at all) or ``"too_few"``."""
+    if noise.get("constant"):
+        return "constant"
+    if noise.get("within") is None:
+        return "too_few"
+    if noise["within"]:
+        return "noise"
+    up = noise["difference"] > 0
+    if direction is None:
+        return "higher" if up else "lower"
+    return "b" if up == (direction == "max") else "a"
+
+
+#: A seed group with fewer runs than this is worth replicating before it is believed.
+ENOUGH_SEEDS = 5
+
+
+def replicate_hint(ref: str, n: int) -> str:
+    """The ``labbook replicate`` command that would make a group of ``n`` runs (``ref``
+    one of them) tell more: up to :data:`ENOUGH_SEEDS` seeds, past them twice as many."""
+    more = ENOUGH_SEEDS - n if n < ENOUGH_SEEDS else n
+    return f"labbook replicate {ref} --seeds {more}"
+
+
 def _seed_noise(
     tag: str,
     delta: float,
@@ -609,7 +643,7 @@ def _seed_noise(
     fa, fb = _finals(peers_a, tag), _finals(peers_b, tag)
     ga, gb = _finals([a], tag) + fa, _finals([b], tag) + fb
     if len(ga) >= 2 and len(gb) >= 2:
-        return _welch_noise(ga, gb)
+        return welch_noise(ga, gb)
     # One side is a single run: does it differ from the other side's runs by more
     # than two runs of that config differ?
     return _pair_noise(delta, fa if len(fa) >= len(fb) else fb)
@@ -654,6 +688,15 @@ def _diff_metrics(
         entry: dict[str, Any] = {"a": la, "b": lb, "delta": delta}
         if delta is not None:
             noise = _seed_noise(tag, delta, a, b, peers_a, peers_b)
+            if noise is not None and noise.get("groups"):  # two seed groups: who is better
+                noise["direction"] = metric_direction(tag)
+                noise["verdict"] = verdict(noise, noise["direction"])
+                if noise["verdict"] == "noise":
+                    g = noise["groups"]
+                    noise["hint"] = [
+                        replicate_hint(str(a["id"]), g["a"]["n"]),
+                        replicate_hint(str(b["id"]), g["b"]["n"]),
+                    ]
             if noise is not None:
                 entry["seed_noise"] = noise
         out[tag] = entry
@@ -861,9 +904,10 @@ def seed_peers(
 ) -> list[dict[str, Any]]:
     """Records of runs that differ from ``rec`` only in the seed (see the module docstring).
 
-    Same repository (git root or remote; any commit), same config apart from
-    seed-like and output-like keys, status not failed/diverged/killed, ``rec``
-    itself left out. At most ``limit`` candidates (newest first) are examined.
+    The runs of ``rec``'s seed group (labbook.store.groups: same repository —
+    git remote, else root; any commit —, entry point and config apart from
+    seed-like and output-like keys), status not failed/diverged/killed/running,
+    ``rec`` itself left out. At most ``limit`` candidates (newest first) are examined.
     ``seen`` (run id -> record) holds records already loaded, e.g. by the call
     for the other run of a diff; new ones are added to it; ``signatures`` likewise
     caches config signatures by run id.
@@ -874,12 +918,18 @@ def seed_peers(
     if digest is None:
         return []  # runs without a config cannot be told apart from unrelated ones
     root, remote = _repo_condition(rec)
+    own = store.run_row(str(rec.get("id")))
+    key = (own or {}).get("group_key")  # its seed group (labbook.store.groups)
     rows = [
         r
         for r in store.runs_with_config_sig(digest, limit=limit)
         if r["id"] != rec.get("id")
-        and r["status"] not in _BAD_STATUSES
-        and (r["git_root"] == root or (remote and r["git_remote"] == remote))
+        and r["status"] not in UNCOUNTED
+        and (
+            r.get("group_key") == key
+            if key and r.get("group_key")
+            else (r["git_root"] == root or (remote and r["git_remote"] == remote))
+        )
     ]
     # Peers only lend their final metric values: light records, no 10,000-key configs.
     missing = [r["id"] for r in rows if r["id"] not in cache]

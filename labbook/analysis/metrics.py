@@ -225,3 +225,38 @@ def key_columns(records: Sequence[Mapping[str, Any]], limit: int = 3) -> list[st
         return (0, -counts[name], q, _SPLIT_ORDER.index(split), name)
 
     return sorted(counts, key=score)[:limit]
+
+
+#: Quantities of the vocabulary where lower is better; the others there are higher-better.
+_LOWER_BETTER = {"loss", "ppl", "wer", "cer", "mae", "mse", "rmse"}
+_HIGHER_BETTER = {
+    "acc", "acc5", "f1", "auc", "bleu", "precision", "recall", "iou", "miou", "dice",
+}  # fmt: skip
+_LOWER_WORDS = re.compile(
+    r"(?:^|[^a-z])(?:loss|err|error|errors|ppl|perplexity|nll|mse|mae|rmse|wer|cer|regret)(?:$|[^a-z])"
+)
+_HIGHER_WORDS = re.compile(
+    r"(?:^|[^a-z])(?:acc|accuracy|f1|auc|auroc|bleu|rouge\w*|map|precision|recall|iou|miou|dice|reward|return|score)(?:$|[^a-z])"
+)
+
+
+@lru_cache(maxsize=4096)
+def metric_direction(tag: str) -> str | None:
+    """Which way a metric is better: ``"min"`` (losses, error rates, perplexity),
+    ``"max"`` (accuracy, F1, AUC, BLEU, reward, …) or None (``lr``, ``epoch``, a name
+    that does not say). The vocabulary decides first (``Loss/train`` is a loss), then
+    a word of the tag (``hparam/final_loss``, ``top1_err``)."""
+    name = canonical_metric(tag)
+    if name is not None:
+        quantity = name.rpartition("_")[2]
+        if quantity in _LOWER_BETTER:
+            return "min"
+        if quantity in _HIGHER_BETTER:
+            return "max"
+        return None
+    low = _CAMEL.sub("_", tag).lower()
+    if _LOWER_WORDS.search(low):
+        return "min"
+    if _HIGHER_WORDS.search(low):
+        return "max"
+    return None

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from labbook.cli.complete import complete_run
+from labbook.cli.groups import compare_group_option
 from labbook.cli.options import (
     DATA_FORMATS,
     color_option,
@@ -137,6 +138,7 @@ def compare_cmd(
     status: tuple[str, ...],
     framework: tuple[str, ...],
     tag: tuple[str, ...],
+@compare_group_option
     where: tuple[str, ...],
     since: str | None,
     limit: int,

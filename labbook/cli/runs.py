@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from labbook.cli.complete import complete_run
+from labbook.cli.groups import ls_group_options
 from labbook.cli.options import (
     DATA_FORMATS,
     WARNINGS,
@@ -18,6 +19,7 @@ from labbook.cli.options import (
     json_option,
     no_pager_option,
     open_store,
+    remote_option,
     output_format,
     run_filter,
     show_text,
@@ -126,8 +128,10 @@ def import_cmd(
 @click.option("--quiet", "-q", is_flag=True, help="Only the run ids, one a line (for xargs).")
 @click.option("--archived", is_flag=True, help="Only archived runs (see `labbook archive`).")
 @click.option("--all-runs", "-a", is_flag=True, help="Archived runs too.")
+@remote_option
 @color_option
 @format_options
+@ls_group_options
 @click.pass_context
 def ls_cmd(
     ctx: click.Context,
@@ -286,6 +290,7 @@ def _sort_key(key: str | None) -> str | None:
     help="Print the run's uncommitted changes (the recorded git diff) instead.",
 )
 @no_pager_option
+@remote_option
 @color_option
 @format_options
 @click.pass_context

@@ -115,12 +115,24 @@ def noise_statement(tag: str, entry: dict[str, Any]) -> str | None:
     head = f"Δ {_p(tag)} {_signed(delta)} {verdict} seed noise"
     if noise.get("test") == "welch":
         ga, gb = noise["groups"]["a"], noise["groups"]["b"]
-        return (
+        text = (
             f"{head}: the seeds' means differ by {_signed(noise['difference'])} "
             f"(±{_g(noise['interval'])} at 95%, Welch p {_g(noise['p'])}, "
             f"n {ga['n']} + {gb['n']})"
         )
+        return text + _group_verdict(tag, noise)
     return f"{head} (±{_g(noise['interval'])} at 95%, n {noise['n']})"
+
+
+def _group_verdict(tag: str, noise: dict[str, Any]) -> str:
+    """What ``compare --group`` would say of the two seed groups, after a dash."""
+    v = noise.get("verdict")
+    if v in ("a", "b", "higher", "lower"):
+        who = "A" if v == "a" else "B"
+        return f" — {who} is {'better' if v in ('a', 'b') else v} on {_p(tag)}"
+    if v == "noise" and noise.get("hint"):
+        return " — " + " and ".join(f"`{_p(h)}`" for h in noise["hint"])
+    return ""
 
 
 def _noise_colour(entry: dict[str, Any]) -> str | None:

@@ -264,3 +264,32 @@ def group_fields(
             }
         out[r["id"]] = (group, sweep)
     return out
+
+
+def rows_by_ids(store: Store, ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Whole ``runs`` rows of ``ids``, in that order (missing ones left out)."""
+    found: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(ids), 500):
+        part = list(ids[i : i + 500])
+        marks = ",".join("?" for _ in part)
+        cur = store.conn.execute(f"SELECT r.* FROM runs r WHERE r.id IN ({marks})", part)
+        cols = [d[0] for d in cur.description]
+        for row in cur.fetchall():
+            rec = dict(zip(cols, row, strict=False))
+            found[rec["id"]] = rec
+    return [found[i] for i in ids if i in found]
+
+
+def group_keys(store: Store, ids: Sequence[str]) -> dict[str, str]:
+    """Run id -> its group key (a run without one: its own)."""
+    out: dict[str, str] = {}
+    for i in range(0, len(ids), 500):
+        part = list(ids[i : i + 500])
+        marks = ",".join("?" for _ in part)
+        for rid, key in store.conn.execute(
+            f"SELECT id, group_key FROM runs WHERE id IN ({marks})", part
+        ):
+            out[rid] = key or own_group_key(rid)
+    for rid in ids:
+        out.setdefault(rid, own_group_key(rid))
+    return out
