@@ -195,13 +195,13 @@ def _repo(row: Mapping[str, Any]) -> str | None:
 
 def run_usage(row: Mapping[str, Any], *, now: float | None = None) -> RunUsage:
     """One run's GPU use, from its store row or its ``--json`` record."""
-    gpu = row.get("gpu")
-    if isinstance(gpu, str):
+    raw = row.get("gpu")
+    if isinstance(raw, str):
         try:
-            gpu = json.loads(gpu)
+            raw = json.loads(raw)
         except ValueError:
-            gpu = None
-    gpu = gpu if isinstance(gpu, Mapping) else {}
+            raw = None
+    gpu: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
     status = str(row.get("status") or "unknown")
     start = _epoch(row.get("started_at"))
     if start is None:
@@ -212,7 +212,8 @@ def run_usage(row: Mapping[str, Any], *, now: float | None = None) -> RunUsage:
     if end is None:
         end = _epoch(gpu.get("last_at"))
     wall = max(0.0, end - start) / 3600.0 if start is not None and end is not None else 0.0
-    series = gpu.get("series") if isinstance(gpu.get("series"), Mapping) else {}
+    found = gpu.get("series")
+    series: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     devices = []
     for d in gpu.get("devices") or []:
         if not isinstance(d, Mapping):
