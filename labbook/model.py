@@ -240,7 +240,13 @@ class _RunRecordGroups(TypedDict, total=False):
     sweep: GroupRecord | None
 
 
-class RunRecord(_RunRecordGroups):
+class _RunRecordSlurm(TypedDict, total=False):
+    #: cluster, job, array_job, array_task, restarts, nodes, partition, account
+    #: (labbook.capture.slurm); None: not a Slurm job
+    slurm: dict[str, Any] | None
+
+
+class RunRecord(_RunRecordGroups, _RunRecordSlurm):
     """One run as the ``--json`` contract has it (``Store.record``, ``labbook show --json``)."""
 
     id: str

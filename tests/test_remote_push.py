@@ -401,3 +401,62 @@ def test_local_store_holds_no_dirty_for_readonly(tmp_path: Path) -> None:
 
     conn = sqlite3.connect(":memory:")
     assert outbox.pending(conn) == 0
+
+
+def test_watch_pushes_from_a_thread_and_recovers(pg_server: Any, tmp_path: Path) -> None:
+    """``labbook watch`` with a remote that is not there yet: ingest goes on, one line
+    says pushing fails; once the database exists the next round catches up and one
+    line says so; stopping pushes what is left."""
+    import signal
+    import time
+    import uuid
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = pg_server.url(name)
+    root = tmp_path / "runs"
+    run = root / "r1"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("lr: 1\n")
+    (run / "metrics.jsonl").write_text('{"step": 0, "loss": 1.0}\n')
+    db = tmp_path / "a.db"
+    env = {**os.environ, "LABBOOK_REMOTE_URL": url, "LABBOOK_DB": str(db)}
+    p = subprocess.Popen(
+        [sys.executable, "-m", "labbook", "watch", "--log", str(root)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if db.exists():
+                with Store.open(db) as st:
+                    if st.count():
+                        break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("watch recorded nothing")
+        time.sleep(1.0)  # the first round (fails: no database yet)
+        pg_server.create_db(name)
+        init(url)
+        deadline = time.monotonic() + 30
+        found = 0
+        while time.monotonic() < deadline and not found:
+            with connect(url) as c:
+                found = c.execute("SELECT count(*) FROM labbook.runs").fetchone()[0]
+            time.sleep(0.3)
+        assert found == 1
+        (run / "metrics.jsonl").write_text('{"step": 0, "loss": 1.0}\n{"step": 1, "loss": 0.5}\n')
+        time.sleep(1.5)
+    finally:
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    failing = [ln for ln in err.splitlines() if "push to the lab's notebook failing" in ln]
+    recovered = [ln for ln in err.splitlines() if "recovered" in ln]
+    assert len(failing) == 1 and "does not exist" in failing[0], err
+    assert len(recovered) == 1, err
+    with connect(url) as c, Store.open(db) as st:
+        assert server_snapshot(c) == local_snapshot(st)
+        assert c.execute("SELECT step FROM labbook.metrics").fetchone()[0] == 1
+    pg_server.drop_db(name)

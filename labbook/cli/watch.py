@@ -53,6 +53,9 @@ def watch_cmd(
     live_pane = not log_mode and not once and sys.stdout.isatty()
     display = LiveDisplay() if live_pane else LogDisplay()
     options = DaemonOptions(interval=interval, poll=poll)
+    from labbook.store.remote.config import RemoteConfig
+
+    options.remote = RemoteConfig.load()  # [remote]: a push thread when a url is set
     if not once:
         roots = ", ".join(str(r) for r in config.roots)
         display.message(f"watching {roots} (Ctrl-C to stop)")

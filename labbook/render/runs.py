@@ -20,6 +20,7 @@ from labbook.analysis.metrics import (
     key_metrics,  # noqa: F401  (the TUI imports it from here)
     metric_column,
 )
+from labbook.capture.slurm import from_record as slurm_from_record
 from labbook.errors import UsageError
 from labbook.model import RunRecord
 from labbook.textsafe import printable, printable_lines
@@ -536,6 +537,9 @@ def _info_rows(rec: RunRecord) -> list[tuple[str, str, str]]:
         rows.append(("command", shlex.join(rec["command"] or []), ""))
     if rec.get("pid"):
         rows.append(("pid", str(rec["pid"]), ""))
+    job = slurm_from_record(rec.get("slurm"))
+    if job is not None:
+        rows.append(("slurm", job.describe(), ""))
     if rec.get("tags"):
         rows.append(("tags", ", ".join(rec["tags"]), ""))
     git = rec.get("git")

@@ -190,6 +190,8 @@ def launch_facts(
     from labbook.analysis.check import config_from_argv
     from labbook.capture.owner import current_user
     from labbook.capture.seed import pick_seed, seed_from_argv, seed_from_env
+    from labbook.capture.slurm import from_environ as slurm_job
+    from labbook.capture.slurm import launch_source_key
     from labbook.sources.names import command_name
 
     facts = RunFacts(
@@ -215,6 +217,9 @@ def launch_facts(
 
         facts.git = capture_git(cwd)
     facts.env = launch_env(argv, environ)
+    job = slurm_job(environ)
+    if job is not None:  # a requeued job records into the run its first start made
+        facts.source_key = launch_source_key(job, list(argv), cwd)
     return facts
 
 
@@ -230,6 +235,16 @@ BUSY_AFTER_S = 5.0
 #: Seconds between tries to write the journal while the command runs (doubling).
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
+
+
+def _known_id(store: Store | None, source_key: str) -> str | None:
+    """The run a Slurm job's earlier start recorded (a requeue records into it)."""
+    if store is None or not source_key.startswith("slurm:"):
+        return None
+    try:
+        return store.id_for_source(source_key)
+    except Exception:  # a busy or broken store: a new run, as without Slurm
+        return None
 
 
 class Recorder:
@@ -956,7 +971,7 @@ def launch(
             cwd=work,
             tags=list(tags),
         )
-    run_id = new_run_id()
+    run_id = _known_id(store, facts.source_key) or new_run_id()
 
     def save_launch() -> None:
         rec.write(

@@ -6,7 +6,8 @@ Filters are what ``labbook ls`` takes: ``--status``, ``--framework``, ``--tag``,
 joined with AND (``a=1 and b>2`` or repeated ``--where``).
 
 In a ``--where`` key, a run field (``status``, ``framework``, ``name``, ``host``,
-``user``, ``seed``, ``started_at``, ``git.commit``, ``git.branch``) is matched
+``user``, ``seed``, ``started_at``, ``git.commit``, ``git.branch``, ``slurm.job``,
+``slurm.task``, ``slurm.partition``, …) is matched
 first (``seed=null`` finds runs whose seed is not set, ``seed=unknown`` those whose
 seed could not be read); ``metrics.TAG`` / ``metric.TAG`` names a metric's last value explicitly;
 anything else is a config key, or a metric tag when no run has such a config key.
@@ -44,6 +45,18 @@ RUN_FIELDS = {
     "git.root": "r.git_root",
     "failure": "r.failure_kind",
     "failure.kind": "r.failure_kind",
+    # Slurm (labbook.capture.slurm; schema 0014_remote). Note for the dialect layer
+    # ("reads"): all text columns but slurm_restarts (INTEGER / bigint).
+    "slurm.cluster": "r.slurm_cluster",
+    "slurm.job": "r.slurm_job",
+    "slurm.array_job": "r.slurm_array_job",
+    "slurm.array": "r.slurm_array_job",
+    "slurm.task": "r.slurm_array_task",
+    "slurm.array_task": "r.slurm_array_task",
+    "slurm.restarts": "r.slurm_restarts",
+    "slurm.nodes": "r.slurm_nodes",
+    "slurm.partition": "r.slurm_partition",
+    "slurm.account": "r.slurm_account",
 }
 
 _OPS = {"=": "=", "==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "~": "GLOB"}

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from labbook.capture.owner import current_user, user_name
+from labbook.capture.slurm import from_environ as slurm_job
+from labbook.capture.slurm import from_row as slurm_of_row
 from labbook.errors import StoreBusy, StoreError
 from labbook.model import (
     EnvInfo,
@@ -375,6 +377,9 @@ class Store:
             "sweep_id": safe_text(facts.sweep_id) if facts.sweep_kind else None,
             if pts
         row["group_key"] = _group_key(facts, row)
+        job = slurm_job(env.vars) if env else None
+        if job is not None:  # Slurm job, array task, restarts (kept when a re-read has no env)
+            row.update(job.columns())
         ]
         wanted = run_id
         with self.transaction():
@@ -751,6 +756,8 @@ class Store:
                 "created_at": r["created_at"],
                 "updated_at": r["updated_at"],
             }
+            job = slurm_of_row(r)
+            rec["slurm"] = job.record() if job is not None else None
             out.append(rec)
         return out
 

@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, Static, TabbedContent, TabPane, Tree
 from textual.widgets.option_list import Option
 
+from labbook.capture.slurm import from_record as slurm_from_record
 from labbook.model import RunRecord
 from labbook_tui.fmt import (
     STATUS_STYLE,
@@ -101,6 +102,9 @@ def overview(rec: RunRecord, tz: Any, now: float | None) -> RenderableType:
     else:
         t.add_row("git", Text("not recorded", "dim"))
     t.add_row("host", safe(f"{rec.get('host') or '?'} ({rec.get('user') or '?'})"))
+    job = slurm_from_record(rec.get("slurm"))
+    if job is not None:
+        t.add_row("slurm", safe(job.describe()))
     t.add_row("gpu", gpu_summary(rec))
     t.add_row("tags", safe(", ".join(rec.get("tags") or [])) or Text("none (t adds)", "dim"))
     notes = rec.get("notes") or []

@@ -61,6 +61,9 @@ class DaemonOptions:
     gpu_backend: Any = None  # tests: a ReplayBackend; None: NVML if available
     gpu: bool = True
     debounce: Debouncer = field(default_factory=Debouncer)
+    #: [remote] (labbook.store.remote.config.RemoteConfig): push to the lab's notebook
+    #: from a thread (labbook.sources.watch.push) when it has a url and push is on
+    remote: Any = None
 
 
 class Daemon:
@@ -103,6 +106,7 @@ class Daemon:
         self._retries: dict[Any, int] = {}
         self._changed: dict[Any, set[str] | None] = {}
         self._journal_at = 0.0
+        self.pusher: Any = None
 
     # -- messages --------------------------------------------------------------------
 
@@ -142,6 +146,12 @@ class Daemon:
         )
         self._consumer.start()
         self.ready.wait()
+        remote = self.options.remote
+        if live and remote is not None and remote.url and remote.push:
+            from labbook.sources.watch.push import Pusher
+
+            self.pusher = Pusher(self.db_path, remote)
+            self.pusher.start()
 
     def _start_observers(self) -> None:
         from watchdog.observers import Observer
@@ -253,6 +263,9 @@ class Daemon:
         self.queue.put(_STOP)
         self._consumer.join()
         self._consumer = None
+        if self.pusher is not None:  # after the consumer wrote everything: a last round
+            self.pusher.stop()
+            self.pusher = None
         self.display.stop()
         self._lock.release()
         self.stopped.set()

@@ -730,9 +730,12 @@ def push_round(
                 break
         result.pending = outbox.pending(local)
         _touch_origin(conn, origin, pending=result.pending)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(Exception):
             conn.rollback()
+        lost = _lost_connection(exc)
+        if lost is not None:
+            raise lost from None
         raise
     finally:
         if own:
@@ -740,6 +743,21 @@ def push_round(
                 conn.close()
     result.seconds = time.monotonic() - t0
     return result
+
+
+def _lost_connection(exc: BaseException) -> RemoteUnavailable | None:
+    """The server went away mid-round (stopped, a reset, a timeout) as one line."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - push needs it anyway
+        return None
+    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        text = str(exc).strip().splitlines()
+        return RemoteUnavailable(
+            "lost the connection to the lab's notebook: "
+            + (text[0] if text else type(exc).__name__)
+        )
+    return None
 
 
 def _count_dirty(conn: sqlite3.Connection, claimed: int) -> int:
@@ -771,7 +789,8 @@ def _ingest_spool(conn: Any, cfg: RemoteConfig, result: PushResult) -> None:
     ingest = getattr(spool, "ingest_all", None)
     if ingest is None:
         return
-    got = ingest(conn, cfg)
+    # faults: apply_batch is passed in so that spool does not import push (no cycle)
+    got = ingest(conn, cfg, apply_batch)
     result.spooled += int(getattr(got, "runs", 0) or 0)
 
 
