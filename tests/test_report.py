@@ -461,3 +461,28 @@ def test_sparklines_and_patch_stat() -> None:
     stat = patch_stat(diff)
     assert (stat.files, stat.added, stat.removed) == (2, 2, 1)
     assert stat.text() == "2 files changed, +2 −1"
+
+
+def test_scale_keeps_healthy_runs_readable() -> None:
+    """A diverging run beside healthy ones leaves the chart; alone, it gets a log scale."""
+    from labbook.render.report import Chart, Curve, y_scale
+
+    healthy = [Curve(0, "loss", [(s, 2.0 / s) for s in range(1, 50)])]
+    healthy.append(Curve(1, "loss", [(s, 2.5 / s) for s in range(1, 50)]))
+    wild = Curve(2, "loss", [(s, 10.0**s) for s in range(1, 40)] + [(40, float("nan"))])
+    chart = y_scale(Chart("train_loss", [*healthy, wild]))
+    assert chart.clipped == [2] and not chart.log
+    assert (chart.lo, chart.hi) == (2.0 / 49, 2.5)
+    alone = y_scale(Chart("train_loss", [wild]))
+    assert alone.clipped == [] and alone.log and (alone.lo, alone.hi) == (1.0, 39.0)
+    same = y_scale(Chart("val_acc", healthy))
+    assert same.clipped == [] and not same.log
+
+
+def test_markdown_text_is_literal() -> None:
+    from labbook.render.report import md_text
+
+    assert md_text("[x](http://e.invalid) **b** `c` a|b <img src=x> &amp;") == (
+        "\\[x\\](http://e.invalid) \\*\\*b\\*\\* \\`c\\` a\\|b &lt;img src=x&gt; &amp;amp;"
+    )
+    assert md_text("line\nbreak\x1b[31m") == "line\\\\nbreak\\\\x1b\\[31m"

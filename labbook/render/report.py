@@ -462,6 +462,20 @@ def _env_rows(records: Sequence[RunRecord]) -> list[tuple[str, list[str]]]:
     return out + list(pkgs.items())
 
 
+NO_GIT = "No git state was recorded (not in a git repository, or recorded with --no-git)."
+
+
+def _config_note(report: Report) -> str:
+    n = len(report.records)
+    if not any(r.get("config") for r in report.records):
+        return "No config was recorded." if n == 1 else "No config was recorded for these runs."
+    if n == 1:
+        return "The run's config."
+    if not report.config:
+        return "The runs have the same config."
+    return "Only the keys whose values differ between the runs."
+
+
 def _failure_text(rec: RunRecord) -> str | None:
     failure = rec.get("failure")
     if not failure:
@@ -631,6 +645,21 @@ def _colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
+#: After the palette's colours come its colours dashed, then dotted.
+_DASHES = ("", "7 4", "2 3")
+_SWATCH_STYLES = ("solid", "dashed", "dotted")
+
+
+def _dash(i: int) -> str:
+    return _DASHES[(i // len(PALETTE)) % len(_DASHES)]
+
+
+def _swatch(i: int) -> str:
+    """The run's line as a legend key: its colour, solid, dashed or dotted as its line."""
+    style = _SWATCH_STYLES[(i // len(PALETTE)) % len(_SWATCH_STYLES)]
+    return f'<span class="swatch" style="border-top:3px {style} {_colour(i)}"></span>'
+
+
 def _n(v: float) -> str:
     return f"{v:.1f}".rstrip("0").rstrip(".")
 
@@ -731,7 +760,8 @@ def svg_chart(
             for s in off_range(pts, scale):
                 edge = scale.top + 1 if s.kind == "above" else scale.bottom - 1
                 marks.append(_arrow(s, scale.px(pts[s.index][0]), edge, label, colour))
-        out.append(f'<g class="run" stroke="{colour}" fill="{colour}"><title>{label}</title>')
+        dash = f' stroke-dasharray="{_dash(curve.run)}"' if _dash(curve.run) else ""
+        out.append(f'<g class="run" stroke="{colour}" fill="{colour}"{dash}><title>{label}</title>')
         for seg in segments:
             if len(seg) == 1:
                 out.append(f'<circle cx="{_n(seg[0][0])}" cy="{_n(seg[0][1])}" r="2.5"/>')
@@ -815,7 +845,7 @@ tr.differs td { background: #fff8c5; }
 .status-running { color: var(--run); }
 .status-unknown { color: var(--dim); }
 .reason { display: block; color: var(--dim); font-size: 12.5px; overflow-wrap: anywhere; }
-.swatch { display: inline-block; width: 14px; height: 4px; border-radius: 2px;
+.swatch { display: inline-block; width: 16px; height: 0;
   vertical-align: middle; margin-right: 6px; }
 .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 520px), 1fr));
   gap: 16px; }
@@ -830,6 +860,7 @@ svg.chart .run polyline { stroke-width: 1.8; stroke-linejoin: round; stroke-line
 svg.chart .marks .nan { stroke-width: 2.2; }
 .legend { list-style: none; margin: 6px 0 0; padding: 0; font-size: 12.5px; }
 .legend li { overflow-wrap: anywhere; }
+.legend.shared { display: flex; flex-wrap: wrap; gap: 2px 18px; margin: 0 0 12px; }
 .legend .breaks { color: var(--bad); }
 .notes { list-style: none; margin: 0; padding: 0; }
 .notes li { border-left: 3px solid var(--line); padding: 4px 10px; margin: 6px 0; }
@@ -869,8 +900,7 @@ def _status_html(rec: RunRecord) -> str:
 
 def _run_head_html(rec: RunRecord, index: int) -> str:
     return (
-        f'<span class="swatch" style="background:{_colour(index)}"></span>'
-        f'{_esc(_run_label(rec))} <span class="dim mono">{_esc(rec["id"])}</span>'
+        f'{_swatch(index)}{_esc(_run_label(rec))} <span class="dim mono">{_esc(rec["id"])}</span>'
     )
 
 
@@ -952,8 +982,7 @@ def render_html(report: Report) -> str:
     out.append("</tr></thead><tbody>")
     for i, rec in enumerate(recs):
         cells = [
-            f'<td class="mono nowrap"><span class="swatch" style="background:{_colour(i)}">'
-            f"</span>{_esc(rec['id'])}</td>",
+            f'<td class="mono nowrap">{_swatch(i)}{_esc(rec["id"])}</td>',
             f'<td class="name">{_esc(rec.get("name") or "—")}</td>',
             f'<td class="status-cell">{_status_html(rec)}</td>',
             f'<td class="num">{_esc(seed_text(rec))}</td>',
@@ -971,25 +1000,19 @@ def render_html(report: Report) -> str:
     out.append("</tbody></table></div></section>")
     # config
     out.append('<section id="config"><h2>Config</h2>')
-    if n == 1:
-        out.append('<p class="note">The run\'s config.</p>')
-    else:
-        out.append('<p class="note">Only the keys whose values differ between the runs.</p>')
+    out.append(f'<p class="note">{_esc(_config_note(report))}</p>')
     if report.config:
         rows = [
             (k, [cell(v) if v is not None else "—" for v in vs]) for k, vs in report.config.items()
         ]
         out.append(_transposed_html(rows, recs, key_header="key", mark_differences=False))
-    else:
-        out.append(
-            '<p class="note">'
-            + ("No config was recorded." if n == 1 else "The runs have the same config.")
-            + "</p>"
-        )
     out.append("</section>")
     # curves
     out.append('<section id="curves"><h2>Curves</h2>')
     if report.charts:
+        if n > SHARED_LEGEND:
+            items = "".join(_legend_item(r, i) for i, r in enumerate(recs))
+            out.append(f'<ul class="legend shared">{items}</ul>')
         out.append('<div class="charts">')
         for k, chart in enumerate(report.charts):
             out.append(_figure_html(chart, recs, f"c{k}"))
@@ -1035,7 +1058,10 @@ def render_html(report: Report) -> str:
     # code and environment
     out.append('<section id="code"><h2>Code and environment</h2>')
     out.append("<h3>Code</h3>")
-    out.append(_transposed_html(_code_rows(report), recs, key_header="git"))
+    if any(r.get("git") for r in recs):
+        out.append(_transposed_html(_code_rows(report), recs, key_header="git"))
+    else:
+        out.append(f'<p class="note">{NO_GIT}</p>')
     seen: dict[str, str] = {}
     for rec in recs:
         diff = (rec.get("git") or {}).get("diff") or ""
@@ -1067,6 +1093,18 @@ def render_html(report: Report) -> str:
     return "\n".join(out)
 
 
+#: With more runs than this, the curves share one legend (each chart's own names
+#: only the runs with values off its scale).
+SHARED_LEGEND = 4
+
+
+def _legend_item(rec: RunRecord, index: int, breaks: str = "") -> str:
+    return (
+        f"<li>{_swatch(index)}"
+        f'{_esc(_run_label(rec))} <span class="dim mono">{_esc(rec["id"])}</span>{breaks}</li>'
+    )
+
+
 def _figure_html(chart: Chart, recs: Sequence[RunRecord], uid: str) -> str:
     scale = _Scale(chart, (0.0, 0.0, 1.0, 1.0))
     tags = sorted({c.tag for c in chart.curves} - {chart.name})
@@ -1085,10 +1123,11 @@ def _figure_html(chart: Chart, recs: Sequence[RunRecord], uid: str) -> str:
         found = stretches(pts) + (off_range(pts, scale) if c.run in chart.clipped else [])
         found.sort(key=lambda s: s.index)
         breaks = f' <span class="breaks">{_esc(describe_stretches(found))}</span>' if found else ""
-        legend.append(
-            f'<li><span class="swatch" style="background:{_colour(c.run)}"></span>'
-            f'{_esc(_run_label(rec))} <span class="dim mono">{_esc(rec["id"])}</span>{breaks}</li>'
-        )
+        if found or len(recs) <= SHARED_LEGEND:
+            legend.append(_legend_item(rec, c.run, breaks))
+    missing = len(recs) - len(chart.curves)
+    if missing and len(recs) > SHARED_LEGEND:
+        legend.append(f'<li class="dim">{missing} of the runs have no {_esc(chart.name)}</li>')
     return (
         f"<figure><figcaption>{caption}</figcaption>{svg_chart(chart, recs, uid=uid)}"
         f'<ul class="legend">{"".join(legend)}</ul></figure>'
@@ -1230,17 +1269,13 @@ def render_markdown(report: Report, limit: int = MD_LIMIT) -> str:
         rows.append(row)
     sections.append(["### Runs", "", *_md_table(header, rows)])
     # config
-    lines = ["### Config", ""]
-    if n > 1:
-        lines += ["Only the keys whose values differ between the runs.", ""]
+    lines = ["### Config", "", md_text(_config_note(report))]
     if report.config:
         rows = [
             [md_text(k, 80)] + [md_text(cell(v) if v is not None else "—", 120) for v in vs]
             for k, vs in report.config.items()
         ]
-        lines += _md_table(["key", *[_md_run_head(r) for r in recs]], rows)
-    else:
-        lines.append("No config was recorded." if n == 1 else "The runs have the same config.")
+        lines += ["", *_md_table(["key", *[_md_run_head(r) for r in recs]], rows)]
     sections.append(lines)
     # curves
     sections.append(["### Curves", "", *_md_curves(report)])
@@ -1272,10 +1307,13 @@ def render_markdown(report: Report, limit: int = MD_LIMIT) -> str:
     # code and environment
     run_heads = [_md_run_head(r) for r in recs]
     lines = ["### Code and environment", ""]
-    lines += _md_table(
-        ["git", *run_heads],
-        ([md_text(k)] + [md_text(v, 120) for v in vs] for k, vs in _code_rows(report)),
-    )
+    if any(r.get("git") for r in recs):
+        lines += _md_table(
+            ["git", *run_heads],
+            ([md_text(k)] + [md_text(v, 120) for v in vs] for k, vs in _code_rows(report)),
+        )
+    else:
+        lines.append(md_text(NO_GIT))
     lines.append("")
     lines += _md_table(
         ["env", *run_heads],
