@@ -128,6 +128,8 @@ class Plan:
     template: list[str] = field(default_factory=list)
     #: replicas are named "STEM seed=N" (config file copies: the default name would show the copy)
     name_stem: str | None = None
+    #: variables the seed sets, with :data:`SEED_MARK` where it goes
+    template_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def seeds(self) -> list[int]:
@@ -277,6 +279,12 @@ def locate_seed(rec: RunRecord, argv: Sequence[str], cwd: str, seed_arg: str | N
             else "was not found"
         )
         raise ReplicateError(f"the seed of run {rec.get('id')} {why}", hint=hint)
+    from labbook.capture.seed import parse_seed_value, seed_from_argv
+
+    on_line = seed_from_argv(list(argv))
+    if on_line is not None and parse_seed_value(on_line.value) == parse_seed_value(value):
+        # The command line holds it (a config the script wrote may hold it too): change it there.
+        source = on_line.source or ""
     if source.startswith("argv:"):
         flag = source[len("argv:") :]
         pos = _flag_positions(argv, flag)
@@ -688,7 +696,9 @@ def plan_replicas(
         assert place.file is not None
         marked = str(replicas_dir(sweep) / f"seed-{SEED_MARK}" / Path(place.file).name)
         template = _point_at(template, cwd, place.file, marked)
-    return Plan(run_id, rec.get("name"), cwd, sweep, place, replicas, notes, template, stem)
+    return Plan(
+        run_id, rec.get("name"), cwd, sweep, place, replicas, notes, template, stem, template_env
+    )
 
 
 def _point_at(argv: Sequence[str], cwd: str, original: str, copy: str) -> list[str]:
@@ -737,7 +747,7 @@ def _quote_marked(word: str) -> str:
 def sbatch_script(plan: Plan, db: str | None, log_dir: Path) -> str:
     """A Slurm array job: one task per seed, ``labbook run --`` wrapping the command."""
     n = len(plan.replicas)
-    _, env = set_seed([], plan.place, SEED_MARK)
+    env = plan.template_env
     seeds = " ".join(str(s) for s in plan.seeds)
     lines = [
         "#!/bin/bash",

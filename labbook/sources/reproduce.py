@@ -80,7 +80,7 @@ class Reproduction:
     cannot: list[str] = field(default_factory=list)
     #: other things worth saying (a rewritten path, a data link)
     notes: list[str] = field(default_factory=list)
-    #: whether the code is the run's (patch applied, nothing missing that was kept)
+    #: whether the commit and the patch are the run's (False: the patch did not apply)
     code_restored: bool = True
 
     def to_json(self) -> dict[str, Any]:
@@ -319,7 +319,8 @@ def run_script(rep: Reproduction, rec: RunRecord, rel_workdir: str) -> str:
         "#!/usr/bin/env bash",
         f"# Reproduce run {rep.run_id}" + (f" ({rep.run_name})" if rep.run_name else ""),
         f"# recorded {rec.get('started_at') or '?'} on {rec.get('host') or '?'}; commit {rep.commit}.",
-        f"# To record the rerun as a run: labbook reproduce {rep.run_id} --exec",
+        "# To record the rerun as a run, run the command below through `labbook run --`",
+        "# in the same directory (labbook reproduce RUN --exec does that).",
         "set -euo pipefail",
         'here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
         '. "$here/env.sh"',
@@ -430,7 +431,6 @@ def reproduce(
         target.write_text(text, encoding="utf-8")
         rep.restored.append(name)
     if not_kept:
-        rep.code_restored = False
         rep.cannot.append(
             f"untracked files not kept (over the size budget, binary or secret): {_few(not_kept, 6)}"
         )
