@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import git, run_cli
+from tests.conftest import run_cli
 
 HOSTILE = "<script>alert(1)</script>"
 NOTE = "trying <b>a big</b> lr | with a pipe"
@@ -91,19 +91,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # printed metrics, launched in a real repository with an uncommitted change
     repo = root / "project"
     repo.mkdir()
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        git(repo, "init", "-q", "-b", "main")
-        (repo / "train.py").write_text(TRAIN)
-        git(repo, "add", "train.py")
-        git(repo, "commit", "-q", "-m", "initial")
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    (repo / "train.py").write_text(TRAIN)
+    for args in (["init", "-q", "-b", "main"], ["add", "train.py"], ["commit", "-q", "-m", "init"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, env={**os.environ, **env})
     (repo / "train.py").write_text(TRAIN + "# tuned\n# twice\n")
     py = sys.executable
     _ok(run_cli("run", "--", py, "train.py", "--lr", "0.1", "--seed", "1",
@@ -467,9 +457,9 @@ def test_scale_keeps_healthy_runs_readable() -> None:
     """A diverging run beside healthy ones leaves the chart; alone, it gets a log scale."""
     from labbook.render.report import Chart, Curve, y_scale
 
-    healthy = [Curve(0, "loss", [(s, 2.0 / s) for s in range(1, 50)])]
-    healthy.append(Curve(1, "loss", [(s, 2.5 / s) for s in range(1, 50)]))
-    wild = Curve(2, "loss", [(s, 10.0**s) for s in range(1, 40)] + [(40, float("nan"))])
+    healthy = [Curve(0, "loss", [(float(s), 2.0 / s) for s in range(1, 50)])]
+    healthy.append(Curve(1, "loss", [(float(s), 2.5 / s) for s in range(1, 50)]))
+    wild = Curve(2, "loss", [(float(s), 10.0**s) for s in range(1, 40)] + [(40.0, float("nan"))])
     chart = y_scale(Chart("train_loss", [*healthy, wild]))
     assert chart.clipped == [2] and not chart.log
     assert (chart.lo, chart.hi) == (2.0 / 49, 2.5)
