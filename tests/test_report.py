@@ -467,6 +467,13 @@ def test_scale_keeps_healthy_runs_readable() -> None:
     assert alone.clipped == [] and alone.log and (alone.lo, alone.hi) == (1.0, 39.0)
     same = y_scale(Chart("val_acc", healthy))
     assert same.clipped == [] and not same.log
+    # a healthy run on another scale is not clipped: both fit on a log scale
+    big = Curve(3, "loss", [(float(s), 20000.0 / s) for s in range(1, 50)])
+    scaled = y_scale(Chart("train_loss", [healthy[0], big]))
+    assert scaled.clipped == [] and scaled.log
+    # a run that failed is clipped like one with NaN
+    failed = y_scale(Chart("train_loss", [healthy[0], big]), failed=[3])
+    assert failed.clipped == [3] and not failed.log
 
 
 def test_markdown_text_is_literal() -> None:

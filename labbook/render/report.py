@@ -19,8 +19,11 @@ Content-Security-Policy forbids them too), so it opens from ``scp`` with no
 server. Values off a chart's scale are marked as the TUI marks them: the line
 breaks, ``▲`` marks inf at the top, ``▼`` -inf at the bottom, ``×`` NaN at the
 height where the curve was, at the first step of each stretch; the legend names
-the stretches (``× NaN from 168``). A chart whose positive values span
-:data:`LOG_SPAN` or more is drawn on a log scale (say: a loss that overflowed).
+the stretches (``× NaN from 168``). A run that went wrong (NaN or inf in its
+curve; failed, diverged, killed) and whose values run far beyond the others'
+leaves the chart at its edge (``↑``, named in the legend) instead of flattening
+the other curves; a chart whose positive values span :data:`LOG_SPAN` or more is
+drawn on a log scale.
 
 **Markdown** fits a pull-request comment: GitHub-flavoured tables, at most
 :data:`MD_LIMIT` characters (GitHub's limit for a comment) — when longer, the
@@ -96,6 +99,7 @@ MARKS = {"inf": "▲", "-inf": "▼", "NaN": "×", "above": "↑", "below": "↓
 SPARKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 24
 
+_WENT_WRONG = ("failed", "diverged", "killed")
 _LOWER_BETTER = {"loss", "ppl", "wer", "cer", "mae", "mse", "rmse"}
 _HIGHER_BETTER = {
     "acc",
@@ -240,7 +244,8 @@ def build_report(
         if len(charts) >= MAX_CHARTS:
             not_charted.append((name, f"more than {MAX_CHARTS} charts"))
             continue
-        charts.append(y_scale(Chart(name, curves)))
+        failed = [i for i, r in enumerate(records) if r["status"] in _WENT_WRONG]
+        charts.append(y_scale(Chart(name, curves), failed))
     if len(records) > 1 and not metrics:
         everywhere = {n for names in per_run for n in names}
         for name in _chart_order(records, everywhere - shared):
@@ -269,25 +274,29 @@ def _finite_range(curves: Iterable[Curve]) -> tuple[float, float] | None:
     return (min(ys), max(ys)) if ys else None
 
 
-def y_scale(chart: Chart) -> Chart:
-    """Choose ``chart``'s y scale. A run whose values reach :data:`OUTLIER` times the
-    other runs' span beyond their range (a diverging loss next to healthy ones) does
-    not set the scale: the others' curves stay readable and its line leaves the
-    chart, named in the legend. Positive values spanning :data:`LOG_SPAN` or more
-    (max / min) are drawn on a log scale."""
-    ranges = {c.run: _finite_range([c]) for c in chart.curves}
+def y_scale(chart: Chart, failed: Iterable[int] = ()) -> Chart:
+    """Choose ``chart``'s y scale. A run that went wrong (its curve has NaN or inf, or
+    its index is in ``failed``: failed, diverged, killed) and whose values go
+    :data:`OUTLIER` times the other runs' span beyond their range (a diverging loss
+    next to healthy ones) does not set the scale: the others' curves stay readable
+    and its line leaves the chart, named in the legend. Positive values spanning
+    :data:`LOG_SPAN` or more (max / min) are drawn on a log scale."""
+    bad = set(failed)
+    suspects = {
+        c.run
+        for c in chart.curves
+        if c.run in bad or any(not math.isfinite(y) for _, y in c.points)
+    }
+    core = _finite_range(c for c in chart.curves if c.run not in suspects)
     clipped: list[int] = []
-    if len(ranges) > 1:
+    if core is not None:
+        span = (core[1] - core[0]) or abs(core[1]) or 1.0
         for c in chart.curves:
-            own = ranges[c.run]
-            rest = _finite_range(o for o in chart.curves if o.run != c.run)
-            if own is None or rest is None:
+            own = _finite_range([c])
+            if c.run not in suspects or own is None:
                 continue
-            span = (rest[1] - rest[0]) or abs(rest[1]) or 1.0
-            if own[1] > rest[1] + OUTLIER * span or own[0] < rest[0] - OUTLIER * span:
+            if own[1] > core[1] + OUTLIER * span or own[0] < core[0] - OUTLIER * span:
                 clipped.append(c.run)
-        if len(clipped) >= len(ranges) - len([r for r in ranges.values() if r is None]):
-            clipped = []  # every run an outlier of the others: none is
     kept = _finite_range(c for c in chart.curves if c.run not in clipped)
     lo, hi = kept if kept is not None else (0.0, 1.0)
     log = lo > 0 and hi / lo >= LOG_SPAN
