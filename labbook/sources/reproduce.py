@@ -511,4 +511,6 @@ def execute(
     if seed.get("source") == "env:PL_GLOBAL_SEED" and seed.get("value") is not None:
         env["PL_GLOBAL_SEED"] = str(seed["value"])
     argv = [sys.executable, "-m", "labbook", *(["--db", db] if db else []), "run", "--", *rep.argv]
+    for stream in (sys.stdout, sys.stderr):  # what was said comes before the run's output
+        stream.flush()
     return subprocess.run(argv, cwd=rep.workdir, env=env, check=False).returncode
