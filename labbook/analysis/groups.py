@@ -313,15 +313,13 @@ def grouped(
 
 
 def sweep_points(
-    store: Store, kind: str, sweep: str, flt: RunFilter | None = None
+    store: Store, kind: str, sweep: str, ids: Sequence[str] | None = None
 ) -> list[tuple[str, list[RunRecord]]]:
-    """The points of a sweep: its runs (matching ``flt`` when given) by seed group,
-    in the order the points were first run."""
-    from labbook.store.groups import group_id, light_rows, sweep_member_ids
+    """The points of a sweep: its runs (``ids``, newest first, when given) by seed
+    group, in the order the points were first run."""
+    from labbook.store.groups import group_id, sweep_member_ids
 
-    if flt is not None:
-        ids = [r[0] for r in light_rows(store, flt) if r[2] == kind and r[3] == sweep]
-    else:
+    if ids is None:
         ids = sweep_member_ids(store, kind, sweep)
     recs = records_of(store, ids)
     keys = dict(zip(ids, _keys_of(store, ids), strict=True))

@@ -163,18 +163,16 @@ def ls_sweeps(ctx: click.Context, ref: str | None, **kw: Any) -> None:
             if found is None:
                 found = _sweep_of_run(store, ref)
             chosen = [found]
-            pick = None
+            ids: dict[tuple[str, str], list[str]] | None = None
         else:
-            limit, flt.limit = flt.limit, None
-            seen: dict[tuple[str, str], None] = {}
-            for _rid, _key, kind, sweep, _status in light_rows(store, flt):
+            ids = {}
+            for rid, _key, kind, sweep, _status in light_rows(store, flt):
                 if kind and sweep:
-                    seen.setdefault((kind, sweep), None)
-            chosen = list(seen)[:limit] if limit else list(seen)
-            pick = flt
+                    ids.setdefault((kind, sweep), []).append(rid)
+            chosen = list(ids)[: flt.limit] if flt.limit else list(ids)
         views = [
             sweep_view(
-                sweep_points(store, kind, sweep, pick),
+                sweep_points(store, kind, sweep, ids[(kind, sweep)] if ids else None),
                 kind=kind,
                 sweep_id=sweep_short_id(kind, sweep) or "",
                 source=sweep,
