@@ -809,10 +809,10 @@ def launch_replicas(
         for r in plan.replicas:
             if say:
                 say(f"labbook: replica seed={r.seed} ({len(results) + 1} of {len(plan.replicas)})")
-            proc = subprocess.run(
+            done_proc = subprocess.run(
                 _child_argv(r, db), cwd=plan.cwd, env={**base, **r.env}, check=False
             )
-            results.append((r.seed, proc.returncode, None))
+            results.append((r.seed, done_proc.returncode, None))
         return results
     folder = replicas_dir(plan.sweep)
     folder.mkdir(parents=True, exist_ok=True)

@@ -248,7 +248,7 @@ def installed_packages() -> dict[str, str]:
 
     out: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
-        name = dist.metadata.get("Name") if dist.metadata else None
+        name = dist.metadata["Name"] if dist.metadata else None
         if name and normalize_name(name) not in out:
             out[normalize_name(name)] = dist.version
     return out

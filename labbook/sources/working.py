@@ -85,6 +85,9 @@ def working_record(
         facts.seed = pick_seed(seed_from_config(facts.config), facts.seed)
     facts.data = fingerprint_paths(facts.config, work)
     facts = redact_facts(facts)
+    from labbook.store import now_iso
+
+    now = now_iso()
     return {
         "id": WORKING_ID,
         "name": "the working tree" + (" (RUN's command)" if not argv else ""),
@@ -92,11 +95,13 @@ def working_record(
         "host": facts.host,
         "user": facts.user,
         "framework": "command",
-        "status": None,
+        "status": "unknown",  # it has not run
+        "status_reason": None,
         "failure": None,
         "started_at": None,
         "ended_at": None,
         "command": facts.command,
+        "pid": None,
         "seed": {"value": facts.seed.value, "source": facts.seed.source, "known": facts.seed.known},
         "config": facts.config,
         "metrics": {},
@@ -106,6 +111,10 @@ def working_record(
         "data": facts.data,
         "tags": [],
         "notes": [],
+        "missing": False,
+        "archived_at": None,
+        "created_at": now,
+        "updated_at": now,
     }
 
 
