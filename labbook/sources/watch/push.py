@@ -80,7 +80,7 @@ class Pusher:
         where = describe_url(self.cfg.url or "")
         try:
             with Store.open(self.db_path) as store:
-                result = push_round(store, self.cfg, curves=curves)
+                result = push_round(store, self.cfg, curves=curves, lazy=True)
         except LabbookError as exc:
             if self.failing is None:
                 self._say(

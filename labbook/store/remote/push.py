@@ -49,6 +49,7 @@ from labbook.store.remote.schema import (
     q,
     schema_exists,
 )
+from labbook.store.remote.schema import group_expr as _group_expr
 
 if TYPE_CHECKING:
     from labbook.store import Store
@@ -281,12 +282,9 @@ def _user() -> str:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from labbook import __version__
 
-        return version("labbook")
-    except Exception:
-        return "unknown"
+    return __version__
 
 
 # --- apply (remote) -----------------------------------------------------------------
@@ -586,21 +584,12 @@ def apply_batch(conn: Any, batch: Batch, *, server_cols: set[str] | None = None)
     return len(live) - len(stale)
 
 
-#: A run's identity beyond one store: the same Slurm job (array task), else the same
-#: run directory (runs recorded from a directory have it as their source key).
-_GROUP = (
-    "CASE WHEN {t}slurm_job IS NOT NULL THEN 'slurm:' || coalesce({t}slurm_cluster, '') || ':'"
-    " || coalesce({t}slurm_array_job, {t}slurm_job) || ':' || coalesce({t}slurm_array_task, '')"
-    " WHEN {t}path IS NOT NULL AND {t}source_key = {t}path THEN 'dir:' || {t}path END"
-)
-
-
 def mark_superseded(conn: Any, run_ids: list[str]) -> int:
     """For the groups (same Slurm job or run dir) of ``run_ids`` that rows of several
     origins share: the newest row stands, the others get ``superseded_by`` = its id.
     Returns how many rows changed. Serialised across pushers (one lock) so that two
     origins pushing one group at once cannot both miss the other."""
-    g = _GROUP.format(t="")
+    g = _group_expr()
     groups = [
         r[0]
         for r in conn.execute(
@@ -653,6 +642,7 @@ def push_round(
     curves: bool = True,
     progress: Progress | None = None,
     max_batches: int | None = None,
+    lazy: bool = False,
 ) -> PushResult:
     """Push this store's dirty runs, ``limit`` runs per remote transaction, until
     none with a mark as old as this round's claim is left (or ``max_batches``).
@@ -671,6 +661,16 @@ def push_round(
     if all:
         outbox.mark_all(local)
         curves = True
+    beat = _HEARTBEATS.get(str(store.path), -1e9)
+    if (
+        lazy
+        and conn is None
+        and time.monotonic() - beat < HEARTBEAT_S
+        and not _has_dirty(local)
+        and not _spool_waiting(cfg)
+    ):
+        result.seconds = time.monotonic() - t0
+        return result
     own = conn is None
     if conn is None:
         conn = connect(cfg)
@@ -684,6 +684,7 @@ def push_round(
             )
         if not _has_dirty(local):
             _touch_origin(conn, origin, pending=0)
+            _HEARTBEATS[str(store.path)] = time.monotonic()
             result.seconds = time.monotonic() - t0
             return result
         claimed = outbox.claim(local)
@@ -741,6 +742,7 @@ def push_round(
         if own:
             with contextlib.suppress(Exception):
                 conn.close()
+    _HEARTBEATS[str(store.path)] = time.monotonic()
     result.seconds = time.monotonic() - t0
     return result
 
@@ -766,6 +768,20 @@ def _count_dirty(conn: sqlite3.Connection, claimed: int) -> int:
             "SELECT count(DISTINCT run_id) FROM dirty WHERE gen <= ?", (claimed,)
         ).fetchone()[0]
     )
+
+
+#: Seconds between the heartbeats of an idle ``labbook watch`` (its ``last_push``).
+HEARTBEAT_S = 60.0
+_HEARTBEATS: dict[str, float] = {}
+
+
+def _spool_waiting(cfg: RemoteConfig) -> bool:
+    """Whether a spool file may be waiting (a cheap look at the spool directory)."""
+    try:
+        with os.scandir(cfg.spool_dir) as it:
+            return any(e.name.endswith(".lbspool") for e in it)
+    except OSError:
+        return False
 
 
 def _touch_origin(conn: Any, origin: str, *, pending: int) -> None:

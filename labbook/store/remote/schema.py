@@ -78,6 +78,21 @@ RUN_COLUMNS: tuple[tuple[str, str], ...] = (
 SERVER_RUN_COLUMNS = ("origin", "local_id", "version", "superseded_by", "pushed_at")
 
 
+#: A run's identity beyond one store: the same Slurm job (array task), else the same
+#: run directory (runs recorded from a directory have it as their source key). Rows
+#: of several origins with one key are one run (the newest stands: superseded_by).
+_GROUP = (
+    "(CASE WHEN {t}slurm_job IS NOT NULL THEN 'slurm:' || coalesce({t}slurm_cluster, '') || ':'"
+    " || coalesce({t}slurm_array_job, {t}slurm_job) || ':' || coalesce({t}slurm_array_task, '')"
+    " WHEN {t}path IS NOT NULL AND {t}source_key = {t}path THEN 'dir:' || {t}path END)"
+)
+
+
+def group_expr(t: str = "") -> str:
+    """The SQL of a run's group key (indexed on the server as ``runs_group_key``)."""
+    return _GROUP.format(t=t)
+
+
 def q(name: str) -> str:
     """A quoted identifier (``user`` is a reserved word in PostgreSQL)."""
     return '"' + name.replace('"', '""') + '"'
@@ -139,8 +154,10 @@ def _ddl() -> list[str]:
         f'CREATE INDEX IF NOT EXISTS runs_user ON {s}.runs ("user")',
         f"CREATE INDEX IF NOT EXISTS runs_slurm ON {s}.runs"
         " (slurm_cluster, slurm_job, slurm_array_task)",
-        f"CREATE INDEX IF NOT EXISTS runs_superseded ON {s}.runs (superseded_by)"
+        f"CREATE INDEX IF NOT EXISTS runs_superseded ON {s}.runs (origin, superseded_by)"
         " WHERE superseded_by IS NOT NULL",
+        f"CREATE INDEX IF NOT EXISTS runs_group_key ON {s}.runs ({group_expr()})"
+        f" WHERE {group_expr()} IS NOT NULL",
         f"""CREATE TABLE IF NOT EXISTS {s}.params (
     run_id text NOT NULL REFERENCES {s}.runs(id) ON DELETE CASCADE,
     key text NOT NULL,
