@@ -135,7 +135,7 @@ def fold(
         "size": len(records),
         "name": group_name(newest) if newest else None,
         "statuses": statuses(records),
-        "started_at": (newest or {}).get("started_at"),
+        "started_at": newest.get("started_at") if newest else None,
         "metrics": {c: summary([v for _, v in finals(records, c)]) for c in cols},
         "primary": primary,
         "direction": metric_direction(primary) if primary else None,

@@ -134,14 +134,13 @@ def ls_groups(ctx: click.Context, ref: str | None, *, expand: bool, **kw: Any) -
     if out in DATA_FORMATS:
         echo_data(out, rows, [group_row(r, metrics) for r in rows], group_row_columns(metrics))
         return
-    members = {gid: m for gid, m in groups} if expand else None
     print_groups(
         rows,
         metrics,
         wide=bool(kw.get("wide")),
         color=use_color(kw.get("color", "auto")),
         style=kw.get("fmt"),
-        members=members,
+        members=dict(groups) if expand else None,
     )
     if flt.limit and total > len(rows):
         from labbook.render.runs import print_limit_note

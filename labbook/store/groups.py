@@ -204,9 +204,9 @@ def resolve_group(store: Store, ref: str) -> str | None:
         )
     ]
     if len(rows) > 1:
-        from labbook.errors import AmbiguousRun
+        from labbook.errors import UsageError
 
-        raise AmbiguousRun(f"group id {ref} names more than one group", hint="give more digits")
+        raise UsageError(f"group id {ref} names more than one group", hint="give more digits")
     return rows[0] if rows else None
 
 
