@@ -7,8 +7,40 @@ from typing import Any
 
 import click
 
-from labbook.cli.options import color_option, echo_json, json_option, open_store, use_color
+from labbook.cli.options import (
+    color_option,
+    echo_json,
+    json_option,
+    open_store,
+    reads_remote,
+    remote_option,
+    use_color,
+)
 from labbook.errors import LabbookError, StoreError
+
+#: How long ``labbook check`` waits for the lab's notebook before it checks this
+#: node's runs only (the shell hook has less: ``analysis.check.HOOK_REMOTE_BUDGET_S``).
+CHECK_REMOTE_BUDGET_S = 1.0
+
+
+def remote_within_budget(budget_s: float) -> Any:
+    """The lab's notebook if it answers within ``budget_s``; else None, said in one
+    line on stderr (the check then reads this node's store)."""
+    from labbook.store.remote.read import open_remote_within
+
+    try:
+        return open_remote_within(budget_s)
+    except LabbookError as exc:
+        from labbook.textsafe import printable
+
+        click.echo(f"labbook: checking this node's runs only: {printable(exc.message)}", err=True)
+        return None
+
+
+def open_store_local(ctx: click.Context) -> Any:
+    """This node's own store (``open_store`` without the remote)."""
+    ctx.obj["remote"] = False
+    return open_store(ctx, create=False)
 
 
 def print_warnings(warnings: list[Any], *, err: bool, color: str = "auto") -> None:
@@ -22,15 +54,24 @@ def print_warnings(warnings: list[Any], *, err: bool, color: str = "auto") -> No
             click.secho(line, err=err, fg="yellow" if i == 0 else None, bold=i == 0, color=on)
 
 
-def check_before(ctx: click.Context, argv: list[str], config: dict[str, Any]) -> list[Any]:
+def check_before(
+    ctx: click.Context, argv: list[str], config: dict[str, Any], *, hook: bool = False
+) -> list[Any]:
     """Warnings for ``argv`` (empty when there is no database yet)."""
     from labbook.analysis.check import check
     from labbook.capture.git import find_repo_root
 
-    try:
-        store = open_store(ctx, create=False)
-    except StoreError:
-        return []
+    store = None
+    if reads_remote(ctx):
+        from labbook.analysis.check import HOOK_REMOTE_BUDGET_S, remote_budget
+
+        budget = remote_budget(HOOK_REMOTE_BUDGET_S if hook else CHECK_REMOTE_BUDGET_S)
+        store = remote_within_budget(budget)
+    if store is None:
+        try:
+            store = open_store_local(ctx)
+        except StoreError:
+            return []
     with store:
         store.set_busy_timeout(0.2)  # reads only; never wait long before the command
         return check(
@@ -52,6 +93,7 @@ def check_before(ctx: click.Context, argv: list[str], config: dict[str, Any]) ->
 @click.option("--strict", is_flag=True, help="Exit 1 on an exact repeat of a failed config.")
 @click.option("--line", hidden=True, help="The command as one shell line (for the shell hooks).")
 @click.option("--hook", is_flag=True, hidden=True, help="Quiet mode for the shell hooks.")
+@remote_option
 @color_option
 @json_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -88,7 +130,7 @@ def check_cmd(
         argv = split_line(line)
     try:
         config = load_config_file(config_file) if config_file else {}
-        warnings = check_before(ctx, argv, config)
+        warnings = check_before(ctx, argv, config, hook=hook)
     except LabbookError:
         if hook:
             return  # a shell hook never complains

@@ -23,6 +23,8 @@ from labbook.cli.options import (
     format_options,
     no_pager_option,
     output_format,
+    reads_remote,
+    remote_option,
     run_filter,
     show_text,
 )
@@ -32,6 +34,10 @@ from labbook.errors import UsageError
 def _store(ctx: click.Context) -> Any:
     from labbook.store import Store
 
+    if reads_remote(ctx):
+        from labbook.cli.options import open_remote_store
+
+        return open_remote_store(ctx)
     return Store.open(ctx.obj["db"], create=False)
 
 
@@ -61,6 +67,7 @@ def _echo_json(value: Any) -> None:
 )
 @click.option("--stat", is_flag=True, help="One line per section that differs.")
 @no_pager_option
+@remote_option
 @color_option
 @click.option(
     "--json", "as_json", is_flag=True, help="Print JSON (see README: labbook diff --json)."
@@ -128,8 +135,10 @@ def diff_cmd(
 )
 @filter_options
 @no_pager_option
+@remote_option
 @color_option
 @format_options
+@compare_group_option
 @click.pass_context
 def compare_cmd(
     ctx: click.Context,
@@ -138,7 +147,6 @@ def compare_cmd(
     status: tuple[str, ...],
     framework: tuple[str, ...],
     tag: tuple[str, ...],
-@compare_group_option
     where: tuple[str, ...],
     since: str | None,
     limit: int,

@@ -7,7 +7,7 @@ import sys
 import click
 
 from labbook.cli.complete import complete_run
-from labbook.cli.options import open_store
+from labbook.cli.options import open_store, remote_option
 from labbook.errors import UsageError
 from labbook.textsafe import printable
 
@@ -19,6 +19,7 @@ from labbook.textsafe import printable
 @click.option("--lesson", "kind", flag_value="lesson", help="TEXT says what to do differently.")
 @click.option("--delete", "delete_id", type=int, help="Delete note NOTE_ID (a tombstone stays).")
 @click.option("--author", help="Author (default: your user name).")
+@remote_option(writes=True)
 @click.pass_context
 def note_cmd(
     ctx: click.Context,
@@ -63,6 +64,7 @@ def note_cmd(
 @click.argument("run", shell_complete=complete_run)
 @click.argument("tags", nargs=-1, required=True)
 @click.option("--remove", is_flag=True, help="Remove the tags instead.")
+@remote_option(writes=True)
 @click.pass_context
 def tag_cmd(ctx: click.Context, run: str, tags: tuple[str, ...], remove: bool) -> None:
     """Tag RUN with TAGS (or --remove them)."""

@@ -52,10 +52,17 @@ WARNINGS = WarningHandler()
 
 
 def open_store(ctx: click.Context, *, create: bool = True) -> Any:
-    """The store, with writes that ``labbook run`` had to leave in its journal written."""
+    """The store, with writes that ``labbook run`` had to leave in its journal written.
+
+    In a command with :func:`remote_option`, the lab's notebook instead when asked
+    (``--remote``, ``LABBOOK_REMOTE=1``, ``read = "remote"`` in config.toml; ``--local``
+    wins): a :class:`~labbook.store.remote.read.RemoteStore`.
+    """
     from labbook.store import Store
     from labbook.store.journal import replay_all
 
+    if reads_remote(ctx):
+        return open_remote_store(ctx)
     store = Store.open(ctx.obj["db"], create=create)
     try:
         replay_all(store)
@@ -65,6 +72,74 @@ def open_store(ctx: click.Context, *, create: bool = True) -> Any:
 
         warn_exception(None, "cannot write the journal", exc, expected=(LabbookError,))
     return store
+
+
+def remote_option(f: Any = None, *, writes: bool = False) -> Any:
+    """``--remote/--local``: read the lab's notebook (PostgreSQL) instead of this
+    node's store, or not (overrides ``LABBOOK_REMOTE`` and ``read`` in config.toml).
+    ``writes``: the command writes notes or tags (under this node's own origin)."""
+
+    def set_remote(ctx: click.Context, param: click.Parameter, value: bool | None) -> None:
+        ctx.ensure_object(dict)
+        ctx.obj["remote"] = value
+        ctx.obj["remote_ok"] = True
+        ctx.obj["remote_writes"] = writes
+
+    what = "Write to" if writes else "Read"
+    decorator = click.option(
+        "--remote/--local",
+        "remote",
+        default=None,
+        expose_value=False,
+        is_eager=True,
+        callback=set_remote,
+        help=f"{what} the lab's shared notebook (every node's runs) instead of this node's"
+        " store; default: [remote] read in config.toml, or LABBOOK_REMOTE=1.",
+    )
+    return decorator if f is None else decorator(f)
+
+
+def reads_remote(ctx: click.Context) -> bool:
+    """Whether this command reads the lab's notebook (see :func:`remote_option`)."""
+    obj = ctx.obj or {}
+    if not obj.get("remote_ok"):
+        return False
+    flag = obj.get("remote")
+    if flag is not None:
+        return bool(flag)
+    import os
+
+    env = os.environ.get("LABBOOK_REMOTE")
+    if env is None or env == "":
+        # config.toml is read only when it may say something (a file that exists)
+        from labbook.config import config_file
+
+        try:
+            if not config_file().exists():
+                return False
+        except OSError:
+            return False
+    from labbook.store.remote.config import RemoteConfig
+
+    return RemoteConfig.load().read == "remote"
+
+
+def open_remote_store(ctx: click.Context, *, timeout: float | None = None) -> Any:
+    """The lab's notebook; with this node's own store alongside when it exists (its
+    origin is what ``note``/``tag --remote`` write under)."""
+    from labbook.errors import StoreError
+    from labbook.store import Store
+    from labbook.store.remote.config import RemoteConfig
+    from labbook.store.remote.read import RemoteStore
+
+    cfg = RemoteConfig.load()
+    local = None
+    if (ctx.obj or {}).get("remote_writes"):
+        try:
+            local = Store.open((ctx.obj or {}).get("db"), create=False)
+        except StoreError:
+            local = None
+    return RemoteStore.connect(cfg, local=local, timeout=timeout)
 
 
 def echo_json(value: Any) -> None:

@@ -15,6 +15,7 @@ from labbook.cli.options import (
     format_options,
     open_store,
     output_format,
+    remote_option,
     run_filter,
     use_color,
 )
@@ -24,6 +25,7 @@ from labbook.textsafe import printable
 @click.command("search")
 @click.argument("query", nargs=-1, required=True)
 @filter_options
+@remote_option
 @color_option
 @format_options
 @click.pass_context

@@ -131,6 +131,9 @@ def _write_plain(lines: Sequence[Sequence[str]], widths: Sequence[int]) -> None:
 
 #: The run columns of ``ls`` besides metrics, in the order they are shown.
 RUN_COLUMNS = ("id", "name", "status", "framework", "started", "time", "seed")
+#: Run fields that ``--columns`` also takes (not shown by default): where and by whom
+#: a run ran, which tell the lab notebook's nodes apart (``ls --remote``).
+EXTRA_RUN_COLUMNS = ("host", "user")
 #: Metric columns ``ls`` shows when piped, and at most on a terminal (or ``--wide``).
 PIPED_METRICS, MAX_METRICS = 3, 6
 #: Below this many cells a name is not shortened further to make room for other columns.
@@ -172,7 +175,7 @@ def parse_columns(text: str, records: Sequence[RunRecord]) -> list[Column]:
         config_keys.update(r.get("config") or {})
     out = []
     for name in names:
-        if name in RUN_COLUMNS:
+        if name in RUN_COLUMNS or name in EXTRA_RUN_COLUMNS:
             out.append(Column("run", name))
         elif name.startswith(("metrics.", "metric.")):
             out.append(Column("metric", name.split(".", 1)[1]))
@@ -186,7 +189,9 @@ def parse_columns(text: str, records: Sequence[RunRecord]) -> list[Column]:
             import difflib
 
             close = difflib.get_close_matches(
-                name, [*RUN_COLUMNS, *sorted(metric_names), *sorted(config_keys)], n=3
+                name,
+                [*RUN_COLUMNS, *EXTRA_RUN_COLUMNS, *sorted(metric_names), *sorted(config_keys)],
+                n=3,
             )
             quoted = [f"'{c}'" for c in close]
             alternatives = ", ".join(quoted[:-1]) + " or " + quoted[-1] if len(quoted) > 1 else ""
@@ -219,8 +224,8 @@ def _cell(rec: RunRecord, col: Column, *, narrow: bool = False) -> str:
         return rec.get("name") or ""
     if col.key == "status":
         return rec["status"]
-    if col.key == "framework":
-        return rec.get("framework") or ""
+    if col.key in ("framework", "host", "user"):
+        return str(rec.get(col.key) or "")
     if col.key == "started":
         return fmt_time(rec.get("started_at"))
     if col.key == "time":

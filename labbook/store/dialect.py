@@ -87,6 +87,10 @@ class Dialect:
         """A value compared with a text column (SQLite's column affinity converts it)."""
         return value
 
+    def limit_arg(self, limit: int) -> int | None:
+        """The value bound to ``LIMIT ?``: a negative ``limit`` is no limit."""
+        return int(limit)
+
     def bytes_order(self, expr: str) -> str:
         """``expr`` ordered by its bytes (SQLite's BINARY collation)."""
         return expr
@@ -146,6 +150,9 @@ class _Postgres(Dialect):
 
     def bytes_order(self, expr: str) -> str:
         return f'{expr} COLLATE "C"'
+
+    def limit_arg(self, limit: int) -> int | None:
+        return None if int(limit) < 0 else int(limit)  # LIMIT NULL: no limit
 
     def param_order(self, t: str, direction: str) -> tuple[str, str]:
         # coalesce(num, value) mixes types, which PostgreSQL refuses: numbers first

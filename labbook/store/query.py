@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from labbook.errors import AmbiguousRun, QueryError, RunNotFound, RunRemoved
 from labbook.readers.values import parse_value
-from labbook.store.codec import NEWEST_FIRST, utc_iso
+from labbook.store.codec import utc_iso
 
 if TYPE_CHECKING:
     from labbook.store.sqlite import Store
@@ -35,7 +35,7 @@ RUN_FIELDS = {
     "status": "r.status",
     "framework": "r.framework",
     "host": "r.host",
-    "user": "r.user",
+    "user": 'r."user"',
     "path": "r.path",
     "seed": "r.seed_value",
     "started_at": "r.started_at",
@@ -282,13 +282,19 @@ def _condition_sql(
             # seed=null: not set (a NULL value, a NULL source); seed=unknown: a file that
             # could hold the seed could not be read (NULL value, source 'unknown').
             if value is None or (value == "unknown" and op in ("=", "!=")):
-                source = "r.seed_source IS NULL" if value is None else "r.seed_source IS 'unknown'"
+                source = (
+                    "r.seed_source IS NULL"
+                    if value is None
+                    else "coalesce(r.seed_source, '') = 'unknown'"
+                )
                 match = f"(r.seed_value IS NULL AND {source})"
                 return (match if op == "=" else f"NOT {match}"), []
             import json
 
             return f"{col} {op} ?", [json.dumps(value)]
-        return f"{col} {op} ?", [value]
+        if op == "GLOB":
+            return store.dialect.glob(col), [store.dialect.glob_arg(str(value))]
+        return f"{col} {op} ?", [store.dialect.text_arg(value)]
     kind, tags = _resolve_key(store, key, metric_names, strict=strict)
     if kind == "metric":
         if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -320,8 +326,9 @@ def _condition_sql(
         if isinstance(value, (int, float)) and op != "GLOB":
             table, where, args = "params", f"key = ? AND num {op} ?", [key, float(value)]
         elif op == "GLOB":
-            table, where = "params", "key = ? AND json_extract(value, '$') GLOB ?"
-            args = [key, str(value)]
+            d = store.dialect
+            table, where = "params", f"key = ? AND {d.glob(d.json_text('value'))}"
+            args = [key, d.glob_arg(str(value))]
         else:
             import json
 
@@ -346,7 +353,7 @@ def _membership(store: Store, table: str, where: str, args: list[Any]) -> tuple[
     which case it is in, so a capped count of the matches decides.
     """
     n = store.conn.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT {_MANY})", args
+        f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT {_MANY}) AS m", args
     ).fetchone()[0]
     if n < _MANY:
         return f"r.id IN (SELECT run_id FROM {table} WHERE {where})", args
@@ -357,7 +364,7 @@ def select_runs(store: Store, flt: RunFilter) -> list[dict[str, Any]]:
     """Rows of the runs matching ``flt``, newest first."""
     where, args = _filter_sql(store, flt)
     sql = "SELECT r.* FROM runs r" + where
-    sql += " ORDER BY " + NEWEST_FIRST.replace("{t}", "r.")
+    sql += " ORDER BY " + store.dialect.newest_first("r.")
     if flt.limit:
         sql += f" LIMIT {int(flt.limit)}"
     cur = store.conn.execute(sql, args)
@@ -412,8 +419,8 @@ def _resolve(store: Store, ref: str, *, removed: bool) -> str:
         if n < 1:
             raise RunNotFound(f"'{ref}': use @-1 for the newest run, @-2 for the one before")
         row = conn.execute(
-            "SELECT id FROM runs WHERE deleted_at IS NULL"
-            " ORDER BY " + NEWEST_FIRST.replace("{t}", "") + " LIMIT 1 OFFSET ?",
+            f"SELECT id FROM runs WHERE {store.dialect.live()}"
+            " ORDER BY " + store.dialect.newest_first() + " LIMIT 1 OFFSET ?",
             (n - 1,),
         ).fetchone()
         if not row:
@@ -484,7 +491,7 @@ def _filter_sql(store: Store, flt: RunFilter, *, all_rows: bool = False) -> tupl
     clauses: list[str] = []
     args: list[Any] = []
     if not flt.include_deleted:
-        clauses.append("r.deleted_at IS NULL")
+        clauses.append(store.dialect.live("r."))
     if flt.archived == "hide":
         clauses.append("r.archived_at IS NULL")
     elif flt.archived == "only":
@@ -522,20 +529,31 @@ def count_runs(store: Store, flt: RunFilter, *, cap: int | None = None) -> int:
     if cap is None:
         sql = f"SELECT count(*) FROM runs r{where}"
     else:
-        sql = f"SELECT count(*) FROM (SELECT 1 FROM runs r{where} LIMIT {int(cap) + 1})"
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM runs r{where} LIMIT {int(cap) + 1}) AS c"
     return int(store.conn.execute(sql, args).fetchone()[0])
 
 
-def _sort_sql(store: Store, flt: RunFilter, sort: str) -> tuple[str, list[Any], str, list[Any]]:
-    """(join, its arguments, expression, its arguments) that order runs by ``sort``."""
+def _sort_sql(
+    store: Store, flt: RunFilter, sort: str, direction: str
+) -> tuple[str, list[Any], str, list[Any]]:
+    """(join, its arguments, ORDER BY keys, their arguments) that order runs by
+    ``sort`` in ``direction`` (ASC or DESC), runs without a value last."""
+    d = store.dialect
     if sort in RUN_FIELDS or sort in _SORT_EXTRA:
-        expr = _SORT_EXTRA.get(sort) or RUN_FIELDS[sort]
-        if sort == "seed":
-            expr = "CAST(r.seed_value AS REAL)"
-        return "", [], expr, []
+        if sort == "duration":
+            expr = d.days("r.ended_at", "r.started_at")
+        elif sort == "seed":
+            expr = d.to_real("r.seed_value")
+        elif sort == "started":
+            expr = _SORT_EXTRA[sort]
+        else:
+            expr = RUN_FIELDS[sort]
+            return "", [], f"{expr} IS NULL, {d.bytes_order(expr)} {direction}", []
+        return "", [], f"({expr}) IS NULL, {expr} {direction}", []
     kind, tags = _resolve_key(store, sort, flt.metric_names, strict=flt.strict)
     if kind == "metric" and len(tags) == 1:
-        return " LEFT JOIN metrics s ON s.run_id = r.id AND s.tag = ?", [tags[0]], "s.last", []
+        join = " LEFT JOIN metrics s ON s.run_id = r.id AND s.tag = ?"
+        return join, [tags[0]], f"s.last IS NULL, s.last {direction}", []
     if kind == "metric":  # the run's preferred tag of the group, as ls shows it
         marks = ",".join("?" for _ in tags)
         rank, rank_args = _rank_case("s.tag", tags)
@@ -543,9 +561,10 @@ def _sort_sql(store: Store, flt: RunFilter, sort: str) -> tuple[str, list[Any], 
             f"(SELECT s.last FROM metrics s WHERE s.run_id = r.id AND s.tag IN ({marks})"
             f" ORDER BY {rank} LIMIT 1)"
         )
-        return "", [], expr, [*tags, *rank_args]
+        return "", [], f"({expr}) IS NULL, {expr} {direction}", [*tags, *rank_args] * 2
     join = " LEFT JOIN params s ON s.run_id = r.id AND s.key = ?"
-    return join, [sort], "coalesce(s.num, s.value)", []
+    null, keys = d.param_order("s", direction)
+    return join, [sort], f"{null}, {keys}", []
 
 
 def select_runs_window(
@@ -575,15 +594,14 @@ def select_runs_window(
     order_args: list[Any] = []
     if sort:
         direction = "DESC" if descending else "ASC"
-        join, join_args, expr, expr_args = _sort_sql(store, flt, sort)
-        order = f"({expr}) IS NULL, {expr} {direction}, "
-        order_args = expr_args * 2
-    order += NEWEST_FIRST.replace("{t}", "r.")
+        join, join_args, order, order_args = _sort_sql(store, flt, sort, direction)
+        order += ", "
+    order += store.dialect.newest_first("r.")
     ids = [
         row[0]
         for row in store.conn.execute(
             f"SELECT r.id FROM runs r{join}{where} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*join_args, *args, *order_args, int(limit), max(0, int(offset))],
+            [*join_args, *args, *order_args, store.dialect.limit_arg(limit), max(0, int(offset))],
         )
     ]
     if not ids:

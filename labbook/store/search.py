@@ -304,6 +304,8 @@ def _term_matches(store: Store, term: str) -> dict[int, tuple[_Doc, float]]:
     inverse document frequency near zero), and field weights then decide.
     """
     out: dict[int, tuple[_Doc, float]] = {}
+    if store.dialect.shared:
+        return _shared_term_matches(store, term)
     if len(term) >= TRIGRAM:
         phrase = '"' + term.replace('"', '""') + '"'
         rows = store.conn.execute(
@@ -324,6 +326,37 @@ def _term_matches(store: Store, term: str) -> dict[int, tuple[_Doc, float]]:
         for doc_id, run_id, field, text in rows:
             out[doc_id] = (_Doc(run_id, field, text), 1.0)
     return out
+
+
+#: CJK characters (Han, kana, Hangul): a two-character term of these is found through
+#: the lab notebook's bigram table (``labbook.store.remote.search_schema``).
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_CJK_PAIR = re.compile(f"^[{CJK}]{{2}}$")
+
+
+def _shared_term_matches(store: Store, term: str) -> dict[int, tuple[_Doc, float]]:
+    """:func:`_term_matches` in the lab's notebook (PostgreSQL): ``ILIKE`` over the
+    documents, which the pg_trgm GIN index serves for terms of three characters or
+    more; a two-character CJK term (显存) is looked up in the bigram table first. Every
+    match scores 1 (there is no bm25); field weights and whole words then rank."""
+    pattern = _like_pattern(term)
+    if _CJK_PAIR.match(term):
+        sql = (
+            "SELECT d.id, d.run_id, d.field, d.text FROM search_docs d WHERE d.id IN"
+            " (SELECT doc_id FROM search_bigrams WHERE gram = ?)"
+            " AND d.text LIKE ? ESCAPE '\\' LIMIT ?"
+        )
+        args: tuple[object, ...] = (term, pattern, MAX_ROWS_PER_TERM)
+    else:
+        sql = (
+            "SELECT d.id, d.run_id, d.field, d.text FROM search_docs d"
+            " WHERE d.text ILIKE ? ESCAPE '\\' LIMIT ?"
+        )
+        args = (pattern, MAX_ROWS_PER_TERM)
+    return {
+        doc_id: (_Doc(run_id, field, text), 1.0)
+        for doc_id, run_id, field, text in store.conn.execute(sql, args)
+    }
 
 
 def _word_pattern(term: str) -> re.Pattern[str] | None:
@@ -347,6 +380,13 @@ def _allowed_runs(store: Store, flt: RunFilter | None, candidates: set[str]) -> 
     base = replace(flt, limit=None) if flt is not None else RunFilter(limit=None)
     if not candidates:
         return []
+    if store.dialect.shared:  # a million runs: read only the candidates
+        from labbook.store.query import _filter_sql
+
+        where, args = _filter_sql(store, base)
+        where += (" AND " if where else " WHERE ") + "r.id = ANY(?)"
+        sql = f"SELECT r.id FROM runs r{where} ORDER BY {store.dialect.newest_first('r.')}"
+        return [row[0] for row in store.conn.execute(sql, [*args, sorted(candidates)])]
     ids = [r["id"] for r in select_runs(store, base) if r["id"] in candidates]
     return ids
 
@@ -388,6 +428,8 @@ def refresh_config_docs(store: Store) -> int:
     A read-only database is searched as it is.
     """
     conn = store.conn
+    if store.dialect.shared:  # the lab's notebook: its documents come with each push
+        return 0
     try:
         dirty = [r[0] for r in conn.execute("SELECT run_id FROM search_dirty")]
     except sqlite3.OperationalError:
@@ -511,24 +553,23 @@ def complete_runs(
     ``(value, help)``: names (help: id and status), then ids (help: the name), the
     newest first. Range scans of the id and name indexes: a Tab reads only the runs
     that match (all runs for an empty word, of which the newest ``limit``)."""
-    from labbook.store.codec import NEWEST_FIRST
-
-    order = NEWEST_FIRST.replace("{t}", "")
+    order = store.dialect.newest_first()
+    live = store.dialect.live()
     if incomplete:
         bound = (incomplete, incomplete + "\U0010ffff")
         names = store.conn.execute(
             "SELECT name, id, status FROM runs WHERE name >= ? AND name < ?"
-            f" AND deleted_at IS NULL ORDER BY {order} LIMIT ?",
+            f" AND {live} ORDER BY {order} LIMIT ?",
             (*bound, limit),
         ).fetchall()
         ids = store.conn.execute(
             "SELECT id, name FROM runs WHERE id >= ? AND id < ?"
-            f" AND deleted_at IS NULL ORDER BY {order} LIMIT ?",
+            f" AND {live} ORDER BY {order} LIMIT ?",
             (*bound, limit),
         ).fetchall()
     else:
         rows = store.conn.execute(
-            f"SELECT name, id, status FROM runs WHERE deleted_at IS NULL ORDER BY {order} LIMIT ?",
+            f"SELECT name, id, status FROM runs WHERE {live} ORDER BY {order} LIMIT ?",
             (limit,),
         ).fetchall()
         names = [r for r in rows if r[0]]

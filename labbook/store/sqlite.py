@@ -51,7 +51,6 @@ from labbook.series import (
     nonfinite_kind,
 )
 from labbook.store.codec import (
-    NEWEST_FIRST,
     dump_json,
     json_float,
     loads_or_text,
@@ -61,6 +60,7 @@ from labbook.store.codec import (
     utc_iso,
 )
 from labbook.store.outbox import mark as mark_dirty
+from labbook.store.dialect import SQLITE, Dialect
 from labbook.store.schema import SCHEMA_VERSION
 from labbook.store.search import refresh_run_config_doc
 
@@ -72,6 +72,10 @@ BUSY_TIMEOUT_S = 10.0
 
 class Store:
     """A labbook database. Open with :meth:`open`; use as a context manager."""
+
+    #: The SQL its read paths speak (``labbook.store.dialect``); the lab's notebook
+    #: (``labbook.store.remote.read.RemoteStore``) reads through the same methods.
+    dialect: Dialect = SQLITE
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
@@ -1120,8 +1124,8 @@ class Store:
     def runs_with_config_sig(self, digest: str, *, limit: int = 200) -> list[dict[str, Any]]:
         """Rows of runs whose config signature is ``digest`` (see labbook.store.configsig), newest first."""
         cur = self.conn.execute(
-            "SELECT * FROM runs WHERE config_sig = ? AND deleted_at IS NULL ORDER BY "
-            + NEWEST_FIRST.replace("{t}", "")
+            f"SELECT * FROM runs WHERE config_sig = ? AND {self.dialect.live()} ORDER BY "
+            + self.dialect.newest_first()
             + " LIMIT ?",
             (digest, int(limit)),
         )

@@ -180,12 +180,14 @@ def make_app(
     tz: tzinfo | None = None,
     poll_interval: float | None = POLL_INTERVAL_S,
     theme: str = "textual-dark",
+    opener: Callable[[], Any] | None = None,
 ) -> LabbookApp:
-    """The app over the database at ``db`` (default path when None; it may not exist yet)."""
+    """The app over the database at ``db`` (default path when None; it may not exist yet),
+    or over the store ``opener`` opens (the lab's notebook: ``labbook tui --remote``)."""
     import time
 
     return LabbookApp(
-        Notebook(db),
+        Notebook(db, opener=opener),
         clock=clock or time.time,
         tz=tz,
         poll_interval=poll_interval,
@@ -193,6 +195,6 @@ def make_app(
     )
 
 
-def run_app(db: str | None) -> None:
+def run_app(db: str | None, *, opener: Callable[[], Any] | None = None) -> None:
     """``labbook tui``: run the app in this terminal until the user quits."""
-    make_app(db).run()
+    make_app(db, opener=opener).run()

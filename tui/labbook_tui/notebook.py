@@ -84,10 +84,15 @@ class Notebook:
     :meth:`poll` opens it as soon as ``labbook watch`` or ``labbook import`` creates it.
     """
 
-    def __init__(self, path: str | Path | None) -> None:
+    def __init__(
+        self, path: str | Path | None, *, opener: Callable[[], Store] | None = None
+    ) -> None:
         from labbook.paths import default_db_path
 
         self.path = Path(path).expanduser() if path else default_db_path()
+        #: Opens the store instead of the file at ``path`` (``labbook tui --remote``:
+        #: the lab's notebook, ``labbook.store.remote.read.open_remote``).
+        self.opener = opener
         self.store: Store | None = None
         self.error: str | None = None
         self._version: int | None = None
@@ -99,6 +104,16 @@ class Notebook:
     def open(self) -> bool:
         """Open the database if it exists (never create it: the TUI only reads and annotates)."""
         if self.store is not None:
+            return True
+        if self.opener is not None:
+            try:
+                self.store = self.opener()
+            except LabbookError as exc:
+                self.error = str(exc)
+                return False
+            self.path = Path(str(getattr(self.store, "where", self.path)))
+            self.error = None
+            self._version = self.store.data_version()
             return True
         if not self.path.exists():
             self.error = f"no labbook database at {self.path}"

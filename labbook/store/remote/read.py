@@ -338,6 +338,11 @@ class RemoteStore(Store):
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (origin, nid, run_id, at or now_iso(), author or current_user(), kind, text),
             )
+            self.conn.execute(  # searchable at once, as a pushed note is
+                "INSERT INTO search_docs (run_id, field, ref, text, origin)"
+                " VALUES (?, 'note', ?, ?, ?) ON CONFLICT DO NOTHING",
+                (run_id, str(nid), text, origin),
+            )
         return nid
 
     def delete_note(self, note_id: int) -> bool:
@@ -351,6 +356,10 @@ class RemoteStore(Store):
                 "UPDATE notes SET deleted_at = ? WHERE origin = ? AND id = ?"
                 " AND deleted_at IS NULL",
                 (now_iso(), origin, note_id),
+            )
+            self.conn.execute(
+                "DELETE FROM search_docs WHERE origin = ? AND field = 'note' AND ref = ?",
+                (origin, str(note_id)),
             )
         return bool(cur.rowcount)
 
@@ -367,6 +376,11 @@ class RemoteStore(Store):
                     " ON CONFLICT DO NOTHING",
                     (run_id, tag, origin),
                 )
+                self.conn.execute(
+                    "INSERT INTO search_docs (run_id, field, ref, text, origin)"
+                    " VALUES (?, 'tag', ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (run_id, tag, tag, origin),
+                )
 
     def remove_tags(self, run_id: str, tags: Iterable[str]) -> None:
         """Remove this node's own tags (another node's tags are that node's to remove)."""
@@ -378,6 +392,11 @@ class RemoteStore(Store):
         with self._write():
             self.conn.execute(
                 "DELETE FROM tags WHERE run_id = ? AND origin = ? AND tag = ANY(?)",
+                (run_id, origin, tags),
+            )
+            self.conn.execute(
+                "DELETE FROM search_docs WHERE run_id = ? AND origin = ? AND field = 'tag'"
+                " AND ref = ANY(?)",
                 (run_id, origin, tags),
             )
         others = self.conn.execute(
@@ -414,3 +433,46 @@ def open_remote(
 
     cfg = cfg or RemoteConfig.load()
     return RemoteStore.connect(cfg, local=local, timeout=timeout)
+
+
+def open_remote_within(
+    budget_s: float, cfg: RemoteConfig | None = None, *, local: Store | None = None
+) -> RemoteStore:
+    """:func:`open_remote`, giving up after ``budget_s`` seconds (``check`` and the shell
+    hook have a time budget; libpq's own connect timeout counts in whole seconds).
+    Reads then give up at the same budget (``statement_timeout``). Raises
+    ``RemoteUnavailable`` (or what :func:`open_remote` raises) in time."""
+    import threading
+    import time
+
+    from labbook.store.remote.config import RemoteConfig, describe_url
+    from labbook.store.remote.conn import RemoteUnavailable
+
+    cfg = cfg or RemoteConfig.load()
+    t0 = time.monotonic()
+    box: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            box["store"] = RemoteStore.connect(cfg, local=local, timeout=max(1.0, budget_s))
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+        if box.get("late"):  # the caller went on without it
+            with contextlib.suppress(Exception):
+                box["store"].close()
+
+    thread = threading.Thread(target=attempt, name="labbook-remote-connect", daemon=True)
+    thread.start()
+    thread.join(budget_s)
+    if thread.is_alive():
+        box["late"] = True
+        raise RemoteUnavailable(
+            f"the lab's notebook at {describe_url(cfg.url or '')} did not answer within"
+            f" {budget_s * 1000:.0f} ms"
+        )
+    if "error" in box:
+        raise box["error"]
+    store: RemoteStore = box["store"]
+    left = budget_s - (time.monotonic() - t0)
+    store.set_busy_timeout(max(0.05, left))
+    return store
