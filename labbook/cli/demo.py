@@ -90,7 +90,7 @@ def run_demo() -> Path:
 @click.option("--keep", is_flag=True, hidden=True, help="Accepted; the demo is always kept.")
 @click.pass_context
 def demo_cmd(ctx: click.Context, keep: bool) -> None:
-    """Try labbook on a throwaway project: three runs, recorded and shown.
+    """Try labbook on a throwaway project of three runs.
 
     Creates a git project in a temporary directory, runs the example training
     script three times (a normal run, one that diverges, one with another seed),
