@@ -72,7 +72,7 @@ LAZY_COMMANDS = {
     "show": ("labbook.cli.runs:show_cmd", "Show everything recorded about RUN."),
     "demo": (
         "labbook.cli.demo:demo_cmd",
-        "Try labbook on a throwaway project: three runs, recorded and shown.",
+        "Try labbook on a throwaway project of three runs.",
     ),
     "watch": ("labbook.cli.watch:watch_cmd", "Record every run below PATHS as it is written."),
     "run": ("labbook.cli.run:run_cmd", "Run COMMAND and record it as a run."),
