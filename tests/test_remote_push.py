@@ -460,3 +460,46 @@ def test_watch_pushes_from_a_thread_and_recovers(pg_server: Any, tmp_path: Path)
         assert server_snapshot(c) == local_snapshot(st)
         assert c.execute("SELECT step FROM labbook.metrics").fetchone()[0] == 1
     pg_server.drop_db(name)
+
+
+def test_two_nodes_pushing_one_dir_at_once_keep_one_row_standing(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """An NFS tree watched by two nodes, both pushing at the same time: every run dir
+    has exactly one row standing, the other superseded by it."""
+    init(pg_url)
+    script = tmp_path / "node.py"
+    script.write_text(NODE)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(script),
+                str(tmp_path / f"{h}.db"),
+                pg_url,
+                str(tmp_path / "nfs"),
+                "40",
+                "log",
+                "9",
+            ],
+            env={**os.environ, "HOSTNAME": h},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for h in ("gpu01", "gpu02")
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    with connect(pg_url) as c:
+        rows = c.execute(
+            "SELECT path, count(*), count(*) FILTER (WHERE superseded_by IS NULL),"
+            " count(DISTINCT origin) FROM labbook.runs GROUP BY path"
+        ).fetchall()
+        dangling = c.execute(
+            "SELECT count(*) FROM labbook.runs r WHERE superseded_by IS NOT NULL AND NOT EXISTS"
+            " (SELECT 1 FROM labbook.runs s WHERE s.id = r.superseded_by"
+            " AND s.superseded_by IS NULL)"
+        ).fetchone()[0]
+    assert len(rows) == 40 and all(r[1:] == (2, 1, 2) for r in rows), rows
+    assert dangling == 0

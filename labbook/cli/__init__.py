@@ -113,7 +113,7 @@ LAZY_COMMANDS = {
     ),
     "remote": (
         "labbook.cli.remote:remote_cmd",
-        "The lab's notebook on PostgreSQL: set it up, push to it, see each node.",
+        "The lab's shared notebook on PostgreSQL: init, push, status.",
     ),
     "usage": (
         "labbook.cli.usage:usage_cmd",

@@ -13,7 +13,7 @@ from labbook.cli.options import echo_json, json_option, open_store
 
 @click.group("remote")
 def remote_cmd() -> None:
-    """The lab's notebook on PostgreSQL: set it up, push to it, see each node."""
+    """The lab's shared notebook on PostgreSQL: init, push, status."""
 
 
 def _ago(iso: str | None) -> str:

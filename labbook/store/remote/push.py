@@ -50,6 +50,7 @@ from labbook.store.remote.schema import (
     schema_exists,
 )
 from labbook.store.remote.schema import group_expr as _group_expr
+from labbook.store.remote.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from labbook.store import Store
@@ -587,8 +588,8 @@ def apply_batch(conn: Any, batch: Batch, *, server_cols: set[str] | None = None)
 def mark_superseded(conn: Any, run_ids: list[str]) -> int:
     """For the groups (same Slurm job or run dir) of ``run_ids`` that rows of several
     origins share: the newest row stands, the others get ``superseded_by`` = its id.
-    Returns how many rows changed. Serialised across pushers (one lock) so that two
-    origins pushing one group at once cannot both miss the other."""
+    Returns how many rows changed. Serialised per group across pushers (advisory
+    locks) so that two origins pushing one group at once cannot both miss the other."""
     g = _group_expr()
     groups = [
         r[0]
@@ -599,7 +600,14 @@ def mark_superseded(conn: Any, run_ids: list[str]) -> int:
     ]
     if not groups:
         return 0
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext('labbook supersede'))")
+    # one lock per group, taken in one order (no deadlock): pushers of other groups
+    # never wait; a second pusher of the same group waits for the first to commit,
+    # then sees its row
+    conn.execute(
+        "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtext('labbook group '"
+        " || g) AS h FROM unnest(%s::text[]) AS g ORDER BY h) AS locks",
+        (groups,),
+    )
     cur = conn.execute(
         f"""
         WITH members AS (
@@ -674,6 +682,10 @@ def push_round(
     own = conn is None
     if conn is None:
         conn = connect(cfg)
+    # faults: a server that stops answering fails the round instead of hanging it
+    # (labbook.store.remote.watchdog; armed again for every batch below)
+    dog = Watchdog(conn, cfg.statement_timeout_s)
+    dog.arm()
     try:
         _ingest_spool(conn, cfg, result)
         if not schema_exists(conn):
@@ -695,6 +707,7 @@ def push_round(
             result.curves_deferred = deferred
             if not run_ids:
                 break
+            dog.arm()
 
             def have(hashes: list[str]) -> set[str]:
                 rows = conn.execute(
@@ -734,11 +747,14 @@ def push_round(
     except BaseException as exc:
         with contextlib.suppress(Exception):
             conn.rollback()
+        if dog.fired:
+            raise RemoteUnavailable(dog.message()) from None
         lost = _lost_connection(exc)
         if lost is not None:
             raise lost from None
         raise
     finally:
+        dog.stop()
         if own:
             with contextlib.suppress(Exception):
                 conn.close()
