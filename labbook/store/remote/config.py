@@ -9,6 +9,7 @@
     push_interval = 10         # seconds between push rounds of labbook watch
     curves_interval = 60       # seconds between pushes of curves (series) of live runs
     connect_timeout = 3        # seconds
+    statement_timeout = 60     # seconds one push batch may wait for the server's answer
     spool_dir = "~/.local/share/labbook/spool"
 
 Environment overrides: ``LABBOOK_REMOTE_URL`` (the url), ``LABBOOK_REMOTE=1`` (read
@@ -44,6 +45,7 @@ class RemoteConfig:
     push_interval_s: float = 10.0
     curves_interval_s: float = 60.0
     connect_timeout_s: float = 3.0
+    statement_timeout_s: float = 60.0  # one remote exchange (a push batch); faults' watchdog
     spool_dir: Path = field(default_factory=default_spool_dir)
 
     @property
@@ -78,6 +80,7 @@ class RemoteConfig:
             ("push_interval", "push_interval_s"),
             ("curves_interval", "curves_interval_s"),
             ("connect_timeout", "connect_timeout_s"),
+            ("statement_timeout", "statement_timeout_s"),
         ):
             value = section.get(key, section.get(attr))
             if value is None:

@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import re
+import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -110,6 +111,12 @@ def spool_name(origin: str, gen: int) -> str:
     if not re.fullmatch(r"[0-9A-Za-z_-]+", origin):
         raise ValueError(f"origin {origin!r} cannot name a spool file")
     return f"{origin}-{int(gen):012d}{SUFFIX}"
+
+
+def parse_name(name: str) -> tuple[str, int] | None:
+    """(origin, gen) of a spool file's name, or None when it is not one."""
+    m = _NAME.match(name)
+    return (m["origin"], int(m["gen"])) if m else None
 
 
 def _private_dir(path: Path) -> Path:
@@ -218,6 +225,46 @@ def ingest_files(
         result.runs += runs
         result.names.append(path.name)
     return result
+
+
+def ingest_all(
+    conn: Any, cfg: RemoteConfig, apply_batch: Callable[[Any, Any], int] | None = None
+) -> IngestResult:
+    """Ingest every spool file in ``cfg.spool_dir`` into the lab's notebook (called by
+    ``push_round`` first, with its open connection and its ``apply_batch``, the same
+    upsert a push makes; passed in so that this module does not import the push,
+    which imports it). Cheap when the spool is empty (one directory listing). A file the server rejects as data (not as a lost
+    connection) is set aside as ``.bad``; a lost connection propagates and the files
+    stay for the next round."""
+    directory = spool_dir_of(cfg)
+    if not pending_files(directory):
+        return IngestResult()
+    import psycopg
+
+    from labbook.store.remote.schema import schema_exists
+
+    if not schema_exists(conn):
+        return IngestResult()  # push_round says what to do about a missing schema
+    if apply_batch is None:
+        # called as ingest_all(conn, cfg) by the push round: the push module is loaded
+        # (it is the caller); looked up, not imported, so the two do not import each other
+        push = sys.modules.get("labbook.store.remote.push")
+        if push is None:
+            return IngestResult()
+        apply_batch = push.apply_batch
+    upsert: Callable[[Any, Any], int] = apply_batch
+
+    def apply(c: Any, batch: Any) -> int:
+        if not isinstance(batch, dict) or batch.get("format") != 1:
+            raise ValueError("a batch of another format")
+        try:
+            return upsert(c, batch)
+        except psycopg.OperationalError:
+            raise  # the server went away: keep the file
+        except psycopg.Error as exc:
+            raise ValueError(str(exc).strip().splitlines()[0]) from None
+
+    return ingest_files(conn, directory, apply)
 
 
 def iter_batches(spool_dir: Path) -> Iterator[tuple[Path, Any]]:
