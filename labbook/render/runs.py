@@ -210,6 +210,10 @@ def fmt_number(value: Any, digits: int = 4) -> str:
     return fmt_value(value)
 
 
+#: Hex digits of a run id in the terminal's ``ls`` table (ids have 12; see store.codec).
+SHORT_ID = 8
+
+
 def _cell(rec: RunRecord, col: Column, *, narrow: bool = False) -> str:
     fmt = fmt_number if narrow else fmt_value
     if col.kind == "metric":
@@ -219,7 +223,9 @@ def _cell(rec: RunRecord, col: Column, *, narrow: bool = False) -> str:
         config = rec.get("config") or {}
         return fmt(config[col.key]) if col.key in config else "—"
     if col.key == "id":
-        return rec["id"]
+        # the terminal's table shows the first 8 hex of a 12-hex id (a prefix resolves
+        # like the whole id, or is reported ambiguous); piped output keeps the whole id
+        return rec["id"][:SHORT_ID] if narrow else rec["id"]
     if col.key == "name":
         return rec.get("name") or ""
     if col.key == "status":
