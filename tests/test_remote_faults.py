@@ -26,6 +26,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -542,6 +543,97 @@ def test_blackhole_in_the_middle_of_a_push_does_not_hang(
         assert gave_up < 3 + 5  # the statement timeout from the batch's start, at most
         proxy.set_mode("pass")
         converge("blackhole mid-push", url, [a], gave_up_s=round(gave_up, 2))
+
+
+def count_local(db: Path) -> int:
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as c:
+            return int(c.execute("SELECT count(*) FROM runs").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0  # not created yet
+
+
+def count_server(url: str) -> int:
+    with connect(url) as c:
+        return int(c.execute("SELECT count(*) FROM labbook.runs").fetchone()[0])
+
+
+def until(cond: Any, what: str, timeout: float = DEADLINE) -> float:
+    """Poll ``cond`` until true; the seconds it took (a hang fails, after ``timeout``)."""
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return time.monotonic() - t0
+
+
+def test_watch_records_while_blackholed_and_its_push_thread_catches_up(
+    lab: tuple[str, Path], server: PgServer
+) -> None:
+    url, base = lab
+    write_config(push_interval=1, connect_timeout=1, statement_timeout=2)
+    db = url.rsplit("/", 1)[1]
+    with TcpProxy(server.host, server.port, mode="blackhole") as proxy:
+        node = Node(base, "gpu01", f"postgresql://postgres@127.0.0.1:{proxy.port}/{db}")
+        node.runs.mkdir(parents=True)
+        watch = node.popen("watch", "--log", "--poll", "--interval", "0.2", str(node.runs))
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(watch.stderr or ()), daemon=True)
+        reader.start()
+        try:
+            node.write_runs(3)
+            # ingest goes on: the runs appear locally while every push is swallowed
+            local_s = until(lambda: count_local(node.db) == 3, "the runs recorded locally")
+            until(lambda: any("failing" in line for line in lines), "a push round to fail")
+            assert watch.poll() is None and count_server(url) == 0
+            # the partition heals: the push thread catches up after its backoff (5 s)
+            proxy.set_mode("pass")
+            healed = time.monotonic()
+            until(lambda: count_server(url) == 3, "the push thread to catch up", timeout=30)
+            catch_up_s = time.monotonic() - healed
+            node.write_runs(1)  # and keeps pushing
+            until(lambda: count_server(url) == 4, "the next round")
+        finally:
+            watch.send_signal(signal.SIGINT)
+            watch.wait(timeout=DEADLINE)
+            reader.join(timeout=DEADLINE)
+        assert watch.returncode in (0, 130), lines
+        err = "".join(lines)
+        assert "push to the lab's notebook failing" in err and "recovered" in err, err
+        assert "Traceback" not in err
+        got = converge(
+            "watch: blackholed, then healed",
+            url,
+            [node],
+            recorded_locally_while_blackholed_s=round(local_s, 2),
+            push_thread_catch_up_after_heal_s=round(catch_up_s, 2),
+        )
+    assert got["runs"] == "4/4"
+
+
+def test_watch_stopping_while_unreachable_spools(lab: tuple[str, Path]) -> None:
+    url, base = lab
+    write_config(push_interval=1, connect_timeout=1)
+    node = Node(base, "gpu08", "postgresql://postgres@127.0.0.1:1/nowhere")
+    node.write_runs(2)
+    watch = node.popen("watch", "--log", "--poll", "--interval", "0.2", str(node.runs))
+    try:
+        until(lambda: count_local(node.db) == 2, "the runs recorded locally")
+    finally:
+        watch.send_signal(signal.SIGINT)
+        r = wait(watch)
+    assert "spooled to" in r.stderr, r.stderr
+    assert len(list(spool_dir().glob("*.lbspool"))) == 1
+    other = Node(base, "gpu01", url)
+    other.import_(1)
+    assert json.loads(other.push().stdout)["spooled"] == 2
+    node.url = url
+    converge("watch stopped while unreachable: spool", url, [node, other])
 
 
 SPOOL_RUN = textwrap.dedent(

@@ -55,8 +55,24 @@ class Pusher:
         if self._thread is not None:
             self._thread.join(timeout=max(30.0, 3 * self.cfg.connect_timeout_s))
             self._thread = None
-        if final and self.failing is None:
-            self.round(curves=True)
+        if final and (self.failing is not None or not self.round(curves=True)):
+            self._spool()  # faults: the last round did not reach the server
+
+    def _spool(self) -> None:
+        """What this node has not pushed goes to the spool under the (shared) home, for
+        any later push on any node to ingest (labbook.store.remote.lastpush; issue #13
+        item 6, helper "faults"): a node may never run labbook again."""
+        from labbook.store import Store
+        from labbook.store.remote.lastpush import write_batch
+
+        try:
+            with Store.open(self.db_path) as store:
+                path = write_batch(store, self.cfg)
+        except Exception as exc:  # the runs stay dirty here all the same
+            warn_exception(None, "cannot spool the runs not pushed", exc)
+            return
+        if path is not None:
+            self._say(f"runs not pushed to the lab's notebook are spooled to {path}")
 
     def _run(self) -> None:
         wait = 0.0
