@@ -16,11 +16,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labbook.errors import LabbookError
 from labbook.model import Point, RunRecord
 from labbook.store import Store
+
+if TYPE_CHECKING:
+    from labbook_tui.groups import GroupedRuns
 
 #: What to tell someone whose notebook is empty or missing.
 EMPTY_HINT = "start `labbook watch` or run `labbook import PATH`"
@@ -195,6 +198,34 @@ class Notebook:
         else:
             offset = 0
         return Window(offset, total, store.records(rows, heavy=False), more)
+
+    def groups(self, query: Query) -> GroupedRuns:
+        """The runs matching ``query``'s filter by seed group, each folded by the core
+        (:func:`labbook.analysis.groups.grouped` and :func:`~labbook.analysis.groups.fold`,
+        as ``labbook ls --group -n 0``): the group with the newest run first. Every
+        matching run is read (light records), once per call."""
+        from labbook_tui.groups import Group, GroupedRuns
+
+        if self.store is None:
+            return GroupedRuns([], [], 0)
+        from labbook.analysis.groups import fold, grouped, metric_columns
+
+        flt = self.filter_for(query.text)
+        found, _ = grouped(self.store, flt)
+        everyone = [r for _, members in found for r in members]
+        metrics = metric_columns(everyone)
+        # extra metric columns (c: metrics.TAG) are summarised too; config keys are
+        # the same across a group but for the seed: its newest run's value shows
+        extra = [
+            c.split(".", 1)[1]
+            for c in query.extra_columns
+            if c.startswith("metrics.") and c.split(".", 1)[1] not in metrics
+        ]
+        groups = [
+            Group(fold(members, kind="seed", group_id=gid, columns=metrics + extra), members)
+            for gid, members in found
+        ]
+        return GroupedRuns(groups, metrics, len(everyone), extra)
 
     def position_of(self, query: Query, run_id: str, limit: int = 5000) -> int | None:
         """Index of ``run_id`` among the first ``limit`` rows of ``query`` (to keep a cursor)."""

@@ -44,6 +44,15 @@ from labbook_tui.fmt import (
     seed_text,
     short_middle,
 )
+from labbook_tui.groups import (
+    GROUP_ONLY,
+    Group,
+    GroupedRuns,
+    Line,
+    lines_of,
+    sort_groups,
+    worst_status,
+)
 from labbook_tui.notebook import Notebook, Query, Window
 
 #: (key used for sorting, header label). Keys are the sort keys of select_runs_window.
@@ -66,6 +75,10 @@ TAIL_COLUMNS: list[tuple[str, str]] = [
 ]
 #: Kept for callers that list the table's own columns (before metrics).
 BASE_COLUMNS = FROZEN_COLUMNS + STATUS_COLUMNS
+#: Grouped (``g``): a group's size before its status breakdown, its best member after
+#: the metrics (the metric columns then hold each group's mean ± std).
+GROUP_N: list[tuple[str, str]] = [("n", "n")]
+GROUP_BEST: list[tuple[str, str]] = [("best", "best")]
 
 #: Fixed column widths (content, without the one-cell padding on each side): no column
 #: is ever measured, so a window costs the same whatever its runs hold. The name's
@@ -88,6 +101,11 @@ METRIC_MIN, METRIC_MAX = 8, 16
 METRICS_IN_VIEW = 2
 #: Blank space on each side of a cell's text.
 PAD = 1
+#: Grouped: the id column holds a group's id (``g`` + 8 digits) and its members' ids,
+#: indented by :data:`INDENT`; the status breakdown is cut past STATUS_MAX.
+GROUP_ID_WIDTH, INDENT, STATUS_MAX = 10, "  ", 22
+#: The mark column of a group's row: expanded or not.
+EXPANDED, COLLAPSED = "▾", "▸"
 
 MARK = "●"
 MARK_STYLE = "bold yellow"
@@ -166,7 +184,7 @@ class RunTable(ScrollView, can_focus=True):
         # columns are out of view, the header shows ◂ ▸ where they are)
         Binding("left", "scroll_left", "Scroll left", show=False),
         Binding("right", "scroll_right", "Scroll right", show=False),
-        Binding("g", "scroll_top", "Top", show=False),
+        # (g groups the runs: the screen's key)
         Binding("G", "scroll_bottom", "Bottom", show=False),
     ]
 
@@ -262,11 +280,21 @@ class RunTable(ScrollView, can_focus=True):
         self._scroll_w = 0  # the scrolling columns, padding included
         self._laid_for = 0  # the widget width the columns were chosen for
         self._styles: tuple[Style, Style, Style] = (Style(), Style(), Style())
+        #: grouped (``g``): the seed groups, sorted; the lines shown (a group's row,
+        #: its members under it when expanded); how many runs the groups hold
+        self.grouped = False
+        self.groups: list[Group] = []
+        self.expanded: set[str] = set()
+        self.lines: list[Line] = []
+        self.group_runs = 0
 
     # -- loading -----------------------------------------------------------------
 
     def reload(self, *, keep_id: str | None = None, absolute: int | None = None) -> None:
         """Re-read the window; keep the cursor on ``keep_id`` (or at ``absolute``) if possible."""
+        if self.grouped:
+            self._load_groups(keep=self._line_key(), at=absolute)
+            return
         if absolute is None:
             current = self.current_run_id()
             keep_id = keep_id or current
@@ -281,6 +309,9 @@ class RunTable(ScrollView, can_focus=True):
         self._load_around(absolute)
 
     def _load_around(self, absolute: int, *, exact: bool = False) -> None:
+        if self.grouped:
+            self._load_groups(at=absolute)
+            return
         start = max(0, absolute - self.WINDOW // 2)
         window = self.notebook.window(self.query_state, start, self.WINDOW, exact=exact)
         if exact and absolute >= window.total:
@@ -302,6 +333,84 @@ class RunTable(ScrollView, can_focus=True):
         self._scroll_cursor_into_view(line=line)
         self.post_message(self.WindowLoaded(TableState(self.start, len(self.records), self.total)))
 
+    # -- grouped (g) ---------------------------------------------------------------------
+
+    def set_grouped(self, on: bool) -> None:
+        """Fold the runs into seed groups (the cursor's run's group under the cursor), or
+        list the runs again (the cursor on the member it was on, else the top)."""
+        if on == self.grouped:
+            return
+        rid = self.current_run_id()
+        if on:
+            view = self.notebook.groups(self.query_state)  # before any change: it may fail
+            self.grouped = True
+            self.records = []
+            group = next((g.id for g in view.groups if any(m["id"] == rid for m in g.members)), "")
+            self._show_groups(view, keep=(group, None) if group else None, at=0)
+            return
+        self.grouped = False
+        self.groups, self.lines = [], []
+        self.metric_columns = []
+        if self.query_state.sort in GROUP_ONLY:
+            self.query_state.sort, self.query_state.descending = None, False
+        pos = self.notebook.position_of(self.query_state, rid) if rid else None
+        self._load_around(pos or 0)
+
+    def _load_groups(self, *, keep: tuple[str, str | None] | None = None, at: int | None) -> None:
+        self._show_groups(self.notebook.groups(self.query_state), keep=keep, at=at)
+
+    def _show_groups(
+        self, view: GroupedRuns, *, keep: tuple[str, str | None] | None, at: int | None
+    ) -> None:
+        q = self.query_state
+        self.groups = sort_groups(view.groups, q.sort, q.descending)
+        self.group_runs = view.runs
+        self.metric_columns = view.metrics
+        ids = {g.id for g in self.groups}
+        self.expanded &= ids
+        self._set_lines(keep=keep, at=at)
+
+    def _set_lines(self, *, keep: tuple[str, str | None] | None, at: int | None = None) -> None:
+        """Lay the groups out as lines again; the cursor on line ``keep`` (a group id
+        and member id), else at ``at``, else where it was."""
+        line = self.cursor_row - self.scroll_offset.y
+        self.lines = lines_of(self.groups, self.expanded)
+        self.start, self.total, self.more = 0, len(self.lines), False
+        self._relayout()
+        row = self.cursor_row if at is None else at
+        if keep is not None:
+            keys = [(g.id, m["id"] if m else None) for g, m in self.lines]
+            if keep in keys:
+                row = keys.index(keep)
+            elif (keep[0], None) in keys:
+                row = keys.index((keep[0], None))
+        self.cursor_row = min(max(0, row), max(0, len(self.lines) - 1))
+        self._scroll_cursor_into_view(line=line)
+        self.post_message(self.WindowLoaded(TableState(0, len(self.lines), len(self.lines))))
+
+    def _line_key(self) -> tuple[str, str | None] | None:
+        if not self.grouped or not 0 <= self.cursor_row < len(self.lines):
+            return None
+        group, member = self.lines[self.cursor_row]
+        return group.id, member["id"] if member else None
+
+    def current_group(self) -> Group | None:
+        """Grouped: the group of the line under the cursor (its row or a member's)."""
+        if not self.grouped or not 0 <= self.cursor_row < len(self.lines):
+            return None
+        return self.lines[self.cursor_row][0]
+
+    def toggle_expanded(self) -> None:
+        """Show or hide the members of the group under the cursor (the cursor on its row)."""
+        group = self.current_group()
+        if group is None:
+            return
+        if group.id in self.expanded:
+            self.expanded.discard(group.id)
+        else:
+            self.expanded.add(group.id)
+        self._set_lines(keep=(group.id, None))
+
     def _relayout(self) -> None:
         """Choose the columns for this window and width; rows are laid out again on paint."""
         self._laid_for = self.scrollable_content_region.width
@@ -311,7 +420,7 @@ class RunTable(ScrollView, can_focus=True):
         self._scroll_w = sum(c.outer for c in self._columns[len(FROZEN_COLUMNS) :])
         labels: list[tuple[str, str | None]] = [(c.label, None) for c in self._columns]
         self._header = self._layout(labels, header=True)
-        self._rows = [None] * len(self.records)
+        self._rows = [None] * (len(self.lines) if self.grouped else len(self.records))
         # room to scroll until the last columns start at a column's edge (whole columns)
         view = self._laid_for - self._frozen_w
         wide = max(self._scroll_w, self._max_scroll_x() + view)
@@ -321,12 +430,38 @@ class RunTable(ScrollView, can_focus=True):
     def columns_spec(self) -> list[tuple[str, str]]:
         extra = [(f"metrics.{m}", m) for m in self.metric_columns]
         extra += [(c, c) for c in self.query_state.extra_columns if c not in self.metric_columns]
+        if self.grouped:
+            return FROZEN_COLUMNS + GROUP_N + STATUS_COLUMNS + extra + GROUP_BEST + TAIL_COLUMNS
         return FROZEN_COLUMNS + STATUS_COLUMNS + extra + TAIL_COLUMNS
+
+    def _names(self) -> list[str]:
+        if not self.grouped:
+            return [r.get("name") or "" for r in self.records]
+        return [(m.get("name") if m else g.row.get("name")) or "" for g, m in self.lines]
+
+    def _group_widths(self) -> dict[str, int]:
+        """Grouped: the widths that differ from a runs table's (id, n, status breakdown)."""
+        longest_n = max((len(str(g.row["size"])) for g in self.groups), default=1)
+        status = max((cell_len(g.status()) for g in self.groups), default=0)
+        return {
+            "id": GROUP_ID_WIDTH,
+            "n": max(1, longest_n),
+            "status": max(WIDTHS["status"], min(status, STATUS_MAX)),
+            "best": WIDTHS["id"],
+        }
+
+    def _metric_width(self, key: str, label: str) -> int:
+        """A metric or extra column's width: room for the label and a sort arrow; grouped,
+        for its longest mean ± std too (within the same bounds)."""
+        width = cell_len(label)
+        if self.grouped and key.startswith("metrics."):
+            width = max([width, *(cell_len(g.cell(key)) for g in self.groups)])
+        return max(METRIC_MIN, min(width, METRIC_MAX))
 
     def name_width(self, columns: list[Column]) -> int:
         """The name column's width: its longest name in this window, as far as the
         terminal leaves room beside id, status and :data:`METRICS_IN_VIEW` metric columns."""
-        longest = max((cell_len(printable(r.get("name") or "")) for r in self.records), default=0)
+        longest = max((cell_len(printable(n)) for n in self._names()), default=0)
         beside = sum(c.outer for c in columns if c.key != "name")
         room = self._laid_for - beside - 2 * PAD
         return max(NAME_MIN, min(longest, NAME_MAX, room))
@@ -335,16 +470,21 @@ class RunTable(ScrollView, can_focus=True):
         q = self.query_state
         columns = []
         fixed = {k for k, _ in FROZEN_COLUMNS + STATUS_COLUMNS + TAIL_COLUMNS}
+        widths = dict(WIDTHS)
+        if self.grouped:
+            fixed |= set(GROUP_ONLY)
+            widths.update(self._group_widths())
         for key, label in self.columns_spec():
             if key == q.sort or key == f"metrics.{q.sort}":
                 label = f"{label} {'▼' if q.descending else '▲'}"
             if key in fixed:
-                columns.append(Column(key, label, WIDTHS.get(key, 0), middle=key == "name"))
+                columns.append(Column(key, label, widths.get(key, 0), middle=key == "name"))
             else:
-                width = max(METRIC_MIN, min(cell_len(label), METRIC_MAX))
-                columns.append(Column(key, label, width, label_middle=True))
+                columns.append(
+                    Column(key, label, self._metric_width(key, label), label_middle=True)
+                )
         name = next(c for c in columns if c.key == "name")
-        first = len(FROZEN_COLUMNS) + len(STATUS_COLUMNS)
+        first = len(FROZEN_COLUMNS) + len(STATUS_COLUMNS) + (len(GROUP_N) if self.grouped else 0)
         in_view = columns[:first] + columns[first : first + METRICS_IN_VIEW]
         name.width = self.name_width(in_view)
         return columns
@@ -353,7 +493,6 @@ class RunTable(ScrollView, can_focus=True):
         """One run's cells as (text, style) in column order (before fitting)."""
         now = self.clock() if self.clock else None
         status = rec.get("status") or "unknown"
-        seed = seed_text(rec)
         marked = rec["id"] in self.marked
         cells: list[tuple[str, str | None]] = [
             (MARK, MARK_STYLE) if marked else (" ", None),
@@ -361,15 +500,71 @@ class RunTable(ScrollView, can_focus=True):
             (printable(rec.get("name") or ""), None),
             (status, STATUS_STYLE.get(status)),
         ]
-        first, last = len(BASE_COLUMNS), len(self._columns) - len(TAIL_COLUMNS)
-        for column in self._columns[first:last]:
+        for column in self._middle():
             cells.append((fmt_value(column_value(rec, column.key)), None))
-        cells += [
+        cells += self._tail_cells(rec, now)
+        return cells
+
+    def _middle(self) -> list[Column]:
+        """The metric and extra columns (between the status and the tail)."""
+        first = len(BASE_COLUMNS) + (len(GROUP_N) if self.grouped else 0)
+        last = len(self._columns) - len(TAIL_COLUMNS) - (len(GROUP_BEST) if self.grouped else 0)
+        return self._columns[first:last]
+
+    def _tail_cells(self, rec: RunRecord, now: float | None) -> list[tuple[str, str | None]]:
+        seed = seed_text(rec)
+        return [
             (fmt_time(rec.get("started_at"), self.tz, short=True), None),
             (fmt_duration(rec, now), None),
             (seed, "yellow" if seed_missing(rec) else None),
             (rec.get("framework") or "", None),
         ]
+
+    def _cells_at(self, index: int) -> list[tuple[str, str | None]]:
+        """The cells of line ``index``: a run, or (grouped) a group's row or a member's."""
+        if not self.grouped:
+            return self._cells(self.records[index])
+        group, member = self.lines[index]
+        if member is None:
+            return self._group_cells(group)
+        return self._member_cells(group, member)
+
+    def _group_cells(self, group: Group) -> list[tuple[str, str | None]]:
+        """A folded group: its id, name (the seed left out), n, status breakdown, each
+        metric as mean ± std (extra config keys: its newest run's), its best member."""
+        row = group.row
+        newest = group.members[0] if group.members else None
+        counts = row.get("statuses") or {}
+        cells: list[tuple[str, str | None]] = [
+            (EXPANDED if group.id in self.expanded else COLLAPSED, "dim"),
+            (group.id, None),
+            (printable(row.get("name") or ""), None),
+            (str(row["size"]), None),
+            (group.status(), STATUS_STYLE.get(worst_status(counts))),
+        ]
+        for column in self._middle():
+            if column.key.startswith("metrics."):
+                cells.append((group.cell(column.key), None))
+            else:
+                value = column_value(newest, column.key) if newest else None
+                cells.append((fmt_value(value), None))
+        cells += [
+            (group.best_id or "—", None),
+            (fmt_time(row.get("started_at"), self.tz, short=True), None),
+            ("", None),
+            ("", None),
+            ((newest.get("framework") if newest else None) or "", None),
+        ]
+        return cells
+
+    def _member_cells(self, group: Group, rec: RunRecord) -> list[tuple[str, str | None]]:
+        """A member under its group's row: a run's cells, its id indented; ``best``
+        when it is the group's best member."""
+        cells = self._cells(rec)
+        cells[1] = (INDENT + rec["id"], None)
+        cells.insert(3, ("", None))
+        best = rec["id"] == group.best_id
+        cells.insert(-4, ("best", "bold") if best else ("", None))
         return cells
 
     def _layout(self, cells: list[tuple[str, str | None]], *, header: bool = False) -> Row:
@@ -425,7 +620,7 @@ class RunTable(ScrollView, can_focus=True):
                 return Strip.blank(width, base)
             laid = self._rows[index]
             if laid is None:
-                laid = self._rows[index] = self._layout(self._cells(self.records[index]))
+                laid = self._rows[index] = self._layout(self._cells_at(index))
             row = laid
             style = base
             on_cursor = index == self.cursor_row
@@ -575,6 +770,9 @@ class RunTable(ScrollView, can_focus=True):
         self._scroll_cursor_into_view()
 
     def action_select_cursor(self) -> None:
+        if self.grouped and self.current_run_id() is None:
+            self.toggle_expanded()  # a group's row: its members under it, or not
+            return
         rid = self.current_run_id()
         if rid is not None:
             self.post_message(self.RowSelected(rid))
@@ -618,15 +816,23 @@ class RunTable(ScrollView, can_focus=True):
 
     def get_row_at(self, row: int) -> list[str]:
         """The cell texts of row ``row`` of the window (before fitting to the columns)."""
-        return [text for text, _style in self._cells(self.records[row])]
+        return [text for text, _style in self._cells_at(row)]
 
     def current_run_id(self) -> str | None:
+        """The run under the cursor (grouped: a member's line; None on a group's row)."""
+        if self.grouped:
+            if not 0 <= self.cursor_row < len(self.lines):
+                return None
+            member = self.lines[self.cursor_row][1]
+            return str(member["id"]) if member else None
         if not self.records or self.cursor_row < 0 or self.cursor_row >= len(self.records):
             return None
         return str(self.records[self.cursor_row]["id"])
 
     def current_record(self) -> RunRecord | None:
         rid = self.current_run_id()
+        if self.grouped:
+            return self.lines[self.cursor_row][1] if rid else None
         return self.records[self.cursor_row] if rid else None
 
     @property
@@ -639,10 +845,9 @@ class RunTable(ScrollView, can_focus=True):
         if self.total == 0:
             return
         absolute = max(0, absolute if self.more else min(absolute, self.total - 1))
-        inside = self.start <= absolute < self.start + len(self.records)
+        inside = self.start <= absolute < self.start + self.row_count
         at_edge = (
-            absolute == self.start + len(self.records) - 1
-            and (absolute < self.total - 1 or self.more)
+            absolute == self.start + self.row_count - 1 and (absolute < self.total - 1 or self.more)
         ) or (absolute == self.start and self.start > 0)
         if inside and not at_edge:
             self.move_cursor(row=absolute - self.start, animate=False)

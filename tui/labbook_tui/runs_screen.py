@@ -40,6 +40,7 @@ class RunsScreen(Screen[None]):
         Binding("slash", "focus_filter", "Filter", show=False),
         Binding("enter", "open_run", "Open", show=False),
         Binding("d", "diff", "Diff"),
+        Binding("g", "group", "Group"),
         Binding("o", "sort", "Sort"),
         Binding("c", "columns", "Cols"),
         Binding("escape", "leave_filter", "Back", show=False),
@@ -122,7 +123,12 @@ class RunsScreen(Screen[None]):
     def _status_line(self) -> None:
         t = self.table
         q = t.query_state
-        if t.total:
+        if t.grouped:
+            n, runs = len(t.groups), t.group_runs
+            parts = [
+                f"grouped: {n:,} group{'s' if n != 1 else ''} of {runs:,} run{'s' if runs != 1 else ''}"
+            ]
+        elif t.total:
             of = f"{t.total:,}+" if t.more else f"{t.total:,}"
             parts = [f"{t.start + 1:,}–{t.start + len(t.records):,} of {of} runs"]
         else:
@@ -218,6 +224,18 @@ class RunsScreen(Screen[None]):
         rid = self.current_run_id()
         if rid:
             self.app.open_run(rid)
+
+    def action_group(self) -> None:
+        """``g``: each seed group as one row (Enter shows its runs), or the runs again."""
+        if self.app.notebook.store is None:
+            return
+        t = self.table
+        try:
+            t.set_grouped(not t.grouped)
+        except LabbookError as exc:  # the filter reads but its query does not
+            self._filter_failed(exc)
+            return
+        self._status_line()
 
     def action_diff(self) -> None:
         t = self.table
