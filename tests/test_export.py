@@ -362,3 +362,13 @@ def test_blocked_pyarrow_cannot_be_imported() -> None:
     probe = _NO_PYARROW.split("sys.argv")[0] + "import pyarrow.parquet\n"
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "blocked by the test" in r.stderr
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_an_unwritable_output_is_one_line_naming_it(
+    runs: dict[str, Any], tmp_path: Path, fmt: str
+) -> None:
+    target = tmp_path / "no" / "such" / f"x.{fmt}"
+    r = run_cli("export", "--curves", "--format", fmt, "-o", str(target), db=runs["db"])
+    assert r.returncode == 1
+    assert r.stderr == f"labbook: error: cannot write {target}: No such file or directory\n"

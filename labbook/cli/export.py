@@ -22,6 +22,7 @@ from labbook.errors import UsageError
     "-m",
     "metrics",
     multiple=True,
+    metavar="NAME",
     help="With --curves: only this curve, a tag as recorded (val/loss) or a metric name "
     "(val_loss gathers val/loss, eval_loss, …) (repeatable; default: every curve).",
 )

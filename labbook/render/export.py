@@ -212,7 +212,7 @@ def _parquet(curves: Iterable[Curve], path: str) -> int:
     )
     cols: tuple[list[Any], ...] = ([], [], [], [], [])
     n = 0
-    with pa.parquet.ParquetWriter(path, schema) as writer:
+    with open(path, "wb") as sink, pa.parquet.ParquetWriter(sink, schema) as writer:
 
         def flush() -> None:
             if cols[0]:
@@ -274,9 +274,11 @@ def _to_file(output: str, write: Callable[[str], int]) -> int:
     try:
         n = write(tmp)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+            raise LabbookError(f"cannot write {output}: {exc.strerror or exc}") from exc
         raise
     return n
 
@@ -303,7 +305,8 @@ def write_table(records: Sequence[Mapping[str, Any]], fmt: str, output: str | No
         def to(tmp: str) -> int:
             cols = formats.columns(rows)
             table = pa.table({c: _arrow_column(pa, [r.get(c) for r in rows]) for c in cols})
-            pa.parquet.write_table(table, tmp)
+            with open(tmp, "wb") as sink:
+                pa.parquet.write_table(table, sink)
             return len(rows)
 
         return _to_file(output, to)
