@@ -89,7 +89,7 @@ def _rows(db: Path) -> list[dict]:
     conn.row_factory = sqlite3.Row
     try:
         rows = conn.execute(
-            "SELECT id, seed_value, seed_source, config_sig, command FROM runs"
+            "SELECT id, seed_value, seed_source, config_sig, group_key, command FROM runs"
             " WHERE deleted_at IS NULL ORDER BY coalesce(started_at, created_at) DESC, rowid DESC"
         ).fetchall()
     finally:
@@ -198,6 +198,9 @@ def test_replicate_a_config_file_key_through_a_copy(tmp_path: Path, db_path: Pat
     replicas = [r for r in _rows(db_path) if r["id"] != run_id]
     assert sorted(_seed(r) for r in replicas) == [4, 5]
     assert {r["seed_source"] for r in replicas} == {"config:train.seed"}
+    # the copy's path does not take the replicas out of the run's seed group
+    assert {r["config_sig"] for r in replicas} == {original["config_sig"]}
+    assert {r["group_key"] for r in replicas} == {original["group_key"]}
     for r in replicas:
         cmd = json.loads(r["command"])
         copy = Path(cmd[cmd.index("--config") + 1])

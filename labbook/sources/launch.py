@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import select
 import shutil
@@ -41,7 +42,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,23 @@ RUN_ID_VAR = "LABBOOK_RUN_ID"
 #: Set by ``labbook replicate`` for each replica it launches: the replicas' sweep id
 #: (recorded as the run's sweep, kind "replicate"; labbook.store.groups).
 SWEEP_VAR = "LABBOOK_SWEEP"
+#: Set by ``labbook replicate`` for a replica that reads a copy of the run's config
+#: file (the seed changed in the copy): a JSON list of ``[copy token, original token]``
+#: pairs of argv words, so that the replica's recorded config names the file as the
+#: original did and the replica stays in its run's seed group.
+REPLICA_ARGS_VAR = "LABBOOK_REPLICA_ARGS"
+
+
+def _as_written(argv: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    """argv with a replica's config-file copy named as the original run named its file."""
+    raw = environ.get(REPLICA_ARGS_VAR)
+    if not raw:
+        return list(argv)
+    try:
+        pairs = {str(a): str(b) for a, b in json.loads(raw)}
+    except (ValueError, TypeError):
+        return list(argv)  # not ours to judge: the config is then as the argv says
+    return [pairs.get(word, word) for word in argv]
 
 
 class HeadTail:
@@ -204,7 +222,7 @@ def launch_facts(
         command=list(argv),
         cwd=cwd,
         seed=pick_seed(seed_from_argv(list(argv)), seed_from_env(environ)),
-        config=config_from_argv(list(argv)),
+        config=config_from_argv(_as_written(argv, environ)),
         tags=list(tags),
         host=socket.gethostname(),
     )

@@ -39,6 +39,7 @@ The same code
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 
 #: The variable ``labbook run`` reads the run's sweep from.
 SWEEP_VAR = "LABBOOK_SWEEP"
+REPLICA_ARGS_VAR = "LABBOOK_REPLICA_ARGS"  # as labbook.sources.launch reads it
 #: Variable Lightning's ``seed_everything`` reads (and exports).
 PL_SEED_VAR = "PL_GLOBAL_SEED"
 #: Extensions of config files a command may name.
@@ -673,6 +675,16 @@ def plan_replicas(
     seeds = new_seeds(group_seeds(store, rec), seed_value, n)
     sweep = sweep or f"rep-{run_id[:8]}-{uuid.uuid4().hex[:6]}"
     template, template_env = set_seed(argv, place, SEED_MARK)
+    if place.kind == "file":
+        # The replica's recorded config names the file as the run did (launch.py's
+        # REPLICA_ARGS_VAR), so that the copy's path keeps it in the run's seed group.
+        assert place.file is not None
+        marked_copy = str(replicas_dir(sweep) / f"seed-{SEED_MARK}" / Path(place.file).name)
+        pointed = _point_at(template, cwd, place.file, marked_copy)
+        pairs = [[new, old] for new, old in zip(pointed, template, strict=True) if new != old]
+        # (JSON escapes the seed placeholder's NULs: put the placeholder back)
+        as_json = json.dumps(pairs).replace(json.dumps(SEED_MARK)[1:-1], SEED_MARK)
+        template_env = {**template_env, REPLICA_ARGS_VAR: as_json}
     replicas: list[Replica] = []
     from labbook.sources.names import command_name
 
