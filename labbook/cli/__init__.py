@@ -89,7 +89,7 @@ LAZY_COMMANDS = {
     ),
     "archive": (
         "labbook.cli.housekeeping:archive_cmd",
-        "Archive runs: out of default listings, kept whole (ls --archived).",
+        "Archive runs: hidden from default listings (ls --archived).",
     ),
     "gc": (
         "labbook.cli.housekeeping:gc_cmd",

@@ -321,7 +321,7 @@ def archive_cmd(
     undo: bool,
     as_json: bool,
 ) -> None:
-    """Archive runs: out of default listings, kept whole (ls --archived).
+    """Archive runs: hidden from default listings (ls --archived).
 
     RUN… or the filters ls takes select the runs, as for `labbook rm`. Archived
     runs leave ls, search, compare filters and the TUI's list; `ls --archived`

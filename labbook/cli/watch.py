@@ -26,6 +26,18 @@ import click
     "--ignore", multiple=True, metavar="GLOB", help="Also ignore files matching GLOB (repeatable)."
 )
 @click.option("--once", is_flag=True, help="Catch-up scan only, then exit (for cron and tests).")
+@click.option(
+    "--notify",
+    metavar="CMD|URL",
+    help="When a run fails, diverges or is killed: run CMD (the event in LABBOOK_* "
+    "variables and as JSON on stdin) or POST the JSON to an http(s) URL.",
+)
+@click.option(
+    "--notify-on",
+    metavar="EVENTS",
+    help="Comma-separated events to notify: finished, failed, diverged, killed, unknown "
+    "(default: failed,diverged,killed, or `on` of [notify]).",
+)
 @click.pass_context
 def watch_cmd(
     ctx: click.Context,
@@ -35,6 +47,8 @@ def watch_cmd(
     poll: bool,
     ignore: tuple[str, ...],
     once: bool,
+    notify: str | None,
+    notify_on: str | None,
 ) -> None:
     """Record every run below PATHS as it is written, until Ctrl-C.
 
@@ -43,16 +57,24 @@ def watch_cmd(
     daemon ran; then new runs are captured at first sight (git state, process,
     environment), their metrics tailed live, and their end status recorded. One
     daemon per database. On a terminal a live pane shows active runs, events and
-    GPUs; --log prints one line per event instead.
+    GPUs; --log prints one line per event instead. --notify (or [notify] in
+    config.toml) tells a command or a URL when a run goes wrong; nothing else
+    ever leaves the machine.
     """
-    from labbook.sources.watch.config import load_config
+    from labbook.errors import UsageError
+    from labbook.sources.watch.config import load_config, notify_config
     from labbook.sources.watch.daemon import DaemonOptions, run_daemon
     from labbook.sources.watch.display import LiveDisplay, LogDisplay
+    from labbook.sources.watch.notify import EVENTS
 
     config = load_config(paths, ignore)
     live_pane = not log_mode and not once and sys.stdout.isatty()
     display = LiveDisplay() if live_pane else LogDisplay()
-    options = DaemonOptions(interval=interval, poll=poll)
+    on = [e.strip() for e in notify_on.split(",") if e.strip()] if notify_on else None
+    bad = [e for e in on or [] if e not in EVENTS]
+    if bad:
+        raise UsageError(f"--notify-on: unknown event {bad[0]!r} (known: {', '.join(EVENTS)})")
+    options = DaemonOptions(interval=interval, poll=poll, notify=notify_config(notify, on))
     from labbook.store.remote.config import RemoteConfig
 
     options.remote = RemoteConfig.load()  # [remote]: a push thread when a url is set

@@ -9,6 +9,13 @@
 
 Paths on the command line win over ``roots``; ``--ignore`` globs add to the
 defaults and to the config's.
+
+``[notify]`` (see :mod:`labbook.sources.watch.notify`; ``--notify`` wins)::
+
+    [notify]
+    url = "https://chat.example.org/hooks/…"   # or: command = "notify-send labbook"
+    on = ["failed", "diverged", "killed"]       # also: "finished", "unknown"
+    throttle_s = 60                             # at most `burst` (5) events a window
 """
 
 from __future__ import annotations
@@ -107,3 +114,12 @@ class PathFilter:
         if any(fnmatch.fnmatchcase(name, g) for g in self._name_globs):
             return True
         return any(fnmatch.fnmatchcase(path, "*" + g.lstrip("*")) for g in self._path_globs)
+
+
+def notify_config(target: str | None = None, on: Sequence[str] | None = None) -> Any:
+    """``watch --notify`` (``target``, ``on``) over ``[notify]`` of the config file: a
+    :class:`~labbook.sources.watch.notify.NotifyConfig` (``target`` None: off)."""
+    from labbook.sources.watch.notify import load_notify
+
+    path = config_file()
+    return load_notify(read_section("notify", path), target, on, where=path)

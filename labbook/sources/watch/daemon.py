@@ -61,6 +61,8 @@ class DaemonOptions:
     gpu_backend: Any = None  # tests: a ReplayBackend; None: NVML if available
     gpu: bool = True
     debounce: Debouncer = field(default_factory=Debouncer)
+    #: watch --notify / [notify]: a NotifyConfig (labbook.sources.watch.notify); None: off
+    notify: Any = None
     #: [remote] (labbook.store.remote.config.RemoteConfig): push to the lab's notebook
     #: from a thread (labbook.sources.watch.push) when it has a url and push is on
     remote: Any = None
@@ -106,13 +108,36 @@ class Daemon:
         self._retries: dict[Any, int] = {}
         self._changed: dict[Any, set[str] | None] = {}
         self._journal_at = 0.0
+        self.notifier: Any = None
         self.pusher: Any = None
+        self._was_active: set[str] = set()
 
     # -- messages --------------------------------------------------------------------
 
     def _say(self, text: str) -> None:
         self.messages.append(text)
         self.display.message(text)
+
+    def _emit(self, kind: str, st: RunState, detail: str) -> None:
+        """An event of a run: to the display, and to the notify hook if it wants it
+        (not for runs the catch-up scan finds quiet for longer than the inactivity
+        timeout, unless the last daemon was following them)."""
+        self.display.event(kind, st, detail)
+        notifier = self.notifier
+        if notifier is None or not notifier.wants(kind):
+            return
+        ing = self.ingestor
+        if (
+            ing is not None
+            and ing.catching_up
+            and st.run_id not in self._was_active
+            and time.time() - st.last_change >= ing.inactivity_timeout
+        ):
+            return  # an end long past, found by the catch-up scan: old news
+        try:
+            notifier.event(kind, st.run_id, step=st.step)
+        except Exception as exc:  # a notification never stops the daemon
+            warn_exception(None, "notify failed", exc)
 
     # -- starting ----------------------------------------------------------------------
 
@@ -126,9 +151,16 @@ class Daemon:
             self._lock.release()
             raise
         self.display.start()
+        cfg = self.options.notify
+        if cfg is not None and cfg.target:
+            from labbook.sources.watch.notify import Notifier
+
+            self.notifier = Notifier(cfg, store)
+            # Runs the last daemon followed: an end found by the catch-up scan is news.
+            self._was_active = {row["id"] for row in store.active_watch_runs()}
         self.ingestor = Ingestor(
             store,
-            emit=self.display.event,
+            emit=self._emit,
             git=self.options.git,
             inactivity_timeout=self.config.inactivity_timeout,
         )
@@ -340,6 +372,8 @@ class Daemon:
             warn_exception(None, "watch consumer stopped", exc, expected=(BaseException,))
         finally:
             self.ready.set()
+            if self.notifier is not None:
+                self.notifier.close()
             ing.store.close()
 
     def _note(
@@ -422,6 +456,8 @@ class Daemon:
             ing.tick()
         except Exception as exc:
             warn_exception(None, "lifecycle check failed", exc)
+        if self.notifier is not None:
+            self.notifier.tick()
         if time.monotonic() >= self._journal_at:
             self._replay_journal(ing)
         self._save_gpu(ing)
