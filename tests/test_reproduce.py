@@ -186,3 +186,7 @@ def test_exec_then_diff_shows_no_difference_in_code_config_seed(
         assert section not in diff, diff.get(section)
     # the data file is the worktree's own copy: only its path and time differ
     assert set(diff["data"]["changed"]["data"]["what"]) <= {"path", "mtime"}
+    # the rebuilt run is in the original's seed group: the worktree is the same repository
+    shown = [json.loads(run_cli("show", r, "--json", db=db_path).stdout) for r in (first, "@last")]
+    assert shown[0]["group"]["id"] == shown[1]["group"]["id"]
+    assert shown[1]["group"]["size"] == 2

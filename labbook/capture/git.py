@@ -196,6 +196,22 @@ def _layout(root: str) -> _Layout:
     return _Layout(gitdir=gitdir, commondir=commondir, env=env)
 
 
+def main_worktree(root: str) -> str:
+    """The main work tree of the repository ``root`` belongs to (``root`` itself unless it
+    is a linked ``git worktree``), read from its ``.git`` file without running git; so
+    that a run in a worktree (``labbook reproduce`` makes one) counts as the same
+    repository as its origin."""
+    try:
+        common = _layout(root).commondir
+    except (OSError, ValueError):
+        return root
+    if os.path.basename(common) == ".git" and os.path.normpath(common) != os.path.normpath(
+        os.path.join(root, ".git")
+    ):
+        return os.path.dirname(common)
+    return root
+
+
 def _first_line(text: Any) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")

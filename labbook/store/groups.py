@@ -1,7 +1,7 @@
 """Seed groups and sweeps, as the store keeps them (schema step ``0013_groups``).
 
 **A seed group** is the runs of one experiment apart from the seed: the same
-repository (the git remote, else the git work tree, else the directory the run
+repository (the git remote, else the main git work tree, else the directory the run
 started in), the same entry point (:func:`labbook.capture.command.entry_point`;
 a Hydra job by its file name, as Hydra records only the job name) and the same
 config apart from seed-like and output-like keys (``runs.config_sig``,
@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from labbook.capture.command import entry_point
+from labbook.capture.git import main_worktree
 from labbook.model import GroupRecord
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def group_key(
             entry = os.path.basename(ep.key) if framework == "hydra" else ep.key
     if entry is None and config_sig is None:
         return None
-    repo = git_remote or git_root or cwd or None
+    repo = git_remote or (main_worktree(git_root) if git_root else None) or cwd or None
     return _digest("seed", repo, entry, config_sig)
 
 
