@@ -52,7 +52,7 @@ def write_runs(root: Path, runs: int, steps: int) -> None:
     try:
         import google_crc32c
 
-        record_writer.crc32c = google_crc32c.value  # type: ignore[attr-defined]
+        record_writer.crc32c = google_crc32c.value
     except ImportError:
         pass
     event, summary, value = event_pb2.Event, summary_pb2.Summary, summary_pb2.Summary.Value

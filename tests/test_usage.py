@@ -68,7 +68,12 @@ def _record(
         assert a.wait(timeout=DEADLINE) == 0
         assert b.wait(timeout=DEADLINE) == 1
         for name in ("a", "b"):
-            wait_for(lambda n=name: (r := record_of(db, root / n)) and r["ended_at"] and r["gpu"])
+
+            def ended(n: str = name) -> Any:
+                r = record_of(db, root / n)
+                return r and r["ended_at"] and r["gpu"]
+
+            wait_for(ended)
     finally:
         d.stop()
     other = tmp / "imported" / "c"
