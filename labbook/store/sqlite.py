@@ -59,8 +59,8 @@ from labbook.store.codec import (
     safe_text,
     utc_iso,
 )
-from labbook.store.outbox import mark as mark_dirty
 from labbook.store.dialect import SQLITE, Dialect
+from labbook.store.outbox import mark as mark_dirty
 from labbook.store.schema import SCHEMA_VERSION
 from labbook.store.search import refresh_run_config_doc
 
@@ -372,18 +372,18 @@ class Store:
             "data": blob(dump_json(facts.data)) if facts.data else None,
             "missing": 0,
             "config_sig": _config_sig(facts.config),
-        }
-        params = [(k, dump_json(v), sql_number(v)) for k, v in facts.config.items()]
-        tags = [
-            _tag_rows(tag, Summary.of(pts), downsample(pts), facts.metric_sources.get(tag, FILE))
-            for tag, pts in facts.metrics.items()
             "sweep_kind": facts.sweep_kind if facts.sweep_id else None,
             "sweep_id": safe_text(facts.sweep_id) if facts.sweep_kind else None,
-            if pts
+        }
         row["group_key"] = _group_key(facts, row)
         job = slurm_job(env.vars) if env else None
         if job is not None:  # Slurm job, array task, restarts (kept when a re-read has no env)
             row.update(job.columns())
+        params = [(k, dump_json(v), sql_number(v)) for k, v in facts.config.items()]
+        tags = [
+            _tag_rows(tag, Summary.of(pts), downsample(pts), facts.metric_sources.get(tag, FILE))
+            for tag, pts in facts.metrics.items()
+            if pts
         ]
         wanted = run_id
         with self.transaction():
@@ -402,15 +402,15 @@ class Store:
             )
             now = now_iso()
             row["updated_at"] = now
+            if row["group_key"] is None:  # a group of its own (labbook.store.groups)
+                from labbook.store.groups import own_group_key
+
+                row["group_key"] = own_group_key(run_id)
             if created:
                 row = {"id": run_id, **row, "created_at": now}
                 cols = ", ".join(row)
                 marks = ", ".join("?" for _ in row)
                 self.conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", list(row.values()))
-            if row["group_key"] is None:  # a group of its own (labbook.store.groups)
-                from labbook.store.groups import own_group_key
-
-                row["group_key"] = own_group_key(run_id)
             else:
                 sets = ", ".join(f"{k} = ?" for k in row)
                 self.conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*row.values(), run_id])
@@ -720,15 +720,15 @@ class Store:
         configs = self.configs(ids)
         notes = self._notes(ids)
         envs: dict[str, Any] = {}  # runs of one interpreter share one env blob: decode it once
+        from labbook.store.groups import group_fields
+
+        grouped = group_fields(self, rows)
         out = []
         for r in rows:
             rid = r["id"]
             rec: RunRecord = {
                 "id": rid,
                 "name": r["name"],
-        from labbook.store.groups import group_fields
-
-        grouped = group_fields(self, rows)
                 "path": r["path"],
                 "host": r["host"],
                 "user": r["user"],
@@ -760,6 +760,7 @@ class Store:
                 "created_at": r["created_at"],
                 "updated_at": r["updated_at"],
             }
+            rec["group"], rec["sweep"] = grouped[rid]
             job = slurm_of_row(r)
             rec["slurm"] = job.record() if job is not None else None
             out.append(rec)
@@ -769,7 +770,6 @@ class Store:
         """The configs of the runs ``ids`` (flattened keys), a few queries in all."""
         out: dict[str, dict[str, Any]] = {rid: {} for rid in ids}
         for chunk in _chunks(list(ids), 500):
-            rec["group"], rec["sweep"] = grouped[rid]
             marks = ",".join("?" for _ in chunk)
             rows = self.conn.execute(
                 f"SELECT run_id, key, value FROM params WHERE run_id IN ({marks}) ORDER BY key",
@@ -1485,6 +1485,20 @@ def _env_json(env: EnvInfo) -> str:
     )
 
 
+def _group_key(facts: RunFacts, row: dict[str, Any]) -> str | None:
+    """The run's seed-group key (labbook.store.groups); None: a group of its own."""
+    from labbook.store.groups import group_key
+
+    return group_key(
+        framework=facts.framework,
+        command=facts.command,
+        cwd=row["cwd"],
+        git_root=row["git_root"],
+        git_remote=row["git_remote"],
+        config_sig=row["config_sig"],
+    )
+
+
 def _config_sig(config: dict[str, Any]) -> str | None:
     from labbook.store.configsig import signature_hash
 
@@ -1558,15 +1572,3 @@ def _seed_record(value: str | None, source: str | None) -> SeedRecord:
     if value is None:
         return {"value": None, "source": None, "known": source != SEED_UNKNOWN}
     return {"value": json.loads(value), "source": source, "known": True}
-def _group_key(facts: RunFacts, row: dict[str, Any]) -> str | None:
-    """The run's seed-group key (labbook.store.groups); None: a group of its own."""
-    from labbook.store.groups import group_key
-
-    return group_key(
-        framework=facts.framework,
-        command=facts.command,
-        cwd=row["cwd"],
-        git_root=row["git_root"],
-        git_remote=row["git_remote"],
-        config_sig=row["config_sig"],
-    )
