@@ -17,6 +17,10 @@ twice. Over them:
     (6.7 s at 1M runs in the prototype); with it, an index lookup (15–19 ms).
     ``pg_bigm`` and PGroonga would do this, but Debian ships neither.
 
+``runs_seed_group``, ``runs_sweep``
+    The seed-group and sweep columns (local schema step 0013) and their indexes:
+    every record counts its group's live runs.
+
 ``runs_listed``
     The listings' order (newest first, ties by id) over the runs that listings show
     (not deleted, not superseded): ``ls --remote`` reads the newest 50 of a million
@@ -81,6 +85,12 @@ $$""",
         " WHERE deleted_at IS NULL AND superseded_by IS NULL",
         f"CREATE INDEX IF NOT EXISTS notes_kind ON {s}.notes (kind, run_id)"
         " WHERE deleted_at IS NULL",
+        # seed groups and sweeps (labbook.store.groups): every record says its group's
+        # size, one indexed count per page of runs (the columns come with schema 0013)
+        f"ALTER TABLE {s}.runs ADD COLUMN IF NOT EXISTS group_key text,"
+        " ADD COLUMN IF NOT EXISTS sweep_kind text, ADD COLUMN IF NOT EXISTS sweep_id text",
+        f"CREATE INDEX IF NOT EXISTS runs_seed_group ON {s}.runs (group_key)",
+        f"CREATE INDEX IF NOT EXISTS runs_sweep ON {s}.runs (sweep_kind, sweep_id)",
     ]
 
 
