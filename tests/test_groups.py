@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, run_cli
+from tests.conftest import run_cli
+from tests.seed_lab import Planned, record_lab
 
 TRAIN = """\
 import argparse, random
@@ -39,40 +40,13 @@ for step in range(1, a.steps + 1):
 def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """A repository with 5 seeds of lr 0.3, 5 of lr 0.05 (a real gap) and 2 + 2 seeds
     of two widths at lr 0.3 that change nothing (no gap)."""
-    tmp = tmp_path_factory.mktemp("lab")
-    home = tmp / "home"
-    env = {
-        "HOME": str(home),
-        "XDG_DATA_HOME": str(home / "share"),
-        "XDG_CONFIG_HOME": str(home / "config"),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "T",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "T",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    }
-    root = tmp / "project"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    (root / "train.py").write_text(TRAIN)
-    git(root, "add", "train.py")
-    git(root, "commit", "-q", "-m", "train")
-    db = tmp / "labbook.db"
-    runs: dict[str, list[str]] = {"fast": [], "slow": [], "w8": [], "w16": []}
-    plan = [
+    plan: list[Planned] = [
         *[("fast", ["--lr", "0.3"], s) for s in range(1, 6)],
         *[("slow", ["--lr", "0.05"], s) for s in range(1, 6)],
         *[("w8", ["--lr", "0.3", "--width", "8"], s) for s in (11, 12)],
         *[("w16", ["--lr", "0.3", "--width", "16"], s) for s in (13, 14)],
     ]
-    for label, args, seed in plan:
-        r = run_cli(
-            "run", "--", "python", "train.py", "--seed", str(seed), *args, db=db, cwd=root, env=env
-        )
-        assert r.returncode == 0, r.stderr
-        last = json.loads(run_cli("show", "@last", "--json", db=db, env=env).stdout)
-        runs[label].append(last["id"])
-    return {"db": db, "env": env, "runs": runs, "root": root}
+    return record_lab(tmp_path_factory.mktemp("lab"), TRAIN, plan)
 
 
 def _cli(lab: dict[str, object], *args: str) -> str:
