@@ -247,10 +247,11 @@ def main() -> None:
         import psycopg
 
         with psycopg.connect(url) as conn:
-            newest = conn.execute(
+            row: Any = conn.execute(
                 "SELECT id FROM labbook.runs ORDER BY coalesce(started_at, created_at) DESC LIMIT 1"
-            ).fetchone()[0]
-            peer = conn.execute(
+            ).fetchone()
+            newest = row[0]
+            peer: Any = conn.execute(
                 "SELECT a.id, b.id FROM labbook.runs a JOIN labbook.runs b ON b.config_sig ="
                 " a.config_sig AND b.id != a.id WHERE a.status = 'finished' LIMIT 1"
             ).fetchone()
