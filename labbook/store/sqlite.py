@@ -1353,8 +1353,9 @@ class Store:
         In one IMMEDIATE write transaction (so a run saved meanwhile either committed
         before the scan, and its blobs are referenced, or waits until the delete is
         done): blobs no column that references ``blobs`` names, series whose run or
-        metric is gone, other rows of runs that no longer exist. Then ``VACUUM`` (the
-        file shrinks; writers wait meanwhile) and a WAL checkpoint. Returns counts and
+        metric is gone, other rows of runs that no longer exist. Then, when that or
+        the free pages give space back, ``VACUUM`` (the file shrinks; writers wait
+        meanwhile) and a WAL checkpoint. Returns counts and
         bytes; ``dry_run`` only counts.
         """
         size_before = self._file_size()
@@ -1391,7 +1392,10 @@ class Store:
             free_pages = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
             page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
             report["free_bytes"] = int(free_pages) * int(page_size)
-        if not dry_run:
+        dropped = report["blobs"] + report["series"] + report["rows"]
+        # VACUUM rewrites the whole file: only when it gives something back (rows
+        # dropped now, or free pages worth it, as rm --purge leaves them).
+        if not dry_run and (dropped or report["free_bytes"] > max(1 << 20, size_before // 20)):
             self._vacuum()
         report["database_after"] = self._file_size() if not dry_run else size_before
         report["freed_bytes"] = report["blob_bytes"] + report["series_bytes"]

@@ -138,7 +138,7 @@ def changed_params(store: Any, rec: Mapping[str, Any], limit: int = 3) -> list[t
         other = store.configs([nearest_earlier(store, rec["id"])])
     except LabbookError:
         return []
-    before = next(iter(other.values()), {})
+    before: dict[str, Any] = next(iter(other.values()), {})
     mine = rec.get("config") or {}
     out = [
         (k, v)
@@ -176,13 +176,13 @@ def _what(rec: Mapping[str, Any], status: str, step: int | None) -> str:
     if status == "finished":
         from labbook.analysis.metrics import key_metrics
 
-        shown = []
+        finals = []
         for tag in key_metrics([rec], limit=2):
             last = metrics[tag].get("last")
             if isinstance(last, (int, float)):
-                shown.append(f"{tag} {last:.4g}")
-        if shown:
-            return f"{what} ({', '.join(shown)})"
+                finals.append(f"{tag} {last:.4g}")
+        if finals:
+            return f"{what} ({', '.join(finals)})"
     return what
 
 
