@@ -45,6 +45,10 @@ SUFFIX = ".lbspool"
 _NAME = re.compile(r"^(?P<origin>[0-9A-Za-z_-]+)-(?P<gen>\d+)\.lbspool$")
 
 
+#: Spool files one push round ingests at most.
+FILES_PER_ROUND = 50
+
+
 class SpoolFileError(ValueError):
     """A spool file that cannot be read as a batch."""
 
@@ -264,7 +268,9 @@ def ingest_all(
         except psycopg.Error as exc:
             raise ValueError(str(exc).strip().splitlines()[0]) from None
 
-    return ingest_files(conn, directory, apply)
+    # a bounded share of each round (the rest waits for the next): the round's own
+    # push and its watchdog's deadline stay in reach however full the spool is
+    return ingest_files(conn, directory, apply, limit=FILES_PER_ROUND)
 
 
 def iter_batches(spool_dir: Path) -> Iterator[tuple[Path, Any]]:
