@@ -383,3 +383,30 @@ def test_watch_does_not_record_a_removed_dir_again(tmp_path: Path, db_path: Path
     assert ids(db_path) == {by_name["runs/keep"], by_name["runs/gone"]}
     rec = json.loads(cli(db_path, "show", by_name["runs/gone"], "--json").stdout)
     assert rec["metrics"]["loss"]["count"] == 6  # caught up with what it wrote meanwhile
+
+
+def test_a_daemon_stops_following_a_run_removed_while_it_runs(
+    tmp_path: Path, db_path: Path
+) -> None:
+    from tests.test_watch_daemon import record_of, start_daemon, wait_for, writer
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    d, out = start_daemon(db_path, root)
+    try:
+        w = writer("jsonl", root / "busy", 60, 20)  # 3 s of writing
+        rec = wait_for(lambda: record_of(db_path, root / "busy"), what="the run to appear")
+        cli(db_path, "rm", rec["id"])
+        assert w.wait(timeout=90) == 0
+        wait_for(lambda: "no longer followed" in out.getvalue(), what="the daemon to let go")
+        other = writer("jsonl", root / "other", 5, 50)
+        assert other.wait(timeout=90) == 0
+        wait_for(lambda: record_of(db_path, root / "other"), what="the next run to appear")
+    finally:
+        d.stop()
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute(
+            "SELECT id, deleted_at FROM runs WHERE path = ?", (str(root / "busy"),)
+        ).fetchall()
+    assert len(rows) == 1 and rows[0][0] == rec["id"] and rows[0][1] is not None
+    assert rec["id"] not in ids(db_path)
