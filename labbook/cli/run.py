@@ -137,7 +137,7 @@ def _push_at_end(ctx: click.Context, store: Any) -> None:
             return
         from labbook.store.remote.lastpush import push_or_spool
 
-        line = push_or_spool(store, cfg)
+        line = push_or_spool(store, cfg, max_batches=1)
     except Exception as exc:  # never the command's exit code
         warn_exception(None, "cannot push the run to the lab's notebook", exc)
         return

@@ -49,17 +49,25 @@ def write_batch(store: Any, cfg: RemoteConfig) -> Path | None:
     return path
 
 
-def push_or_spool(store: Any, cfg: RemoteConfig, *, timeout: float | None = None) -> str:
+def push_or_spool(
+    store: Any,
+    cfg: RemoteConfig,
+    *,
+    timeout: float | None = None,
+    max_batches: int | None = None,
+) -> str:
     """The last push of a job (``labbook run`` with no daemon on its store, ``labbook
     watch`` stopping): one push round; when the lab's notebook cannot be reached, the
     batch goes to the spool instead. Never raises: returns one line saying what
-    happened (for ``--debug`` and the daemon's log)."""
+    happened (for ``--debug`` and the daemon's log). ``max_batches``: push at most
+    that many batches now (``labbook run`` pushes one: a node with a long backlog
+    does not keep its user waiting; the rest goes with the next push)."""
     if not cfg.enabled or not cfg.push:
         return "no lab notebook to push to"
     if timeout is not None:
         cfg = replace(cfg, connect_timeout_s=timeout)
     try:
-        result = push_round(store, cfg)
+        result = push_round(store, cfg, max_batches=max_batches)
         return f"pushed {result.pushed} runs to the lab's notebook"
     except Exception as exc:  # unreachable, lost mid-push, no schema yet: spool it all
         reason = exc.message if isinstance(exc, LabbookError) else f"{type(exc).__name__}: {exc}"
