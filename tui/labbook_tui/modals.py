@@ -144,7 +144,7 @@ class ColumnsModal(ModalScreen[list[str] | None]):
 HELP = [
     ("Runs", "↑↓ PgUp PgDn Home End", "move (the table reads a window at a time)"),
     ("Runs", "Enter", "open the run"),
-    ("Runs", "g", "seed groups: a row each (n, statuses, mean ± std, best); Enter: its runs"),
+    ("Runs", "g", "seed groups as rows (mean ± std); Enter: its runs"),
     ("Runs", "/", "filter: optimizer.lr>=0.01 and status=failed, tag=good, or a name"),
     ("Runs", "space", "mark a run; d diffs two marked runs (or marked + cursor)"),
     ("Runs", "← →", "columns sideways, a whole column a press (id and name stay)"),
