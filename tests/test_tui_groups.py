@@ -55,7 +55,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         *[("wide", ["--lr", "0.3", "--width", "16"], s) for s in (6, 7)],
         ("solo", ["--lr", "0.2"], 1),
     ]
-    lab = record_lab(tmp_path_factory.mktemp("tui-groups"), TRAIN, plan)
+    lab: dict[str, Any] = record_lab(tmp_path_factory.mktemp("tui-groups"), TRAIN, plan)
     r = run_cli("ls", "-n", "0", "--json", db=lab["db"], env=lab["env"])
     assert r.returncode == 0, r.stderr
     lab["records"] = {rec["id"]: rec for rec in json.loads(r.stdout)}
@@ -156,7 +156,7 @@ async def test_enter_expands_a_group_and_opens_a_member(lab: dict[str, Any]) -> 
         assert t.row_count == 4 + 3 and gid in t.expanded
         at = row_of(t, gid)
         assert t.cursor_row == at  # the cursor stays on the group's row
-        members = [m["id"] for g, m in t.lines[at + 1 : at + 4]]
+        members = [m["id"] for _, m in t.lines[at + 1 : at + 4] if m]
         assert set(members) == set(lab["runs"]["slow"])
         # members beneath their group, their ids indented
         assert cell(t, at + 1, "id") == "  " + members[0]
@@ -251,6 +251,34 @@ async def test_sort_sorts_groups_by_the_columns_mean(lab: dict[str, Any]) -> Non
         await pilot.press("g")  # n is no column of the runs list: the default order again
         await pilot.pause()
         assert t.query_state.sort is None and t.row_count == 11
+
+
+async def test_a_new_seed_joins_its_group_live(lab: dict[str, Any], tmp_path: Path) -> None:
+    """Another process records one more seed (a real ``labbook run``): on the next poll
+    the grouped table reads the groups again, the new run counted in its group."""
+    import sqlite3
+
+    db = tmp_path / "copy.db"
+    with sqlite3.connect(lab["db"]) as src, sqlite3.connect(db) as dst:
+        src.backup(dst)
+    app = app_for(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("g")
+        t = table(app)
+        solo = group_of(lab, "solo")
+        assert cell(t, row_of(t, solo), "n") == "1"
+        assert not app.poll()  # nothing new: the groups are not read again
+        r = run_cli(
+            "run", "--", "python", "train.py", "--seed", "2", "--lr", "0.2",
+            db=db, cwd=lab["root"], env=lab["env"],
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert app.poll()
+        await pilot.pause()
+        assert t.grouped and cell(t, row_of(t, solo), "n") == "2"
+        assert " ± " in cell(t, row_of(t, solo), "metrics.val_loss")
+        assert status_text(app).startswith("grouped: 4 groups of 12 runs")
 
 
 async def test_footer_and_help_list_g(lab: dict[str, Any]) -> None:

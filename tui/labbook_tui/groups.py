@@ -111,7 +111,8 @@ def sort_groups(groups: Sequence[Group], key: str | None, descending: bool) -> l
     groups without a value last either way."""
     if key is None:
         return list(groups)
-    have, missing = [], []
+    have: list[tuple[Any, Group]] = []
+    missing: list[tuple[Any, Group]] = []
     for g in groups:
         value = sort_value(g, key)
         (missing if value is None else have).append((value, g))

@@ -100,6 +100,8 @@ class Notebook:
         self.error: str | None = None
         self._version: int | None = None
         self._filter_cache: tuple[str, Any] | None = None
+        #: the last :meth:`groups` and what it was read for (filter, columns, data version)
+        self._groups_cache: tuple[tuple[Any, ...], GroupedRuns] | None = None
         self.open()
 
     # -- opening and change detection --------------------------------------------
@@ -131,6 +133,7 @@ class Notebook:
         return True
 
     def close(self) -> None:
+        self._groups_cache = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -203,13 +206,18 @@ class Notebook:
         """The runs matching ``query``'s filter by seed group, each folded by the core
         (:func:`labbook.analysis.groups.grouped` and :func:`~labbook.analysis.groups.fold`,
         as ``labbook ls --group -n 0``): the group with the newest run first. Every
-        matching run is read (light records), once per call."""
+        matching run is read (light records) and folded; the result is kept until the
+        filter, the extra columns or the data change (a new sort, an expanded group,
+        a repaint read nothing)."""
         from labbook_tui.groups import Group, GroupedRuns
 
         if self.store is None:
             return GroupedRuns([], [], 0)
         from labbook.analysis.groups import fold, grouped, metric_columns
 
+        key = (query.text, tuple(query.extra_columns), self.store.data_version())
+        if self._groups_cache is not None and self._groups_cache[0] == key:
+            return self._groups_cache[1]
         flt = self.filter_for(query.text)
         found, _ = grouped(self.store, flt)
         everyone = [r for _, members in found for r in members]
@@ -225,7 +233,9 @@ class Notebook:
             Group(fold(members, kind="seed", group_id=gid, columns=metrics + extra), members)
             for gid, members in found
         ]
-        return GroupedRuns(groups, metrics, len(everyone), extra)
+        view = GroupedRuns(groups, metrics, len(everyone), extra)
+        self._groups_cache = (key, view)
+        return view
 
     def position_of(self, query: Query, run_id: str, limit: int = 5000) -> int | None:
         """Index of ``run_id`` among the first ``limit`` rows of ``query`` (to keep a cursor)."""
@@ -317,11 +327,13 @@ class Notebook:
     def add_note(self, run_id: str, text: str, kind: str) -> None:
         if self.store is None:
             return
+        self._groups_cache = None  # our own commits leave data_version as it is
         self.store.add_note(run_id, text, kind=kind)
 
     def set_tags(self, run_id: str, add: list[str], remove: list[str]) -> None:
         if self.store is None:
             return
+        self._groups_cache = None
         if add:
             self.store.add_tags(run_id, add)
         if remove:
