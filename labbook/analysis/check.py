@@ -418,8 +418,6 @@ def check(
             c = compare(new_cfg, old_cfg, old_stated=old_stated, _by_norm=by_norm)
         if c.kind is None:
             continue
-        notes = store.notes_of(rid)
-        notes.sort(key=lambda n: (n["kind"] not in WARNING_NOTES, n["id"]))
         out.append(
             CheckWarning(
                 run_id=rid,
@@ -429,7 +427,7 @@ def check(
                 match=c.kind,
                 matched=c.matched,
                 differed=c.differed,
-                notes=notes,
+                notes=[],
                 started_at=started,
                 command=old_cmd,
                 entry_point=old_entry.shown if old_entry else None,
@@ -439,7 +437,14 @@ def check(
             )
         )
     out.sort(key=lambda w: (w.match != "same", len(w.differed)))  # stable: newest first
-    return out[:limit] if limit else out
+    out = out[:limit] if limit else out
+    # the notes of the warnings shown only, in one batch (not a query per run: the
+    # lab's notebook is a round trip away, and thousands of runs may match)
+    notes_by_run = store.notes_by_run([w.run_id for w in out])
+    for w in out:
+        w.notes = notes_by_run.get(w.run_id, [])
+        w.notes.sort(key=lambda n: (n["kind"] not in WARNING_NOTES, n["id"]))
+    return out
 
 
 #: The file descriptor of a redirection (``2>`` in ``2>&1``).

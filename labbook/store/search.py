@@ -296,16 +296,20 @@ def _like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
-def _term_matches(store: Store, term: str) -> dict[int, tuple[_Doc, float]]:
+def _term_matches(
+    store: Store, term: str, runs: list[str] | None = None
+) -> dict[int, tuple[_Doc, float]]:
     """Documents holding ``term`` (doc id -> (doc, score ≥ 1, higher is better)).
 
     The score is 1 + bm25 relevance (FTS5's bm25 is negative, better is lower): a
     match counts even where bm25 says little (a term found in most documents has an
     inverse document frequency near zero), and field weights then decide.
+    ``runs``: only documents of these runs (the lab's notebook's planner; locally
+    every term is looked up whole).
     """
     out: dict[int, tuple[_Doc, float]] = {}
     if store.dialect.shared:
-        return _shared_term_matches(store, term)
+        return _shared_term_matches(store, term, runs)
     if len(term) >= TRIGRAM:
         phrase = '"' + term.replace('"', '""') + '"'
         rows = store.conn.execute(
@@ -334,12 +338,28 @@ CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _CJK_PAIR = re.compile(f"^[{CJK}]{{2}}$")
 
 
-def _shared_term_matches(store: Store, term: str) -> dict[int, tuple[_Doc, float]]:
+def _shared_term_matches(
+    store: Store, term: str, runs: list[str] | None = None
+) -> dict[int, tuple[_Doc, float]]:
     """:func:`_term_matches` in the lab's notebook (PostgreSQL): ``ILIKE`` over the
     documents, which the pg_trgm GIN index serves for terms of three characters or
     more; a two-character CJK term (显存) is looked up in the bigram table first. Every
-    match scores 1 (there is no bm25); field weights and whole words then rank."""
+    match scores 1 (there is no bm25); field weights and whole words then rank.
+    ``runs``: only the documents of these runs (a few per run, through the
+    ``(run_id, …)`` key), so a term with no trigram (``of``) is never a scan of
+    every document once another term has found the candidates."""
     pattern = _like_pattern(term)
+    if runs is not None:
+        sql = (
+            "SELECT d.id, d.run_id, d.field, d.text FROM search_docs d"
+            " WHERE d.run_id = ANY(?) AND d.text ILIKE ? ESCAPE '\\' LIMIT ?"
+        )
+        return {
+            doc_id: (_Doc(run_id, field, text), 1.0)
+            for doc_id, run_id, field, text in store.conn.execute(
+                sql, (runs, pattern, MAX_ROWS_PER_TERM)
+            )
+        }
     if _CJK_PAIR.match(term):
         sql = (
             "SELECT d.id, d.run_id, d.field, d.text FROM search_docs d WHERE d.id IN"
@@ -465,8 +485,11 @@ def search(
     refresh_config_docs(store)
     # run_id -> term index -> list of (doc_id, doc, weighted score)
     per_run: dict[str, dict[int, list[tuple[int, _Doc, float]]]] = {}
-    for i, term in enumerate(terms):
-        matches = _term_matches(store, term)
+    for n, (i, term) in enumerate(_plan(store, terms)):
+        # the lab's notebook: each term after the first is looked up among the runs
+        # that matched every term before it
+        runs = sorted(per_run) if n and store.dialect.shared else None
+        matches = _term_matches(store, term, runs)
         whole = _word_pattern(term)
         runs_here: dict[str, list[tuple[int, _Doc, float]]] = {}
         for doc_id, (doc, score) in matches.items():
@@ -474,9 +497,9 @@ def search(
             if whole is not None and whole.search(doc.text):
                 weighted *= WORD_BOOST
             runs_here.setdefault(doc.run_id, []).append((doc_id, doc, weighted))
-        if i == 0:
+        if n == 0:
             for rid, docs in runs_here.items():
-                per_run[rid] = {0: docs}
+                per_run[rid] = {i: docs}
         else:
             for rid in list(per_run):
                 if rid in runs_here:
@@ -487,20 +510,45 @@ def search(
             return []
     allowed = _allowed_runs(store, flt, set(per_run))
     order = {rid: k for k, rid in enumerate(allowed)}  # newest first breaks ties
-    hits: list[SearchHit] = []
+    ranked: list[tuple[float, int, str, _Doc]] = []
     for rid in allowed:
         by_term = per_run[rid]
         score = sum(max(s for _, _, s in docs) for docs in by_term.values())
         # The snippet: the document holding the most terms, then the best scored.
         tally: dict[int, tuple[_Doc, int, float]] = {}
-        for docs in by_term.values():
-            for doc_id, doc, s in docs:
-                _, n, best = tally.get(doc_id, (doc, 0, 0.0))
-                tally[doc_id] = (doc, n + 1, max(best, s))
+        for t in sorted(by_term):  # the query's order, whatever order looked them up
+            for doc_id, doc, s in by_term[t]:
+                _, k, best = tally.get(doc_id, (doc, 0, 0.0))
+                tally[doc_id] = (doc, k + 1, max(best, s))
         doc, _, _ = max(tally.values(), key=lambda t: (t[1], t[2]))
-        hits.append(SearchHit(rid, round(score, 6), doc.field, highlight(doc.text, terms)))
-    hits.sort(key=lambda h: (-h.score, order[h.run_id]))
-    return hits[:limit] if limit else hits
+        ranked.append((round(score, 6), order[rid], rid, doc))
+    ranked.sort(key=lambda h: (-h[0], h[1]))
+    if limit:
+        ranked = ranked[:limit]
+    # snippets only for the hits returned (20,000 candidates need not be cut and marked)
+    return [
+        SearchHit(rid, score, doc.field, highlight(doc.text, terms))
+        for score, _, rid, doc in ranked
+    ]
+
+
+def _plan(store: Store, terms: list[str]) -> list[tuple[int, str]]:
+    """The order to look ``terms`` up in, with each one's index in the query.
+
+    Locally, the query's order (each term is read from FTS5 whole). In the lab's
+    notebook, the terms an index serves first (three characters or more: the
+    trigram GIN; a CJK pair: the bigram table), the longest — most often the
+    rarest — first; the others (``of``, ``lr``) last, among the candidates only."""
+    indexed = list(enumerate(terms))
+    if not store.dialect.shared:
+        return indexed
+
+    def key(it: tuple[int, str]) -> tuple[int, int, int]:
+        i, term = it
+        served = len(term) >= TRIGRAM or _CJK_PAIR.match(term) is not None
+        return (0 if served else 1, -len(term), i)
+
+    return sorted(indexed, key=key)
 
 
 def highlight(text: str, terms: list[str], context: int = SNIPPET_CONTEXT) -> str:

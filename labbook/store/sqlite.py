@@ -701,6 +701,14 @@ class Store:
             )
         ]
 
+    def notes_by_run(self, run_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """:meth:`notes_of` of many runs (run id -> its notes), a few queries in all."""
+        keys = ("id", "at", "author", "kind", "text")  # notes_of's order, then any other
+        return {
+            rid: [{k: n[k] for k in keys} | dict(n) for n in notes]  # type: ignore[literal-required]
+            for rid, notes in self._notes(run_ids).items()
+        }
+
     def record(self, run_id: str, *, heavy: bool = True) -> RunRecord:
         """The run as the ``--json`` contract object (``heavy=False`` omits diff/packages)."""
         row = self.run_row(run_id)
