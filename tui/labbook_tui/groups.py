@@ -31,6 +31,8 @@ class Group:
 
     row: dict[str, Any]
     members: list[RunRecord]
+    #: the text of each metric cell, once formatted (widths are measured on every relayout)
+    _texts: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -47,13 +49,19 @@ class Group:
 
     def status(self) -> str:
         """``3 finished, 2 diverged``."""
-        return status_cell(self.row.get("statuses") or {})
+        text = self._texts.get("status")
+        if text is None:
+            text = self._texts["status"] = status_cell(self.row.get("statuses") or {})
+        return text
 
     def cell(self, key: str) -> str:
         """The text of a scrolling column (``metrics.NAME``: mean ± std)."""
-        if key.startswith("metrics."):
-            return mean_std(self.stat(key.split(".", 1)[1]))
-        return ""
+        if not key.startswith("metrics."):
+            return ""
+        text = self._texts.get(key)
+        if text is None:
+            text = self._texts[key] = mean_std(self.stat(key.split(".", 1)[1]))
+        return text
 
 
 @dataclass

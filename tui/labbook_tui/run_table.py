@@ -287,6 +287,8 @@ class RunTable(ScrollView, can_focus=True):
         self.expanded: set[str] = set()
         self.lines: list[Line] = []
         self.group_runs = 0
+        #: grouped: the longest cell of each column over all groups (per read, not per relayout)
+        self._measured: dict[str, int] = {}
 
     # -- loading -----------------------------------------------------------------
 
@@ -368,6 +370,7 @@ class RunTable(ScrollView, can_focus=True):
         self.metric_columns = view.metrics
         ids = {g.id for g in self.groups}
         self.expanded &= ids
+        self._measured = {}
         self._set_lines(keep=keep, at=at)
 
     def _set_lines(self, *, keep: tuple[str, str | None] | None, at: int | None = None) -> None:
@@ -379,11 +382,10 @@ class RunTable(ScrollView, can_focus=True):
         self._relayout()
         row = self.cursor_row if at is None else at
         if keep is not None:
-            keys = [(g.id, m["id"] if m else None) for g, m in self.lines]
-            if keep in keys:
-                row = keys.index(keep)
-            elif (keep[0], None) in keys:
-                row = keys.index((keep[0], None))
+            gid, rid = keep
+            found = [i for i, (g, m) in enumerate(self.lines) if g.id == gid]
+            member = [i for i in found if (self.lines[i][1] or {}).get("id") == rid]
+            row = (member or found or [row])[0]
         self.cursor_row = min(max(0, row), max(0, len(self.lines) - 1))
         self._scroll_cursor_into_view(line=line)
         self.post_message(self.WindowLoaded(TableState(0, len(self.lines), len(self.lines))))
@@ -441,8 +443,8 @@ class RunTable(ScrollView, can_focus=True):
 
     def _group_widths(self) -> dict[str, int]:
         """Grouped: the widths that differ from a runs table's (id, n, status breakdown)."""
-        longest_n = max((len(str(g.row["size"])) for g in self.groups), default=1)
-        status = max((cell_len(g.status()) for g in self.groups), default=0)
+        longest_n = self._longest("n", lambda g: str(g.row["size"]))
+        status = self._longest("status", Group.status)
         return {
             "id": GROUP_ID_WIDTH,
             "n": max(1, longest_n),
@@ -450,12 +452,18 @@ class RunTable(ScrollView, can_focus=True):
             "best": WIDTHS["id"],
         }
 
+    def _longest(self, key: str, text: Callable[[Group], str]) -> int:
+        """Grouped: the widest ``text`` of column ``key`` over the groups (measured once a read)."""
+        if key not in self._measured:
+            self._measured[key] = max((cell_len(text(g)) for g in self.groups), default=0)
+        return self._measured[key]
+
     def _metric_width(self, key: str, label: str) -> int:
         """A metric or extra column's width: room for the label and a sort arrow; grouped,
         for its longest mean ± std too (within the same bounds)."""
         width = cell_len(label)
         if self.grouped and key.startswith("metrics."):
-            width = max([width, *(cell_len(g.cell(key)) for g in self.groups)])
+            width = max(width, self._longest(key, lambda g: g.cell(key)))
         return max(METRIC_MIN, min(width, METRIC_MAX))
 
     def name_width(self, columns: list[Column]) -> int:
