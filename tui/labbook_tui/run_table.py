@@ -384,7 +384,7 @@ class RunTable(ScrollView, can_focus=True):
         if keep is not None:
             gid, rid = keep
             found = [i for i, (g, m) in enumerate(self.lines) if g.id == gid]
-            member = [i for i in found if (self.lines[i][1] or {}).get("id") == rid]
+            member = [i for i in found if (m := self.lines[i][1]) is not None and m["id"] == rid]
             row = (member or found or [row])[0]
         self.cursor_row = min(max(0, row), max(0, len(self.lines) - 1))
         self._scroll_cursor_into_view(line=line)
