@@ -111,9 +111,13 @@ async def test_g_folds_each_seed_group_into_a_row(lab: dict[str, Any]) -> None:
         await pilot.pause()
         t = table(app)
         assert t.row_count == 11 and "of 11 runs" in status_text(app)
+        wide = lab["runs"]["wide"][0]
+        t.move_cursor(row=next(i for i, r in enumerate(t.records) if r["id"] == wide))
         await pilot.press("g")
         await pilot.pause()
         assert t.grouped and t.row_count == 4
+        group = t.current_group()  # the cursor's run's group under the cursor
+        assert group is not None and group.id == group_of(lab, "wide")
         assert status_text(app).startswith("grouped: 4 groups of 11 runs")
         # the frozen columns, then n and the status breakdown before the metrics
         keys = [c.key for c in t._columns]
