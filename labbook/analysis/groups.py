@@ -28,8 +28,8 @@ noise), ``"constant"`` or ``"too_few"`` (a group with fewer than 2 values).
 
 from __future__ import annotations
 
+import math
 import re
-import statistics
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -65,10 +65,15 @@ def summary(values: Sequence[float]) -> dict[str, Any]:
     """``n``, ``mean``, ``std`` (None below 2 values), ``min``, ``max`` of ``values``."""
     if not values:
         return {"n": 0, "mean": None, "std": None, "min": None, "max": None}
+    # Two passes in floats (math.fsum), not statistics.stdev: that one computes in exact
+    # fractions, and folding 4,000 groups spent half its time there.
+    n = len(values)
+    mean = math.fsum(values) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
     return {
-        "n": len(values),
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "n": n,
+        "mean": mean,
+        "std": std,
         "min": min(values),
         "max": max(values),
     }
