@@ -147,7 +147,9 @@ def group_lines(
                 *[Column("metric", m) for m in metrics],
             ]
             inner = None if width is None else max(20, width - 4)
-            lines, _ = runs_table_lines(recs, cols, width=inner, color=color, chosen=True)
+            lines, _ = runs_table_lines(
+                recs, cols, width=inner, color=color, chosen=True, short_ids=inner is not None
+            )
             after[n] = ["    " + ln for ln in lines[1:]]
     return _lines(header, table, width=width, color=color, after=after)
 

@@ -357,8 +357,15 @@ def _style(style: str) -> dict[str, Any]:
 Layout = tuple[list[Column], dict[Column, int]]
 
 
-def _table(records: Sequence[RunRecord], columns: Sequence[Column]) -> list[list[str]]:
-    return [[printable(_cell(r, c, narrow=True)) for c in columns] for r in records]
+def _table(
+    records: Sequence[RunRecord], columns: Sequence[Column], *, short_ids: bool = True
+) -> list[list[str]]:
+    def cell(r: RunRecord, c: Column) -> str:
+        if c.key == "id" and c.kind == "run" and not short_ids:
+            return str(r["id"])
+        return _cell(r, c, narrow=True)
+
+    return [[printable(cell(r, c)) for c in columns] for r in records]
 
 
 def table_layout(
@@ -387,15 +394,17 @@ def runs_table_lines(
     chosen: bool = False,
     layout: Layout | None = None,
     header: bool = True,
+    short_ids: bool = True,
 ) -> tuple[list[str], list[Column]]:
     """``ls`` on a terminal: one line per run, at most ``width`` cells (None: no
     limit); names shortened in the middle, numbers to 4 significant digits, other
     cells never cut. Returns the lines and the columns that did not fit.
     ``layout``: these columns and widths (a later window of a streamed listing, laid
-    out as the first), not the ones ``records`` need; ``header`` False: rows only."""
+    out as the first), not the ones ``records`` need; ``header`` False: rows only;
+    ``short_ids`` False: whole run ids (output without a width limit)."""
     import click
 
-    table = _table(records, columns)
+    table = _table(records, columns, short_ids=short_ids)
     if layout is None:
         layout = table_layout(records, columns, width=width, chosen=chosen, table=table)
     kept, widths = layout
