@@ -299,3 +299,30 @@ def _poll_runs(db: Path) -> list[tuple]:
             conn.close()
     except sqlite3.Error:
         return []
+
+
+NO_NOTEBOOK = """
+import sys
+from labbook.cli import cli
+try:
+    cli.main(args=sys.argv[1:], prog_name="labbook")
+except SystemExit as exc:
+    code = exc.code
+print("psycopg" in sys.modules, "labbook.store.remote.lastpush" in sys.modules)
+sys.exit(code)
+"""
+
+
+def test_no_lab_notebook_no_spool_no_push(tmp_path: Path, db_path: Path) -> None:
+    """With no lab notebook configured, the end of ``labbook run`` costs nothing: no
+    psycopg imported, no spool written, no background push started."""
+    env = {k: v for k, v in os.environ.items() if k != "LABBOOK_REMOTE_URL"}
+    res = subprocess.run(
+        [sys.executable, "-c", NO_NOTEBOOK, "--db", str(db_path), "run", "--no-git",
+         "--no-check", "--", sys.executable, "-c", "pass"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False", "False"], res.stdout
+    assert not (Path(os.environ["XDG_DATA_HOME"]) / "labbook" / "spool").exists()
+    assert not db_path.with_name(db_path.name + ".push.log").exists()

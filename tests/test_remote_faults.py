@@ -315,9 +315,57 @@ def one_line_error(r: subprocess.CompletedProcess[str]) -> str:
 RUN_OK = "import sys; print('step 1 loss 0.5'); sys.exit(0)"
 
 
-def launch(node: Node, *opts: str, code: str = RUN_OK) -> subprocess.Popen[str]:
-    """``labbook run [opts] -- python -c CODE`` on ``node`` (no daemon: it pushes at its end)."""
-    return node.popen("run", "--no-git", "--no-check", *opts, "--", sys.executable, "-c", code)
+def launch(
+    node: Node, *opts: str, code: str = RUN_OK, fault: str | None = None
+) -> subprocess.Popen[str]:
+    """``labbook run [opts] -- python -c CODE`` on ``node`` (no daemon: at its end it
+    spools, then hands the push to a detached ``labbook remote push``)."""
+    return node.popen(
+        "run", "--no-git", "--no-check", *opts, "--", sys.executable, "-c", code, fault=fault
+    )
+
+
+def quiet_end(r: subprocess.CompletedProcess[str]) -> None:
+    """The run's end said nothing about the lab's notebook (its own line only)."""
+    said = [line for line in r.stderr.splitlines() if line.startswith("labbook: ")]
+    assert len(said) == 1 and said[0].startswith("labbook: run "), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def push_log(node: Node) -> Path:
+    return node.db.with_name(node.db.name + ".push.log")
+
+
+def detached(node: Node) -> tuple[int, list[str]]:
+    """The detached pushes ``labbook run`` started on ``node``, and the outcome line of
+    each that ended (``pushed …`` or ``labbook: error: …``), from the store's push log."""
+    try:
+        lines = push_log(node).read_text().splitlines()
+    except FileNotFoundError:
+        return 0, []
+    started = sum(1 for line in lines if " pushing in the background (pid " in line)
+    ended = [line for line in lines if line and " pushing in the background (pid " not in line]
+    return started, ended
+
+
+def wait_detached(node: Node, n: int, timeout: float = DEADLINE) -> list[str]:
+    """Until ``n`` detached pushes of ``node`` have ended; their outcome lines."""
+    until(lambda: len(detached(node)[1]) >= n, f"{node.name}'s detached push", timeout)
+    started, ended = detached(node)
+    assert started == n and len(ended) == n, (started, ended)
+    return ended
+
+
+def origin_of(node: Node) -> str:
+    import sqlite3
+
+    with sqlite3.connect(node.db) as c:
+        return str(c.execute("SELECT value FROM meta WHERE key = 'origin'").fetchone()[0])
+
+
+def own_spool(node: Node) -> list[Path]:
+    """The spool files of ``node``'s origin."""
+    return sorted(spool_dir().glob(f"{origin_of(node)}-*.lbspool"))
 
 
 def wait(p: subprocess.Popen[str], timeout: float = DEADLINE) -> subprocess.CompletedProcess[str]:
@@ -344,7 +392,14 @@ def test_nodes_record_with_the_cli_and_converge(lab: tuple[str, Path]) -> None:
     # a launched run on every node at once, each pushing at its end
     procs = [launch(n, "--tag", "launched", "--note", f"on {n.name}") for n in nodes]
     for r in [wait(p) for p in procs]:
-        assert r.returncode == 0 and "not pushed" not in r.stderr, r.stderr
+        assert r.returncode == 0, r.stderr
+        quiet_end(r)
+    # each run's detached push lands everything its node recorded, its spool file gone
+    for n in nodes:
+        (line,) = wait_detached(n, 1)
+        assert line.startswith("pushed "), line  # (from the spool: its own file, or others')
+        assert not own_spool(n)
+    assert count_server(url) == 15
     # and every node pushes at once: the clean push of the check
     procs = [n.popen("remote", "push", "--json") for n in nodes]
     for r in [wait(p) for p in procs]:
@@ -438,8 +493,11 @@ def test_server_stopped_mid_push_local_work_goes_on_then_catches_up(
         r = wait(launch(b, code="import sys; sys.exit(3)"))
         run_s = time.monotonic() - t0
         assert r.returncode == 3, r.stderr  # the command's own exit code
-        warned = [line for line in r.stderr.splitlines() if "not pushed" in line]
-        assert len(warned) == 1 and "spooled to" in warned[0] and "Traceback" not in r.stderr
+        quiet_end(r)
+        assert len(own_spool(b)) == 1  # spooled before the run's exit
+        (line,) = wait_detached(b, 1)  # its detached push cannot reach the server
+        assert line.startswith("labbook: error: cannot reach the lab's notebook"), line
+        assert len(own_spool(b)) == 1  # and leaves the spool file
         assert "cannot reach the lab's notebook" in one_line_error(b.push(ok=False))
         # the push whose server died: it fails, one line, when its sleep ends; a node
         # that dies instead is the SIGKILL case: here it is let go
@@ -504,8 +562,8 @@ def test_partition_through_a_proxy(lab: tuple[str, Path], server: PgServer) -> N
         assert "cannot reach the lab's notebook" in line
 
         # blackhole: the push gives up within the connect timeout and never hangs; a
-        # `labbook run` exits with its command's code, its last push waiting at most
-        # the connect timeout before it spools
+        # `labbook run` exits with its command's code at once, its batch spooled, its
+        # push (detached) giving up within the connect timeout
         proxy.set_mode("blackhole")
         t0 = time.monotonic()
         line = one_line_error(a.push(ok=False))
@@ -515,7 +573,11 @@ def test_partition_through_a_proxy(lab: tuple[str, Path], server: PgServer) -> N
         t0 = time.monotonic()
         r = wait(launch(a, code="import sys; sys.exit(7)"))
         times["blackhole labbook run_s"] = round(time.monotonic() - t0, 2)
-        assert r.returncode == 7 and "spooled to" in r.stderr, r.stderr
+        assert r.returncode == 7, r.stderr
+        quiet_end(r)
+        assert len(own_spool(a)) == 1
+        (line,) = wait_detached(a, 1)
+        assert line.startswith("labbook: error: cannot reach the lab's notebook"), line
         b.many(["note", b.runs / "gpu02-r000", "b works on during the partition"])
         rb = json.loads(b.push().stdout)  # b reaches the server: it ingests a's spool
         assert rb["spooled"] == 2
@@ -524,6 +586,70 @@ def test_partition_through_a_proxy(lab: tuple[str, Path], server: PgServer) -> N
         proxy.set_mode("pass")
         got = converge("partition: delay, reset, blackhole, heal", url, [a, b], **times)
     assert got["runs"] == "10/10"
+
+
+def test_labbook_run_does_not_wait_for_a_blackholed_notebook(
+    lab: tuple[str, Path], server: PgServer
+) -> None:
+    """The server is blackholed for the whole run: ``labbook run`` exits with its
+    command's code while its push is still stuck (nothing on the server, the batch in
+    the spool, the detached push not ended); only after the partition heals does that
+    push land. Events in order, no timing threshold: had the run waited for its push
+    (or kept its pipes open in it), ``wait`` would not return before the heal."""
+    url, base = lab
+    # a connect timeout far beyond anything the run may take: the detached push is
+    # still connecting when the partition heals, then goes on through
+    write_config(connect_timeout=DEADLINE, statement_timeout=DEADLINE)
+    db = url.rsplit("/", 1)[1]
+    with TcpProxy(server.host, server.port, mode="blackhole") as proxy:
+        node = Node(base, "gpu05", f"postgresql://postgres@127.0.0.1:{proxy.port}/{db}")
+        t0 = time.monotonic()
+        r = wait(launch(node, "--note", "during the partition", code="import sys; sys.exit(4)"))
+        run_s = time.monotonic() - t0
+        assert r.returncode == 4, r.stderr
+        quiet_end(r)
+        # the run has exited; the partition is still on
+        assert proxy.mode == "blackhole"
+        assert len(own_spool(node)) == 1
+        until(lambda: proxy.open_connections > 0, "the detached push to connect")
+        started, ended = detached(node)
+        assert started == 1 and ended == [], ended  # its push is stuck, not ended
+        assert count_server(url) == 0
+        proxy.set_mode("pass")  # heal
+        (line,) = wait_detached(node, 1)
+        # its own spool file carried the run; the round cleared its marks: no re-send
+        assert line.startswith("pushed 0 runs, 1 from the spool"), line
+        assert count_server(url) == 1 and not own_spool(node)
+        got = converge(
+            "labbook run while blackholed: exit first, push after the heal",
+            url,
+            [node],
+            labbook_run_s=round(run_s, 2),
+            connect_timeout_s=DEADLINE,
+        )
+    assert got["runs"] == "1/1" and got["notes"] == "1/1"
+
+
+def test_a_spool_that_cannot_be_written_is_one_line(lab: tuple[str, Path]) -> None:
+    """The home is not writable where the spool goes: the run ends with its command's
+    code and one line; the run stays dirty in the node's store for its next push."""
+    url, base = lab
+    blocker = base / "not-a-dir"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the spool directory should be\n")
+    write_config(spool_dir=str(blocker / "spool"))
+    node = Node(base, "gpu06", "postgresql://postgres@127.0.0.1:1/nowhere")
+    r = wait(launch(node, code="import sys; sys.exit(5)"))
+    assert r.returncode == 5, r.stderr
+    said = [line for line in r.stderr.splitlines() if line.startswith("labbook: ")]
+    assert len(said) == 2 and "Traceback" not in r.stderr, r.stderr
+    assert said[0].startswith("labbook: cannot spool the run for the lab's notebook ("), said
+    assert said[0].endswith("it stays in this node's store for the next push"), said
+    (line,) = wait_detached(node, 1)  # the push was tried all the same
+    assert "cannot reach the lab's notebook" in line, line
+    node.url = url
+    assert json.loads(node.push().stdout)["pushed"] == 1  # still dirty here: pushed now
+    converge("spool not writable: the run waits in its store", url, [node], push=False)
 
 
 def test_blackhole_in_the_middle_of_a_push_does_not_hang(
@@ -659,11 +785,17 @@ def test_spool_from_an_ephemeral_node_is_ingested_by_another_idempotently(
     other = Node(base, "gpu01", url)
     other.import_(2)
     r = wait(launch(eph, "--tag", "ephemeral", "--note", "spot node", code=SPOOL_RUN))
-    assert r.returncode == 0 and "spooled to" in r.stderr, r.stderr
+    assert r.returncode == 0, r.stderr
+    quiet_end(r)
+    assert len(own_spool(eph)) == 1  # spooled before the run's exit
     d = eph.write_runs(2)  # more work before the job ends, then its last run
     eph.many(["import", "--no-git", eph.runs], ["note", d[0], "imported on the spot node"])
     r = wait(launch(eph))
-    assert r.returncode == 0 and "spooled to" in r.stderr, r.stderr
+    assert r.returncode == 0, r.stderr
+    quiet_end(r)
+    # both detached pushes failed (nobody listens), the spool stays
+    for line in wait_detached(eph, 2):
+        assert line.startswith("labbook: error: cannot reach the lab's notebook"), line
     files = list(spool_dir().glob("*.lbspool"))
     assert len(files) == 1, files  # the newer batch replaced the older (it holds it all)
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
@@ -760,7 +892,10 @@ def test_no_secret_reaches_the_server(lab: tuple[str, Path]) -> None:
         HF_TOKEN=HF,
     )
     r = wait(p)
-    assert r.returncode == 0 and "not pushed" not in r.stderr, r.stderr
+    assert r.returncode == 0, r.stderr
+    quiet_end(r)
+    (line,) = wait_detached(node, 1)  # the run's detached push
+    assert line.startswith("pushed "), line
     checked = 0
     for table, col, text in _all_server_text(url):
         checked += 1

@@ -99,7 +99,7 @@ def run_cmd(
             db_path=_db_path(ctx),
         )
         if store is not None:
-            _push_at_end(ctx, store)
+            _push_at_end(ctx, store, result.run_id)
     finally:
         if store is not None:
             store.close()
@@ -121,12 +121,13 @@ def run_cmd(
     ctx.exit(result.exit_code)
 
 
-def _push_at_end(ctx: click.Context, store: Any) -> None:
+def _push_at_end(ctx: click.Context, store: Any, run_id: str | None = None) -> None:
     """The job's last push, when a lab notebook is configured ([remote] in config.toml)
     and no ``labbook watch`` records into this store (the daemon pushes on its own):
-    pushed now, or, when the server cannot be reached, spooled under the home for any
-    later push to ingest (labbook.store.remote.spool, issue #13 item 6; helper
-    "faults"). After the command ended; one line only when it was not pushed."""
+    the batch is spooled under the home now (fast, and what keeps an ephemeral node's
+    runs), and a detached ``labbook remote push`` sends it (labbook.store.remote.
+    lastpush): the command's end never waits on the network. Nothing is said, unless
+    the spool could not be written (one line; the runs stay here for the next push)."""
     from labbook.warn import warn_exception
 
     try:
@@ -135,13 +136,16 @@ def _push_at_end(ctx: click.Context, store: Any) -> None:
         cfg = RemoteConfig.load()
         if not cfg.enabled or not cfg.push or _daemon_records(_db_path(ctx)):
             return
-        from labbook.store.remote.lastpush import push_or_spool
+        from labbook.store.remote.lastpush import spool_and_detach
 
-        line = push_or_spool(store, cfg, max_batches=1)
+        db_arg = ctx.obj.get("db")
+        line = spool_and_detach(
+            store, cfg, db=Path(store.path), db_arg=str(db_arg) if db_arg else None, run_id=run_id
+        )
     except Exception as exc:  # never the command's exit code
         warn_exception(None, "cannot push the run to the lab's notebook", exc)
         return
-    if line.startswith("not pushed"):
+    if line:
         click.echo(f"labbook: {printable(line)}", err=True)
 
 

@@ -1,9 +1,17 @@
-"""The last push of a job: pushed, or spooled when the lab's notebook is unreachable.
+"""The last push of a job: spooled, then pushed in the background (or pushed, or spooled).
 
-``labbook run`` (with no ``labbook watch`` on its store) and ``labbook watch``, as it
-stops, call :func:`push_or_spool`: one push round, and when it fails, the batch that
-push would have sent goes to the spool (:mod:`labbook.store.remote.spool`) under the
-shared home, for any later push on any node to ingest (issue #13 item 6).
+``labbook run`` (with no ``labbook watch`` on its store) calls :func:`spool_and_detach`:
+the batch is written to the spool (:mod:`labbook.store.remote.spool`) under the shared
+home first, synchronously (a local or NFS write: what makes an ephemeral node safe,
+since Slurm kills a job's leftover processes), and the push itself is handed to a
+detached ``labbook remote push`` (its own session, no pipe of the job's), so that the
+user's command never waits on the network: not on a slow server, not on libpq's
+connect timeout, not on a partition. That push ingests the spool (this node's file
+too) and deletes it once the server committed it; killed, it leaves the file for any
+later push on any node (issue #13 item 6).
+
+``labbook watch``, as it stops, calls :func:`push_or_spool`: one push round, and when
+it fails, the batch goes to the spool.
 
 Above both the push and the spool (the push ingests the spool; this writes it).
 """
@@ -11,6 +19,10 @@ Above both the push and the spool (the push ingests the spool; this writes it).
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -79,3 +91,84 @@ def push_or_spool(
         if path is None:
             return f"not pushed ({reason}); nothing to spool"
         return f"not pushed ({reason}); spooled to {path}"
+
+
+#: The detached push's log (beside the database) is started afresh past this size.
+LOG_MAX_BYTES = 256 * 1024
+
+
+def push_log(db: Path) -> Path:
+    """The detached pushes' log of the store at ``db``: ``<db>.push.log`` (private)."""
+    return db.with_name(db.name + ".push.log")
+
+
+def detach_push(db: Path, *, db_arg: str | None = None, run_id: str | None = None) -> int | None:
+    """Start ``labbook [--db DB] remote push`` detached: a session of its own (no
+    terminal, no job's process group), stdin from /dev/null, stdout and stderr to the
+    store's push log (never the caller's pipes: a caller reading them to EOF, a test
+    or ``$(labbook run ...)``, does not wait for it). Returns its pid, or None when it
+    could not be started (the spool and the dirty runs stay for a later push)."""
+    log = push_log(db)
+    argv = [sys.executable, "-m", "labbook"]
+    if db_arg:
+        argv += ["--db", db_arg]
+    argv += ["remote", "push"]
+    try:
+        with contextlib.suppress(OSError):
+            if log.stat().st_size > LOG_MAX_BYTES:
+                log.unlink()
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=fd,
+            close_fds=True,
+            start_new_session=True,
+        )
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        what = f"run {run_id}: " if run_id else ""
+        with contextlib.suppress(OSError):
+            os.write(fd, f"{stamp} {what}pushing in the background (pid {proc.pid})\n".encode())
+        # not waited for: it outlives this process (then reparented to init)
+        proc.returncode = 0  # keeps Popen.__del__ from warning that it still runs
+        return proc.pid
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def spool_and_detach(
+    store: Any,
+    cfg: RemoteConfig,
+    *,
+    db: Path,
+    db_arg: str | None = None,
+    run_id: str | None = None,
+) -> str | None:
+    """The last push of ``labbook run``: spool this store's unpushed batch (fast, local
+    or NFS), then push in a detached process (:func:`detach_push`) and return at once.
+    Returns None, or one line when the batch could not be spooled (the runs stay dirty
+    here and go with the next push). Never raises."""
+    if not cfg.enabled or not cfg.push:
+        return None
+    line = None
+    try:
+        path = write_batch(store, cfg)
+    except Exception as exc:  # a full or read-only home: the runs stay dirty locally
+        reason = exc.message if isinstance(exc, LabbookError) else f"{type(exc).__name__}: {exc}"
+        reason = (str(reason).strip().splitlines() or [type(exc).__name__])[0]
+        line = (
+            f"cannot spool the run for the lab's notebook ({reason}); it stays in this"
+            " node's store for the next push"
+        )
+        path = None
+    else:
+        if path is None:
+            return None  # nothing unpushed
+    detach_push(db, db_arg=db_arg, run_id=run_id)
+    return line

@@ -687,7 +687,7 @@ def push_round(
     dog = Watchdog(conn, cfg.statement_timeout_s)
     dog.arm()
     try:
-        _ingest_spool(conn, cfg, result)
+        _ingest_spool(conn, cfg, result, store)
         if not schema_exists(conn):
             raise RemoteSchemaError(
                 "the lab's notebook has no labbook schema yet",
@@ -812,8 +812,15 @@ def _touch_origin(conn: Any, origin: str, *, pending: int) -> None:
     conn.commit()
 
 
-def _ingest_spool(conn: Any, cfg: RemoteConfig, result: PushResult) -> None:
-    """Batches spooled by ephemeral nodes (labbook.store.remote.spool, helper "faults")."""
+def _ingest_spool(
+    conn: Any, cfg: RemoteConfig, result: PushResult, store: Store | None = None
+) -> None:
+    """Batches spooled by ephemeral nodes (labbook.store.remote.spool, helper "faults").
+
+    A file of this store's own origin (``labbook run`` spools before its detached push)
+    clears, once the server committed it, the marks it carried, as a push of that
+    batch would: what it held is not sent a second time by this round. Marks made
+    after it was written carry a newer generation and stay."""
     try:
         from labbook.store.remote import spool
     except ImportError:
@@ -821,8 +828,18 @@ def _ingest_spool(conn: Any, cfg: RemoteConfig, result: PushResult) -> None:
     ingest = getattr(spool, "ingest_all", None)
     if ingest is None:
         return
+    committed = None
+    if store is not None:
+        local = store.conn
+        mine = outbox.origin(local, store.path)
+
+        def committed(batch: Any) -> None:
+            if isinstance(batch, dict) and batch.get("origin") == mine:
+                marks = [tuple(m) for m in batch.get("marks") or ()]
+                result.cleared += outbox.clear(local, marks, int(batch["gen"]))  # type: ignore[arg-type]
+
     # faults: apply_batch is passed in so that spool does not import push (no cycle)
-    got = ingest(conn, cfg, apply_batch)
+    got = ingest(conn, cfg, apply_batch, committed)
     result.spooled += int(getattr(got, "runs", 0) or 0)
 
 

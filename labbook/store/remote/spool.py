@@ -199,11 +199,12 @@ def ingest_files(
     apply: Callable[[Any, Any], int],
     *,
     limit: int | None = None,
+    committed: Callable[[Any], None] | None = None,
 ) -> IngestResult:
     """Ingest the spool files in ``spool_dir`` through ``apply(conn, batch) -> runs``,
-    one remote transaction per file: apply, commit, then delete the file. An error
-    from the server (unreachable, a conflict) stops the ingest and propagates: the
-    file stays for the next round."""
+    one remote transaction per file: apply, commit, then delete the file (and call
+    ``committed(batch)``). An error from the server (unreachable, a conflict) stops the
+    ingest and propagates: the file stays for the next round."""
     result = IngestResult()
     for path in pending_files(spool_dir)[:limit]:
         try:
@@ -225,6 +226,8 @@ def ingest_files(
         conn.commit()
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        if committed is not None:
+            committed(batch)
         result.files += 1
         result.runs += runs
         result.names.append(path.name)
@@ -232,7 +235,10 @@ def ingest_files(
 
 
 def ingest_all(
-    conn: Any, cfg: RemoteConfig, apply_batch: Callable[[Any, Any], int] | None = None
+    conn: Any,
+    cfg: RemoteConfig,
+    apply_batch: Callable[[Any, Any], int] | None = None,
+    committed: Callable[[Any], None] | None = None,
 ) -> IngestResult:
     """Ingest every spool file in ``cfg.spool_dir`` into the lab's notebook (called by
     ``push_round`` first, with its open connection and its ``apply_batch``, the same
@@ -270,7 +276,7 @@ def ingest_all(
 
     # a bounded share of each round (the rest waits for the next): the round's own
     # push and its watchdog's deadline stay in reach however full the spool is
-    return ingest_files(conn, directory, apply, limit=FILES_PER_ROUND)
+    return ingest_files(conn, directory, apply, limit=FILES_PER_ROUND, committed=committed)
 
 
 def iter_batches(spool_dir: Path) -> Iterator[tuple[Path, Any]]:
