@@ -384,3 +384,81 @@ async def test_tui_on_the_remote_store(lab: dict[str, Any]) -> None:
         present = [v for v in losses if v is not None]
         assert len(set(present)) > 1
         assert present in (sorted(present), sorted(present, reverse=True))
+
+
+def _reference_hits(conn: Any, terms: list[str]) -> list[tuple[str, float]]:
+    """What search over the lab's notebook must give, read the long way: every
+    document of every listed run, each term matched by ILIKE, scored as
+    store.search scores a server match (field weight, doubled for a whole word);
+    best first, newest first among equals."""
+    from labbook.store.search import FIELD_WEIGHT, WORD_BOOST, _word_pattern
+
+    runs = [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM runs WHERE deleted_at IS NULL AND superseded_by IS NULL"
+            " AND archived_at IS NULL ORDER BY coalesce(started_at, created_at) DESC,"
+            " created_at DESC, id DESC"
+        )
+    ]
+    docs: dict[str, list[tuple[str, str]]] = {}
+    for rid, field, text in conn.execute("SELECT run_id, field, text FROM search_docs"):
+        docs.setdefault(rid, []).append((field, text))
+    out = []
+    for rid in runs:
+        total = 0.0
+        for term in terms:
+            pattern = _word_pattern(term)
+            scores = [
+                FIELD_WEIGHT.get(field, 1.0)
+                * (WORD_BOOST if pattern is not None and pattern.search(text) else 1.0)
+                for field, text in docs.get(rid, [])
+                if term.lower() in text.lower()
+            ]
+            if not scores:
+                break
+            total += max(scores)
+        else:
+            out.append((rid, round(total, 6)))
+    out.sort(key=lambda h: -h[1])  # stable: newest first among equals
+    return out
+
+
+def test_search_planner_on_the_server_equals_reading_every_document(
+    lab: dict[str, Any],
+) -> None:
+    """The server's planner (indexed terms first, later terms among the candidates
+    only or settled from the documents in hand, pages read a score at a time) gives
+    what reading every document gives, short terms and small pages included."""
+    from labbook.store.remote.read import RemoteStore
+    from labbook.store.search import search, split_query
+
+    with RemoteStore.connect(lab["url"]) as store:
+        for query in ("lr 0.1 diverged", "out of memory", "run 0", "显存 OOM", "exp lr", "x"):
+            want = _reference_hits(store.conn, split_query(query))
+            got = [(h.run_id, h.score) for h in search(store, query, limit=0)]
+            assert got == want, query
+            for limit in (1, 2, 3):
+                page = [(h.run_id, h.score) for h in search(store, query, limit=limit)]
+                assert page == want[:limit], (query, limit)
+
+
+def test_metric_sort_window_on_the_server_equals_the_whole_sort(lab: dict[str, Any]) -> None:
+    """A window sorted by a metric, read along the (tag, last) index, is the same
+    slice of the whole sort (runs without the metric last, ties newest first)."""
+    from labbook.store.query import RunFilter, select_runs_window
+    from labbook.store.remote.read import RemoteStore
+
+    with RemoteStore.connect(lab["url"]) as store:
+        flt = RunFilter(limit=None)
+        for key, desc in (("metrics.val/loss", False), ("metrics.val/loss", True)):
+            whole = [
+                r["id"] for r in select_runs_window(store, flt, sort=key, descending=desc, limit=-1)
+            ]
+            assert len(whole) == 11
+            for offset in range(0, 12, 2):
+                for limit in (1, 3, 5):
+                    window = select_runs_window(
+                        store, flt, sort=key, descending=desc, offset=offset, limit=limit
+                    )
+                    assert [r["id"] for r in window] == whole[offset : offset + limit]

@@ -479,6 +479,35 @@ def _describe(store: Store, ids: list[str]) -> list[str]:
 
 # -- paged listing (for views that show a window of a large store, e.g. the TUI) -----
 
+
+def _metric_window(
+    store: Store,
+    join: str,
+    join_args: list[Any],
+    where: str,
+    args: list[Any],
+    direction: str,
+    offset: int,
+    limit: int,
+) -> list[str] | None:
+    """A window sorted by one metric tag, read along the ``(tag, last)`` index (the
+    lab's notebook: a million runs are never joined and sorted whole).
+
+    Runs without the metric sort last, so when the runs that have it fill the
+    window, the window is theirs: an inner join walked in index order (ties newest
+    first, sorted a value at a time) and cut at the window. None when it does not
+    fill it (the caller's outer join then reads past them)."""
+    inner = join.replace(" LEFT JOIN ", " JOIN ", 1)
+    rows = store.conn.execute(
+        f"SELECT r.id FROM runs r{inner}{where} ORDER BY s.last {direction},"
+        f" {store.dialect.newest_first('r.')} LIMIT ? OFFSET ?",
+        [*join_args, *args, int(limit), max(0, int(offset))],
+    ).fetchall()
+    if len(rows) < limit:
+        return None
+    return [row[0] for row in rows]
+
+
 #: Sort keys that are run columns, besides :data:`RUN_FIELDS`.
 _SORT_EXTRA = {
     "duration": "(julianday(r.ended_at) - julianday(r.started_at))",
@@ -592,18 +621,28 @@ def select_runs_window(
     join_args: list[Any] = []
     order = ""
     order_args: list[Any] = []
+    ids: list[str] | None = None
     if sort:
         direction = "DESC" if descending else "ASC"
         join, join_args, order, order_args = _sort_sql(store, flt, sort, direction)
+        if store.dialect.shared and join.startswith(" LEFT JOIN metrics s") and limit >= 0:
+            ids = _metric_window(store, join, join_args, where, args, direction, offset, limit)
         order += ", "
     order += store.dialect.newest_first("r.")
-    ids = [
-        row[0]
-        for row in store.conn.execute(
-            f"SELECT r.id FROM runs r{join}{where} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*join_args, *args, *order_args, store.dialect.limit_arg(limit), max(0, int(offset))],
-        )
-    ]
+    if ids is None:
+        ids = [
+            row[0]
+            for row in store.conn.execute(
+                f"SELECT r.id FROM runs r{join}{where} ORDER BY {order} LIMIT ? OFFSET ?",
+                [
+                    *join_args,
+                    *args,
+                    *order_args,
+                    store.dialect.limit_arg(limit),
+                    max(0, int(offset)),
+                ],
+            )
+        ]
     if not ids:
         return []
     marks = ",".join("?" for _ in ids)

@@ -350,15 +350,18 @@ def _shared_term_matches(
     every document once another term has found the candidates."""
     pattern = _like_pattern(term)
     if runs is not None:
+        # run by run through the key (``text || ''``: never the trigram index, which
+        # for a term without trigrams would read every document)
         sql = (
-            "SELECT d.id, d.run_id, d.field, d.text FROM search_docs d"
-            " WHERE d.run_id = ANY(?) AND d.text ILIKE ? ESCAPE '\\' LIMIT ?"
+            "SELECT d.id, d.run_id, d.field, d.text FROM unnest(CAST(? AS text[])) AS c(run_id)"
+            " JOIN search_docs d ON d.run_id = c.run_id"
+            " WHERE (d.text || '') ILIKE ? ESCAPE '\\' LIMIT ?"
         )
         return {
             doc_id: (_Doc(run_id, field, text), 1.0)
             for doc_id, run_id, field, text in store.conn.execute(
                 sql, (runs, pattern, MAX_ROWS_PER_TERM)
-            )
+            ).fetchall()
         }
     if _CJK_PAIR.match(term):
         sql = (
@@ -375,7 +378,7 @@ def _shared_term_matches(
         args = (pattern, MAX_ROWS_PER_TERM)
     return {
         doc_id: (_Doc(run_id, field, text), 1.0)
-        for doc_id, run_id, field, text in store.conn.execute(sql, args)
+        for doc_id, run_id, field, text in store.conn.execute(sql, args).fetchall()
     }
 
 
@@ -409,6 +412,48 @@ def _allowed_runs(store: Store, flt: RunFilter | None, candidates: set[str]) -> 
         return [row[0] for row in store.conn.execute(sql, [*args, sorted(candidates)])]
     ids = [r["id"] for r in select_runs(store, base) if r["id"] in candidates]
     return ids
+
+
+def _allowed_best(
+    store: Store, flt: RunFilter | None, scored: dict[str, float], limit: int
+) -> list[str]:
+    """The best ``limit`` of the scored candidates that exist, are listed and pass
+    ``flt`` (the lab's notebook): best score first, newest first among equals — as
+    :func:`_allowed_runs` and the sort in :func:`search` give, without ordering all
+    20,000 candidates of a common term. Candidates are read a score at a time
+    (whole scores, so order within a batch is exact), the best first, until the
+    page is full; a batch of one score is cut at the page by the server."""
+    from dataclasses import replace
+
+    from labbook.store.query import RunFilter, _filter_sql
+
+    base = replace(flt, limit=None) if flt is not None else RunFilter(limit=None)
+    where, args = _filter_sql(store, base)
+    where += (" AND " if where else " WHERE ") + "r.id = ANY(?)"
+    sql = f"SELECT r.id FROM runs r{where} ORDER BY {store.dialect.newest_first('r.')}"
+    tiers: dict[float, list[str]] = {}
+    for rid, score in scored.items():
+        tiers.setdefault(score, []).append(rid)
+    out: list[str] = []
+    batch: list[str] = []
+    scores = sorted(tiers, reverse=True)
+    for k, score in enumerate(scores):
+        batch += tiers[score]
+        need = limit - len(out)
+        if len(batch) < need and k + 1 < len(scores):
+            continue
+        one_score = len(batch) == len(tiers[score])
+        rows = store.conn.execute(
+            sql + (" LIMIT ?" if one_score else ""),
+            [*args, sorted(batch), *([need] if one_score else [])],
+        )
+        found = [row[0] for row in rows]
+        found.sort(key=lambda rid: -scored[rid])  # stable: newest first within a score
+        out += found[:need]
+        batch = []
+        if len(out) >= limit:
+            break
+    return out
 
 
 def refresh_run_config_doc(conn: sqlite3.Connection, run_id: str) -> None:
@@ -485,17 +530,26 @@ def search(
     refresh_config_docs(store)
     # run_id -> term index -> list of (doc_id, doc, weighted score)
     per_run: dict[str, dict[int, list[tuple[int, _Doc, float]]]] = {}
+    lowered: dict[str, str] = {}  # a text -> lower-cased (the notebook's planner)
     for n, (i, term) in enumerate(_plan(store, terms)):
         # the lab's notebook: each term after the first is looked up among the runs
         # that matched every term before it
-        runs = sorted(per_run) if n and store.dialect.shared else None
-        matches = _term_matches(store, term, runs)
         whole = _word_pattern(term)
         runs_here: dict[str, list[tuple[int, _Doc, float]]] = {}
+        if n and store.dialect.shared:
+            runs_here, rest = _settled(per_run, term, whole, lowered)
+            matches = _term_matches(store, term, sorted(rest)) if rest else {}
+        else:
+            matches = _term_matches(store, term)
+        words: dict[str, bool] = {}  # text -> holds the term as a word (texts repeat)
         for doc_id, (doc, score) in matches.items():
             weighted = score * FIELD_WEIGHT.get(doc.field, 1.0)
-            if whole is not None and whole.search(doc.text):
-                weighted *= WORD_BOOST
+            if whole is not None:
+                word = words.get(doc.text)
+                if word is None:
+                    word = words[doc.text] = whole.search(doc.text) is not None
+                if word:
+                    weighted *= WORD_BOOST
             runs_here.setdefault(doc.run_id, []).append((doc_id, doc, weighted))
         if n == 0:
             for rid, docs in runs_here.items():
@@ -508,12 +562,24 @@ def search(
                     del per_run[rid]
         if not per_run:
             return []
-    allowed = _allowed_runs(store, flt, set(per_run))
+    scored: dict[str, float] = {}
+    for rid, by_term in per_run.items():
+        total = 0.0
+        for docs in by_term.values():
+            total += docs[0][2] if len(docs) == 1 else max(s for _, _, s in docs)
+        scored[rid] = round(total, 6)
+    if store.dialect.shared and limit:
+        allowed = _allowed_best(store, flt, scored, limit)
+    else:
+        allowed = _allowed_runs(store, flt, set(per_run))
     order = {rid: k for k, rid in enumerate(allowed)}  # newest first breaks ties
-    ranked: list[tuple[float, int, str, _Doc]] = []
-    for rid in allowed:
+    ranked = sorted(allowed, key=lambda rid: (-scored[rid], order[rid]))
+    if limit:
+        ranked = ranked[:limit]
+    # snippets only for the hits returned (20,000 candidates need not be cut and marked)
+    hits = []
+    for rid in ranked:
         by_term = per_run[rid]
-        score = sum(max(s for _, _, s in docs) for docs in by_term.values())
         # The snippet: the document holding the most terms, then the best scored.
         tally: dict[int, tuple[_Doc, int, float]] = {}
         for t in sorted(by_term):  # the query's order, whatever order looked them up
@@ -521,15 +587,70 @@ def search(
                 _, k, best = tally.get(doc_id, (doc, 0, 0.0))
                 tally[doc_id] = (doc, k + 1, max(best, s))
         doc, _, _ = max(tally.values(), key=lambda t: (t[1], t[2]))
-        ranked.append((round(score, 6), order[rid], rid, doc))
-    ranked.sort(key=lambda h: (-h[0], h[1]))
-    if limit:
-        ranked = ranked[:limit]
-    # snippets only for the hits returned (20,000 candidates need not be cut and marked)
-    return [
-        SearchHit(rid, score, doc.field, highlight(doc.text, terms))
-        for score, _, rid, doc in ranked
-    ]
+        hits.append(SearchHit(rid, scored[rid], doc.field, highlight(doc.text, terms)))
+    return hits
+
+
+#: The best a document can score for a term in the lab's notebook (every match
+#: scores 1 there): the heaviest field, the term a whole word.
+_TOP = max(FIELD_WEIGHT.values()) * WORD_BOOST
+
+
+def _settled(
+    per_run: dict[str, dict[int, list[tuple[int, _Doc, float]]]],
+    term: str,
+    whole: re.Pattern[str] | None,
+    lowered: dict[str, str],
+) -> tuple[dict[str, list[tuple[int, _Doc, float]]], set[str]]:
+    """A later term of a search in the lab's notebook, settled from the documents in
+    hand where that gives the same answer as the server would: (run -> its documents
+    in hand that hold ``term``, for the runs settled; the runs left to look up).
+
+    A run is settled when one document in hand holds every term so far and this one
+    at the best score there is (a note or failure, as a whole word): no other
+    document of the run can score more for ``term``, and none can hold more terms
+    (the others do not hold the first term), so score and snippet come out as if
+    every document had been read. ``out of memory`` over 20,000 failed runs is then
+    one query, not three. Only terms whose case ``ILIKE`` and Python fold alike (ASCII,
+    or without case: CJK) are matched here. ``lowered``: texts already lower-cased."""
+    settled: dict[str, list[tuple[int, _Doc, float]]] = {}
+    if not (term.isascii() or term.lower() == term.upper()):
+        return settled, set(per_run)
+    rest: set[str] = set()
+    needle = term.lower()
+    # a text -> (holds the term, as a word): texts repeat (one error message, many runs)
+    seen: dict[str, tuple[bool, bool]] = {}
+    for rid, by_term in per_run.items():
+        lists = list(by_term.values())
+        if len(lists) == 1:
+            held = [(doc_id, doc, 1) for doc_id, doc, _ in lists[0]]
+        else:
+            counts: dict[int, tuple[_Doc, int]] = {}
+            for docs in lists:
+                for doc_id, doc, _ in docs:
+                    counts[doc_id] = (doc, counts[doc_id][1] + 1 if doc_id in counts else 1)
+            held = [(doc_id, doc, k) for doc_id, (doc, k) in counts.items()]
+        mine: list[tuple[int, _Doc, float]] = []
+        best = False
+        for doc_id, doc, k in held:
+            hit = seen.get(doc.text)
+            if hit is None:
+                low = lowered.get(doc.text)
+                if low is None:
+                    low = lowered[doc.text] = doc.text.lower()
+                holds = needle in low
+                word = holds and whole is not None and whole.search(doc.text) is not None
+                hit = seen[doc.text] = (holds, word)
+            if not hit[0]:
+                continue
+            weighted = FIELD_WEIGHT.get(doc.field, 1.0) * (WORD_BOOST if hit[1] else 1.0)
+            mine.append((doc_id, doc, weighted))
+            best = best or (k == len(lists) and weighted >= _TOP)
+        if best:
+            settled[rid] = mine
+        else:
+            rest.add(rid)
+    return settled, rest
 
 
 def _plan(store: Store, terms: list[str]) -> list[tuple[int, str]]:
