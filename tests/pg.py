@@ -217,6 +217,10 @@ def pg_url(pg_server: PgServer) -> Iterator[str]:
 # local snapshots equals the server snapshot exactly when nothing was lost or duplicated.
 # Timestamps of pushes (pushed_at) and server-only bookkeeping (version, superseded_by)
 # are left out; notes are compared by (origin, local note id, run, text, deleted).
+# A removed run (``labbook rm``: a tombstone) is a record on both sides, flagged
+# removed, with all its rows; a purged one (``rm --purge``) is none: the server keeps a
+# tombstone row (``source_key`` ``purged:…``, emptied) that is left out here, though
+# other origins' notes and tags on it are not.
 
 _RUN_COLS = ("name", "path", "host", "status", "failure_kind", "started_at", "ended_at")
 
@@ -225,6 +229,10 @@ def _curve(points: bytes | memoryview | None) -> str:
     if points is None:
         return ""
     return zlib.crc32(bytes(points)).to_bytes(4, "big").hex()
+
+
+#: A server row that is the tombstone of a run purged in its store.
+PURGED = "coalesce(source_key LIKE 'purged:%', false)"
 
 
 def local_snapshot(store: Any) -> set[tuple[Any, ...]]:
@@ -237,9 +245,9 @@ def local_snapshot(store: Any) -> set[tuple[Any, ...]]:
         origin = conn.execute("SELECT value FROM meta WHERE key = 'origin'").fetchone()[0]
         out: set[tuple[Any, ...]] = set()
         cols = ", ".join(f'"{c}"' for c in _RUN_COLS)
-        for row in conn.execute(f"SELECT id, {cols} FROM runs WHERE deleted_at IS NULL"):
-            out.add(("run", origin, row[0], *row[1:]))
-        live = "(SELECT id FROM runs WHERE deleted_at IS NULL)"
+        for row in conn.execute(f"SELECT id, {cols}, deleted_at IS NOT NULL FROM runs"):
+            out.add(("run", origin, row[0], *row[1:-1], bool(row[-1])))
+        live = "(SELECT id FROM runs)"
         for row in conn.execute(f"SELECT run_id, key, value FROM params WHERE run_id IN {live}"):
             out.add(("param", origin, *row))
         for row in conn.execute(
@@ -267,9 +275,12 @@ def server_snapshot(conn: Any) -> set[tuple[Any, ...]]:
     out: set[tuple[Any, ...]] = set()
     cols = ", ".join(f'r."{c}"' for c in _RUN_COLS)
     with conn.cursor() as cur:
-        cur.execute(f"SELECT r.origin, r.local_id, {cols} FROM labbook.runs r")
+        cur.execute(
+            f"SELECT r.origin, r.local_id, {cols}, r.deleted_at IS NOT NULL FROM labbook.runs r"
+            f" WHERE NOT {PURGED}"
+        )
         for row in cur.fetchall():
-            out.add(("run", *row))
+            out.add(("run", *row[:-1], bool(row[-1])))
         cur.execute(
             "SELECT r.origin, r.local_id, p.key, p.value FROM labbook.params p"
             " JOIN labbook.runs r ON r.id = p.run_id"
@@ -307,12 +318,16 @@ def union(*snapshots: set[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
 
 
 def server_counts(conn: Any) -> dict[str, int]:
-    """Row counts of the server's tables (duplicates show here where sets hide them)."""
+    """Row counts of the server's tables (duplicates show here where sets hide them);
+    ``runs`` leaves the tombstones of purged runs out (``purged`` counts them)."""
     counts = {}
     with conn.cursor() as cur:
         for table in ("runs", "params", "metrics", "series", "tags", "notes", "blobs"):
-            cur.execute(f"SELECT count(*) FROM labbook.{table}")
+            where = f" WHERE NOT {PURGED}" if table == "runs" else ""
+            cur.execute(f"SELECT count(*) FROM labbook.{table}{where}")
             counts[table] = int(cur.fetchone()[0])
+        cur.execute(f"SELECT count(*) FROM labbook.runs WHERE {PURGED}")
+        counts["purged"] = int(cur.fetchone()[0])
     conn.rollback()
     return counts
 

@@ -264,15 +264,22 @@ def kinds(records: set[tuple[Any, ...]], kind: str) -> int:
 
 
 def converge(
-    case: str, url: str, nodes: list[Node], *, push: bool = True, **extra: Any
+    case: str,
+    url: str,
+    nodes: list[Node],
+    *,
+    push: bool = True,
+    server_only: set[tuple[Any, ...]] | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
     """A clean push from every node (``push=False``: the caller's last pushes were),
-    then: server == union of the nodes, and no row twice (the server's row counts
-    equal the union's record counts)."""
+    then: server == union of the nodes (and ``server_only``: records written straight
+    to the server, ``note --remote``), and no row twice (the server's row counts equal
+    the union's record counts)."""
     for node in nodes if push else []:
         r = node.push()
         assert json.loads(r.stdout)["pending"] == 0, r.stdout
-    local = union(*(n.snapshot() for n in nodes))
+    local = union(*(n.snapshot() for n in nodes), server_only or set())
     with connect(url) as c:
         server = server_snapshot(c)
         counts = server_counts(c)
@@ -830,6 +837,98 @@ def test_spool_from_an_ephemeral_node_is_ingested_by_another_idempotently(
     converge(
         "spool: ingested by another node, again (two at once), and late", url, [eph, other, third]
     )
+
+
+# --- removal -----------------------------------------------------------------------------
+
+
+def remote_ids(node: Node) -> set[str]:
+    """The run ids ``ls --remote`` lists from ``node`` (the lab's notebook)."""
+    r = node.cli("ls", "--remote", "--json", "-n", "0")
+    return {run["id"] for run in json.loads(r.stdout)}
+
+
+def remote_notes(url: str, run_id: str) -> list[tuple[str, str]]:
+    """(origin, text) of the live notes on the server's run ``run_id``."""
+    with connect(url) as c:
+        rows = c.execute(
+            "SELECT origin, text FROM labbook.notes WHERE run_id = %s AND deleted_at IS NULL"
+            " ORDER BY origin, text",
+            (run_id,),
+        ).fetchall()
+    return [(str(o), str(t)) for o, t in rows]
+
+
+def test_rm_undo_purge_keep_other_nodes_notes(lab: tuple[str, Path]) -> None:
+    """gpu01 removes a run that gpu02 noted and tagged in the lab's notebook: after
+    both push, gpu02's note and tag are still on the server and the run is hidden
+    from ``ls --remote``; ``rm --undo`` brings it back; ``rm --purge`` removes the
+    run's own rows (its row emptied into a tombstone, its params, metrics, curves,
+    gpu01's notes and tags) and nothing of gpu02's."""
+    url, base = lab
+    a, b = Node(base, "gpu01", url), Node(base, "gpu02", url)
+    d = a.write_runs(2)
+    a.many(["import", "--no-git", a.runs], ["note", d[0], "a's own note"], ["tag", d[0], "a-tag"])
+    b.import_(1)
+    a.push()
+    b.push()
+    rid = a.ids()[0]  # d[0]'s run (ids() goes by name)
+    assert rid in remote_ids(b)
+    b.many(["note", "--remote", rid, "b saw this diverge too"], ["tag", "--remote", rid, "b-tag"])
+    ob, oa = origin_of(b), origin_of(a)
+    with connect(url) as c:
+        nid = c.execute(
+            "SELECT id FROM labbook.notes WHERE origin = %s AND run_id = %s", (ob, rid)
+        ).fetchone()[0]
+    # what only the server holds: b's note and tag on a's run (keyed by a's local id)
+    b_wrote = {("note", ob, nid, rid, "b saw this diverge too", False), ("tag", ob, rid, "b-tag")}
+    both = [(oa, "a's own note"), (ob, "b saw this diverge too")]
+    assert remote_notes(url, rid) == sorted(both)
+
+    # rm: hidden everywhere, b's note and tag kept
+    a.many(["rm", rid])
+    a.push()
+    b.push()
+    assert rid not in remote_ids(b) and rid not in remote_ids(a)
+    assert remote_notes(url, rid) == sorted(both)
+    converge("rm on one node, noted by another", url, [a, b], server_only=b_wrote)
+
+    # rm --undo: listed again, with both nodes' notes
+    a.many(["rm", "--undo", rid])
+    a.push()
+    assert rid in remote_ids(b)
+    assert remote_notes(url, rid) == sorted(both)
+    converge("rm --undo", url, [a, b], server_only=b_wrote)
+
+    # rm --purge: a's rows of the run go, b's stay (on the run's tombstone)
+    a.many(["rm", "--purge", "--yes", rid])
+    res = json.loads(a.push().stdout)
+    assert res["deleted"] == 1, res
+    b.push()
+    assert rid not in remote_ids(b)
+    assert remote_notes(url, rid) == [(ob, "b saw this diverge too")]
+    with connect(url) as c:
+        own = {
+            t: c.execute(f"SELECT count(*) FROM labbook.{t} WHERE run_id = %s", (rid,)).fetchone()[
+                0
+            ]
+            for t in ("params", "metrics", "series")
+        }
+        tags = c.execute(
+            "SELECT origin, tag FROM labbook.tags WHERE run_id = %s", (rid,)
+        ).fetchall()
+        row = c.execute(
+            "SELECT origin, source_key, name, path, deleted_at IS NOT NULL FROM labbook.runs"
+            " WHERE id = %s",
+            (rid,),
+        ).fetchone()
+    assert own == {"params": 0, "metrics": 0, "series": 0}, own
+    assert tags == [(ob, "b-tag")]
+    assert row == (oa, f"purged:{rid}", None, None, True)
+    got = converge("rm --purge", url, [a, b], server_only=b_wrote)
+    assert got["runs"] == "2/2"  # a's other run and b's; the tombstone is no run
+    # the other run of a is untouched throughout
+    assert set(a.ids()) <= remote_ids(b)
 
 
 # --- secrets ----------------------------------------------------------------------------

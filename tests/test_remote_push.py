@@ -151,15 +151,31 @@ def test_push_idempotent_and_changes_survive(pg_url: str, tmp_path: Path) -> Non
             assert server_snapshot(c) == local_snapshot(st)
             notes = c.execute("SELECT text FROM labbook.notes ORDER BY text").fetchall()
         assert [n[0] for n in notes] == ["lr too high: diverged", "made during the push"]
-        # removal reaches the server (cascading to the run's rows)
-        st.conn.execute(
-            "UPDATE runs SET deleted_at = '2026-01-01T00:00:00Z' WHERE id = ?", (ids[4],)
-        )
+        # a removal (rm: a tombstone) reaches the server as one: the row, hidden
+        assert st.set_removed([ids[4]]) == [ids[4]]
+        res = push_round(st, cfg)
+        assert res.pushed == 1 and res.deleted == 0
+        with connect(pg_url) as c:
+            assert server_snapshot(c) == local_snapshot(st)
+            assert server_counts(c)["runs"] == 5
+            (gone,) = c.execute(
+                "SELECT deleted_at FROM labbook.runs WHERE local_id = %s", (ids[4],)
+            ).fetchone()
+            assert gone is not None
+        # a purge empties the server's row into a tombstone: none of its facts stay
+        assert st.purge_runs([ids[4]]) == 1
         res = push_round(st, cfg)
         assert res.deleted == 1
         with connect(pg_url) as c:
             assert server_snapshot(c) == local_snapshot(st)
-            assert server_counts(c)["runs"] == 4
+            counts = server_counts(c)
+            assert counts["runs"] == 4 and counts["purged"] == 1
+            row = c.execute(
+                "SELECT source_key, name, path, command, env, deleted_at IS NOT NULL"
+                " FROM labbook.runs WHERE local_id = %s",
+                (ids[4],),
+            ).fetchone()
+            assert row == (f"purged:{ids[4]}", None, None, None, None, True)
 
 
 def test_all_rebuilds_a_dropped_schema(pg_url: str, tmp_path: Path) -> None:

@@ -205,14 +205,13 @@ def snapshot(
             ).fetchall():
                 rows[row[0]] = tuple(row)
         status_at = cols.index("status")
-        deleted_at = cols.index("deleted_at")
         live: list[str] = []
         deleted: list[str] = []
         for rid in run_ids:
             row = rows.get(rid)
-            if row is None or row[deleted_at] is not None:
+            if row is None:  # purged here (rm --purge): gone from this store
                 deleted.append(rid)
-            else:
+            else:  # a tombstone (rm) goes as it is, deleted_at and all: undo can follow
                 live.append(rid)
                 if row[status_at] == "running":
                     running.add(rid)
@@ -405,10 +404,7 @@ def apply_batch(conn: Any, batch: Batch, *, server_cols: set[str] | None = None)
             )
 
     if deleted:
-        conn.execute(
-            f"DELETE FROM {SCHEMA}.runs WHERE origin = %s AND local_id = ANY(%s)",
-            (origin, deleted),
-        )
+        purge_rows(conn, origin, deleted, gen, now)
 
     ids = server_ids(conn, origin, live)
     if runs:
@@ -585,6 +581,70 @@ def apply_batch(conn: Any, batch: Batch, *, server_cols: set[str] | None = None)
     return len(live) - len(stale)
 
 
+#: Columns a purged run's tombstone keeps (the rest of its row is emptied).
+_PURGE_KEEPS = {
+    *SERVER_RUN_COLUMNS,
+    "id",
+    "created_at",
+    "updated_at",
+    "deleted_at",
+    "source_key",
+    "status",
+    "missing",
+}
+
+
+def purge_rows(conn: Any, origin: str, local_ids: list[str], gen: int, now: str) -> int:
+    """Runs of ``origin`` deleted for good in their store (``labbook rm --purge``).
+
+    What this origin wrote goes: the run's params, metrics and curves (only the run's
+    own origin writes those), this origin's tags, notes and search documents on it,
+    and the content of its row. The row itself stays as a **tombstone**: ``deleted_at``
+    set (hidden from every listing, as ``rm`` hides a run), ``source_key``
+    ``purged:<local id>``, every other fact emptied. Other origins' notes and tags on
+    the run (``note --remote`` from another node) are theirs and stay, attached to
+    that tombstone: the rows keep their foreign key (no dangling run ids), the id is
+    not taken by another run, and a later push of this origin with the same id (the
+    run recorded again) revives the row in place. Guarded by the version like an
+    upsert: an older batch (a late spool file) cannot purge a newer row, and cannot
+    revive a purged one. Returns how many rows became tombstones."""
+    g = _group_expr()
+    gone = conn.execute(
+        f"SELECT id, {g} FROM {SCHEMA}.runs WHERE origin = %s AND local_id = ANY(%s)"
+        " AND version <= %s",
+        (origin, local_ids, gen),
+    ).fetchall()
+    if not gone:
+        return 0
+    ids = [r[0] for r in gone]
+    groups = sorted({r[1] for r in gone if r[1] is not None})
+    for table in ("params", "metrics", "series"):
+        conn.execute(f"DELETE FROM {SCHEMA}.{table} WHERE run_id = ANY(%s)", (ids,))
+    for table in ("tags", "notes", "search_docs"):
+        conn.execute(
+            f"DELETE FROM {SCHEMA}.{table} WHERE origin = %s AND run_id = ANY(%s)", (origin, ids)
+        )
+    empty = [
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s"
+            " AND table_name = 'runs' AND is_nullable = 'YES'",
+            (SCHEMA,),
+        ).fetchall()
+        if r[0] not in _PURGE_KEEPS
+    ]
+    sets = "".join(f", {q(c)} = NULL" for c in sorted(empty))
+    conn.execute(
+        f"UPDATE {SCHEMA}.runs SET version = %s, pushed_at = %s, updated_at = %s,"
+        " deleted_at = coalesce(deleted_at, %s), source_key = 'purged:' || local_id,"
+        f" status = 'unknown', missing = 0, superseded_by = NULL{sets} WHERE id = ANY(%s)",
+        (gen, now, now, now, ids),
+    )
+    if groups:  # the rows it superseded (another node's record of the same dir) stand again
+        supersede_groups(conn, groups)
+    return len(ids)
+
+
 def mark_superseded(conn: Any, run_ids: list[str]) -> int:
     """For the groups (same Slurm job or run dir) of ``run_ids`` that rows of several
     origins share: the newest row stands, the others get ``superseded_by`` = its id.
@@ -600,6 +660,14 @@ def mark_superseded(conn: Any, run_ids: list[str]) -> int:
     ]
     if not groups:
         return 0
+    return supersede_groups(conn, groups)
+
+
+def supersede_groups(conn: Any, groups: list[str]) -> int:
+    """Recompute ``superseded_by`` in ``groups`` (group keys): a row not removed
+    stands over removed ones (``labbook rm`` on one node takes that node's record
+    away, not another node's record of the same run dir or job), then the newest."""
+    g = _group_expr()
     # one lock per group, taken in one order (no deadlock): pushers of other groups
     # never wait; a second pusher of the same group waits for the first to commit,
     # then sees its row
@@ -612,11 +680,10 @@ def mark_superseded(conn: Any, run_ids: list[str]) -> int:
         f"""
         WITH members AS (
             SELECT id, origin, {g} AS grp, superseded_by,
-                   row_number() OVER (PARTITION BY {g}
-                       ORDER BY coalesce(started_at, created_at) DESC, created_at DESC, id DESC) AS n,
-                   first_value(id) OVER (PARTITION BY {g}
-                       ORDER BY coalesce(started_at, created_at) DESC, created_at DESC, id DESC) AS top
+                   row_number() OVER w AS n, first_value(id) OVER w AS top
             FROM {SCHEMA}.runs WHERE {g} = ANY(%s)
+            WINDOW w AS (PARTITION BY {g} ORDER BY (deleted_at IS NOT NULL),
+                coalesce(started_at, created_at) DESC, created_at DESC, id DESC)
         )
         UPDATE {SCHEMA}.runs r
         SET superseded_by = CASE WHEN m.n = 1 THEN NULL ELSE m.top END

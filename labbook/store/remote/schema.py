@@ -15,8 +15,11 @@ so that one query layer reads both. What only the server has:
   (``labbook remote status``);
 * ``meta``: the schema version.
 
-Child rows reference their run with ``ON DELETE CASCADE``: a run removed locally is
-deleted on the server with everything of it.
+Child rows reference their run with ``ON DELETE CASCADE``; a push never deletes a
+run row: a run removed locally (``labbook rm``) is pushed as it is, ``deleted_at``
+set (hidden from listings, back with ``rm --undo``), and a purged one becomes an
+emptied tombstone row (:func:`labbook.store.remote.push.purge_rows`) that keeps
+other origins' notes and tags on it.
 """
 
 from __future__ import annotations
