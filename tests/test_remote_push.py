@@ -307,6 +307,41 @@ def test_same_dir_from_two_origins_is_kept_once(pg_url: str, tmp_path: Path) -> 
         assert sorted(o["superseded"] for o in by.values()) == [0, 1]
 
 
+def test_removing_one_origins_row_of_a_shared_dir_keeps_the_others(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The same run dir recorded by two nodes: the newer row removed (rm) on its node,
+    the older (the other node's record) stands again; undone, the newer stands; purged,
+    the older stands and the tombstone is in no group."""
+    init(pg_url)
+    cfg = cfg_for(pg_url)
+    from labbook.store.remote.push import push_round
+
+    run_dir = str(tmp_path / "nfs/run1")
+
+    def rows() -> dict[str, str | None]:
+        with connect(pg_url) as c:
+            return dict(c.execute("SELECT local_id, superseded_by FROM labbook.runs").fetchall())
+
+    with Store.open(tmp_path / "a.db") as a, Store.open(tmp_path / "b.db") as b:
+        ra = a.save_run(facts(run_dir, started_at=1_790_000_000.0, host="gpu01"))[0]
+        push_round(a, cfg)
+        rb = b.save_run(facts(run_dir, started_at=1_790_000_100.0, host="gpu02"))[0]
+        push_round(b, cfg)
+        assert rows() == {ra: rb, rb: None}
+        b.set_removed([rb])
+        push_round(b, cfg)
+        assert rows() == {ra: None, rb: ra}  # a's record is a's: it stands again
+        b.set_removed([rb], removed=False)
+        push_round(b, cfg)
+        assert rows() == {ra: rb, rb: None}
+        assert b.purge_runs([rb]) == 1
+        push_round(b, cfg)
+        assert rows() == {ra: None, rb: None}
+        with connect(pg_url) as c:
+            assert server_snapshot(c) == union(local_snapshot(a), local_snapshot(b))
+
+
 def test_legacy_id_held_by_another_origin(pg_url: str, tmp_path: Path) -> None:
     init(pg_url)
     cfg = cfg_for(pg_url)
