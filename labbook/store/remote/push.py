@@ -903,7 +903,7 @@ def _ingest_spool(
         def committed(batch: Any) -> None:
             if isinstance(batch, dict) and batch.get("origin") == mine:
                 marks = [tuple(m) for m in batch.get("marks") or ()]
-                result.cleared += outbox.clear(local, marks, int(batch["gen"]))  # type: ignore[arg-type]
+                result.cleared += outbox.clear(local, marks, int(batch["gen"]))
 
     # faults: apply_batch is passed in so that spool does not import push (no cycle)
     got = ingest(conn, cfg, apply_batch, committed)
