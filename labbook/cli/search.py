@@ -48,13 +48,16 @@ def search_cmd(
     phrase. Matching is by substring and case-insensitive, in any script (Chinese
     included). Takes the same filters as `labbook ls`.
     """
-    from labbook.store.search import MARK_END, MARK_START, search
+    import sys
+
+    from labbook.store.search import MARK_END, MARK_START, search_counted
 
     out_fmt = output_format(fmt, as_json)
     flt = run_filter(status, framework, tag, where, since, None)
+    # how many match in all only where a person reads "showing 50 of N" (stderr)
+    note = out_fmt != "json" and out_fmt not in DATA_FORMATS and sys.stderr.isatty()
     with open_store(ctx, create=False) as store:
-        found = search(store, " ".join(query), flt, limit=0)
-        hits = found[:limit] if limit else found
+        hits, total = search_counted(store, " ".join(query), flt, limit=limit, count=note)
         rows = {r: store.run_row(r) for r in (h.run_id for h in hits)}
         records = {
             r["id"]: r
@@ -99,4 +102,4 @@ def search_cmd(
         click.echo(f"  {printable(h.field)}: {snippet}", color=color_on)
     from labbook.render.runs import print_limit_note
 
-    print_limit_note(len(hits), len(found))
+    print_limit_note(len(hits), total)

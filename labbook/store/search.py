@@ -66,6 +66,7 @@ __all__ = [
     "refresh_config_docs",
     "refresh_run_config_doc",
     "search",
+    "search_counted",
     "split_query",
 ]
 
@@ -524,9 +525,24 @@ def search(
     ``flt`` restricts the runs as ``labbook ls`` does (its own ``limit`` is ignored;
     ``limit`` here bounds the hits, 0 or None for all). An empty query finds nothing.
     """
+    return search_counted(store, query, flt, limit, count=False)[0]
+
+
+def search_counted(
+    store: Store,
+    query: str,
+    flt: RunFilter | None = None,
+    limit: int = 50,
+    *,
+    count: bool = True,
+) -> tuple[list[SearchHit], int]:
+    """:func:`search`, and how many runs match in all (``showing 50 of 20,000``);
+    with ``count=False`` the count is only the hits'. Only the hits returned get a
+    snippet, and in the lab's notebook only the best are ordered, so a page of a
+    common term's 20,000 runs costs little more than the count."""
     terms = split_query(query)
     if not terms:
-        return []
+        return [], 0
     refresh_config_docs(store)
     # run_id -> term index -> list of (doc_id, doc, weighted score)
     per_run: dict[str, dict[int, list[tuple[int, _Doc, float]]]] = {}
@@ -561,17 +577,21 @@ def search(
                 else:
                     del per_run[rid]
         if not per_run:
-            return []
+            return [], 0
     scored: dict[str, float] = {}
     for rid, by_term in per_run.items():
         total = 0.0
         for docs in by_term.values():
             total += docs[0][2] if len(docs) == 1 else max(s for _, _, s in docs)
         scored[rid] = round(total, 6)
+    total = None
     if store.dialect.shared and limit:
         allowed = _allowed_best(store, flt, scored, limit)
+        if count:
+            total = _count_allowed(store, flt, scored) if len(allowed) >= limit else len(allowed)
     else:
         allowed = _allowed_runs(store, flt, set(per_run))
+        total = len(allowed)
     order = {rid: k for k, rid in enumerate(allowed)}  # newest first breaks ties
     ranked = sorted(allowed, key=lambda rid: (-scored[rid], order[rid]))
     if limit:
@@ -588,7 +608,20 @@ def search(
                 tally[doc_id] = (doc, k + 1, max(best, s))
         doc, _, _ = max(tally.values(), key=lambda t: (t[1], t[2]))
         hits.append(SearchHit(rid, scored[rid], doc.field, highlight(doc.text, terms)))
-    return hits
+    return hits, len(hits) if total is None else total
+
+
+def _count_allowed(store: Store, flt: RunFilter | None, scored: dict[str, float]) -> int:
+    """How many of the candidates exist, are listed and pass ``flt`` (one count)."""
+    from dataclasses import replace
+
+    from labbook.store.query import RunFilter, _filter_sql
+
+    base = replace(flt, limit=None) if flt is not None else RunFilter(limit=None)
+    where, args = _filter_sql(store, base)
+    where += (" AND " if where else " WHERE ") + "r.id = ANY(?)"
+    row = store.conn.execute(f"SELECT count(*) FROM runs r{where}", [*args, sorted(scored)])
+    return int(row.fetchone()[0])
 
 
 #: The best a document can score for a term in the lab's notebook (every match
