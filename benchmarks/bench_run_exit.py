@@ -9,7 +9,8 @@ Slurm job script waits for it) with a lab notebook configured, the server:
   (a partition: the connection is accepted, never answered);
 
 against the peers measured in the same run: the bare ``true`` and ``labbook run``
-with no lab notebook configured. Prints medians and the ratio to the bare ``true``.
+with no lab notebook configured. Prints medians and the ratios to both peers.
+``PYTHONPATH=<an older checkout>`` measures that labbook (before/after a change).
 Each ``labbook run`` gets a fresh store with one run already in it (so the push has
 something to do), its own config.toml, spool dir and log; what it leaves running
 in the background (the detached push) is waited for between samples, untimed, so
@@ -142,10 +143,10 @@ def main() -> int:
                     _settle(env)
             results.append((name, statistics.median(samples)))
         proxy.close()
-        bare = results[0][1]
-        print(f"\n{'case':<42} {'median s':>9} {'× bare true':>12}")
+        bare, plain = results[0][1], results[1][1]
+        print(f"\n{'case':<42} {'median s':>9} {'× bare true':>12} {'× no notebook':>14}")
         for name, med in results:
-            print(f"{name:<42} {med:>9.3f} {med / bare:>12.0f}")
+            print(f"{name:<42} {med:>9.3f} {med / bare:>12.0f} {med / plain:>14.2f}")
         print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
     finally:
         if server is not None:
