@@ -55,6 +55,7 @@ Same and close (the definitions)
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -92,6 +93,7 @@ BAD_STATUSES = ("failed", "diverged", "killed")
 WARNING_NOTES = ("failure", "lesson")
 
 
+@functools.lru_cache(maxsize=4096)  # thousands of past runs share a few dozen keys
 def _norm(key: str) -> str:
     return key.strip().lstrip("+~").replace("-", "_")
 
