@@ -580,11 +580,11 @@ def search_counted(
             return [], 0
     scored: dict[str, float] = {}
     for rid, by_term in per_run.items():
-        total = 0.0
+        summed = 0.0
         for docs in by_term.values():
-            total += docs[0][2] if len(docs) == 1 else max(s for _, _, s in docs)
-        scored[rid] = round(total, 6)
-    total = None
+            summed += docs[0][2] if len(docs) == 1 else max(s for _, _, s in docs)
+        scored[rid] = round(summed, 6)
+    total: int | None = None
     if store.dialect.shared and limit:
         allowed = _allowed_best(store, flt, scored, limit)
         if count:
