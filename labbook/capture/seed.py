@@ -46,7 +46,11 @@ SEED_KEYS = (
 _LIGHTNING_KEY = "seed_everything"
 #: Preference among keys at the same depth: the order of SEED_KEYS, with
 #: ``seed_everything`` right after ``seed``.
-_RANK = {"seed": 0.0, _LIGHTNING_KEY: 0.5, **{k: float(i) for i, k in enumerate(SEED_KEYS) if i}}
+SEED_RANK = {
+    "seed": 0.0,
+    _LIGHTNING_KEY: 0.5,
+    **{k: float(i) for i, k in enumerate(SEED_KEYS) if i},
+}
 _NULLS = ("", "null", "none", "~", "nil")
 
 
@@ -119,7 +123,7 @@ def seed_from_config(config_flat: Mapping[str, Any]) -> Seed | None:
         if value is None or (name == _LIGHTNING_KEY and not isinstance(value, int)):
             continue
         depth = 0 if key == "seed" else key.count(".") + 1
-        rank = (depth, _RANK.get(name, 99.0), key)
+        rank = (depth, SEED_RANK.get(name, 99.0), key)
         if best is None or rank < best:
             best = rank
             found = Seed(value=value, source=f"config:{key}")
@@ -164,7 +168,7 @@ def seed_from_overrides(overrides: list[str]) -> Seed | None:
         value = parse_seed_value(raw)
         if value is None or (name == _LIGHTNING_KEY and not isinstance(value, int)):
             continue
-        rank = (key.count("."), _RANK.get(name, 99.0))
+        rank = (key.count("."), SEED_RANK.get(name, 99.0))
         if best is None or rank <= best:
             best = rank
             found = Seed(value=value, source="hydra:overrides")

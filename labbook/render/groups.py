@@ -13,14 +13,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from labbook.render.runs import (
-    _GAP,
+    GAP,
     STATUS_STYLE,
     Column,
-    _pad,
-    _style,
+    cell_style,
     cells,
     fit_columns,
     fmt_number,
+    pad_cell,
     runs_table_lines,
     shorten_middle,
 )
@@ -103,15 +103,15 @@ def _lines(
     def line(values: Sequence[str], bold: bool = False) -> str:
         parts = []
         for c, v in zip(kept, values, strict=True):
-            text = _pad(shorten_middle(v, widths[c]), widths[c], right=c.kind == "metric")
+            text = pad_cell(shorten_middle(v, widths[c]), widths[c], right=c.kind == "metric")
             if color and bold:
                 text = click.style(text, bold=True)
             elif color and c.key == "status":
                 worst = next((s for s in ("diverged", "failed", "killed") if s in v), None)
                 look = STATUS_STYLE.get(worst or v.rpartition(" ")[2], "")
-                text = click.style(text, **_style(look)) if look else text
+                text = click.style(text, **cell_style(look)) if look else text
             parts.append(text)
-        return _GAP.join(parts).rstrip()
+        return GAP.join(parts).rstrip()
 
     out = [line([header[i].header for i in index], bold=True)]
     for n, row in enumerate(table):
@@ -396,7 +396,7 @@ def render_compare_groups(result: Mapping[str, Any], *, color: bool = False) -> 
     out.append("")
     for n, r in enumerate(rows):
         text = "  ".join(
-            _pad(c, w, right=i > 0) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            pad_cell(c, w, right=i > 0) for i, (c, w) in enumerate(zip(r, widths, strict=True))
         ).rstrip()
         out.append(style(text, dim=True) if n == 0 else text)
     out.append("")

@@ -138,7 +138,7 @@ EXTRA_RUN_COLUMNS = ("host", "user")
 PIPED_METRICS, MAX_METRICS = 3, 6
 #: Below this many cells a name is not shortened further to make room for other columns.
 _NAME_MIN = 28
-_GAP = "  "
+GAP = "  "
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ def shorten_middle(text: str, width: int) -> str:
     return f"{head_text}…{tail}"
 
 
-def _pad(text: str, width: int, *, right: bool = False) -> str:
+def pad_cell(text: str, width: int, *, right: bool = False) -> str:
     space = " " * max(0, width - cells(text))
     return space + text if right else text + space
 
@@ -307,7 +307,7 @@ def fit_columns(
     columns, started, time, seed, framework, the other metric columns, each while
     it fits; room left widens the name up to its full length.
     """
-    gap = len(_GAP)
+    gap = len(GAP)
     name = next((c for c in columns if c.kind == "run" and c.key == "name"), None)
 
     def need(cols: Sequence[Column], name_width: int) -> int:
@@ -343,7 +343,7 @@ def fit_columns(
     return kept, widths
 
 
-def _style(style: str) -> dict[str, Any]:
+def cell_style(style: str) -> dict[str, Any]:
     """A rich style string (``bold cyan``) as click.style arguments."""
     kw: dict[str, Any] = {}
     for word in style.split():
@@ -415,9 +415,9 @@ def runs_table_lines(
         for c, value, style in zip(kept, values, styles, strict=True):
             w = widths[c]
             text = shorten_middle(value, w)
-            text = _pad(text, w, right=c.kind != "run")
-            parts.append(click.style(text, **_style(style)) if color and style else text)
-        return _GAP.join(parts).rstrip()
+            text = pad_cell(text, w, right=c.kind != "run")
+            parts.append(click.style(text, **cell_style(style)) if color and style else text)
+        return GAP.join(parts).rstrip()
 
     titles = [shorten_middle(printable(c.header), widths[c]) for c in kept]
     lines = [line(titles, ["bold"] * len(kept))] if header else []

@@ -194,7 +194,7 @@ def _override_key(token: str) -> str | None:
 
 def _seed_override_index(argv: Sequence[str]) -> int | None:
     """The override token :func:`labbook.capture.seed.seed_from_overrides` takes the seed from."""
-    from labbook.capture.seed import _RANK, parse_seed_value
+    from labbook.capture.seed import SEED_RANK, parse_seed_value
     from labbook.store.configsig import is_seed_key
 
     best: tuple[int, float] | None = None
@@ -206,7 +206,7 @@ def _seed_override_index(argv: Sequence[str]) -> int | None:
         if parse_seed_value(tok.split("=", 1)[1]) is None:
             continue
         name = key.rsplit(".", 1)[-1].lower()
-        rank = (key.count("."), _RANK.get(name, 99.0))
+        rank = (key.count("."), SEED_RANK.get(name, 99.0))
         if best is None or rank <= best:
             best, index = rank, i
     return index
@@ -492,7 +492,7 @@ def copy_with_seed(source: str, key: str, old: Any, new: int, dest_dir: Path) ->
 # -- the same code? ---------------------------------------------------------------------------
 
 
-def _patch_files(patch: str) -> dict[str, str]:
+def files_of_patch(patch: str) -> dict[str, str]:
     """A ``git diff`` by file: the text of each file's part (file: its new path)."""
     files: dict[str, str] = {}
     current: str | None = None
@@ -531,7 +531,7 @@ def tree_differences(store: Store, rec: RunRecord, cwd: str) -> tuple[str | None
     if commit_line is not None and then.get("commit") and now.commit:
         for name in _git_lines(now.root, "diff", "--name-only", then["commit"], now.commit, "--"):
             files[name] = None
-    pa, pb = _patch_files(then.get("diff") or ""), _patch_files(now.diff or "")
+    pa, pb = files_of_patch(then.get("diff") or ""), files_of_patch(now.diff or "")
     for name in sorted(set(pa) | set(pb)):
         if pa.get(name) != pb.get(name):
             files[name] = None

@@ -403,9 +403,9 @@ def reproduce(
     patch = git.get("diff") or ""
     if patch:
         (out / "run.patch").write_text(patch, encoding="utf-8")
-        from labbook.sources.replicate import _patch_files
+        from labbook.sources.replicate import files_of_patch
 
-        rep.patch_files = list(_patch_files(patch))
+        rep.patch_files = list(files_of_patch(patch))
         if git.get("diff_truncated"):
             rep.cannot.append("code: the patch was longer than labbook keeps and was cut")
         if REDACTED in patch:

@@ -129,9 +129,9 @@ LIGHT = "r.id, r.group_key, r.sweep_kind, r.sweep_id, r.status"
 def light_rows(store: Store, flt: RunFilter) -> list[tuple[str, str, str | None, str | None, str]]:
     """``(id, group_key, sweep_kind, sweep_id, status)`` of every run matching ``flt``
     (its limit ignored), newest first: one scan of the listing index."""
-    from labbook.store.query import _filter_sql
+    from labbook.store.query import filter_sql
 
-    where, args = _filter_sql(store, flt)
+    where, args = filter_sql(store, flt)
     sql = f"SELECT {LIGHT} FROM runs r{where} ORDER BY " + store.dialect.newest_first("r.")
     return [
         (r[0], r[1] or own_group_key(r[0]), r[2], r[3], r[4]) for r in store.conn.execute(sql, args)

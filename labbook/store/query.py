@@ -362,7 +362,7 @@ def _membership(store: Store, table: str, where: str, args: list[Any]) -> tuple[
 
 def select_runs(store: Store, flt: RunFilter) -> list[dict[str, Any]]:
     """Rows of the runs matching ``flt``, newest first."""
-    where, args = _filter_sql(store, flt)
+    where, args = filter_sql(store, flt)
     sql = "SELECT r.* FROM runs r" + where
     sql += " ORDER BY " + store.dialect.newest_first("r.")
     if flt.limit:
@@ -515,7 +515,7 @@ _SORT_EXTRA = {
 }
 
 
-def _filter_sql(store: Store, flt: RunFilter, *, all_rows: bool = False) -> tuple[str, list[Any]]:
+def filter_sql(store: Store, flt: RunFilter, *, all_rows: bool = False) -> tuple[str, list[Any]]:
     """The WHERE clause (or "") and its arguments for ``flt``, as :func:`select_runs` builds it."""
     clauses: list[str] = []
     args: list[Any] = []
@@ -554,7 +554,7 @@ def count_runs(store: Store, flt: RunFilter, *, cap: int | None = None) -> int:
     """
     # The subquery form even with a cap: a probe per run would have to walk past
     # ~cap/density runs to find cap matches (545 ms vs 58 ms for a 14% filter).
-    where, args = _filter_sql(store, flt, all_rows=True)
+    where, args = filter_sql(store, flt, all_rows=True)
     if cap is None:
         sql = f"SELECT count(*) FROM runs r{where}"
     else:
@@ -616,7 +616,7 @@ def select_runs_window(
     first. A negative ``limit``: no limit. Only ids are sorted; the window's rows
     are read afterwards, so a sort by a metric never drags whole rows through it.
     """
-    where, args = _filter_sql(store, flt)
+    where, args = filter_sql(store, flt)
     join = ""
     join_args: list[Any] = []
     order = ""

@@ -405,9 +405,9 @@ def _allowed_runs(store: Store, flt: RunFilter | None, candidates: set[str]) -> 
     if not candidates:
         return []
     if store.dialect.shared:  # a million runs: read only the candidates
-        from labbook.store.query import _filter_sql
+        from labbook.store.query import filter_sql
 
-        where, args = _filter_sql(store, base)
+        where, args = filter_sql(store, base)
         where += (" AND " if where else " WHERE ") + "r.id = ANY(?)"
         sql = f"SELECT r.id FROM runs r{where} ORDER BY {store.dialect.newest_first('r.')}"
         return [row[0] for row in store.conn.execute(sql, [*args, sorted(candidates)])]
@@ -426,10 +426,10 @@ def _allowed_best(
     page is full; a batch of one score is cut at the page by the server."""
     from dataclasses import replace
 
-    from labbook.store.query import RunFilter, _filter_sql
+    from labbook.store.query import RunFilter, filter_sql
 
     base = replace(flt, limit=None) if flt is not None else RunFilter(limit=None)
-    where, args = _filter_sql(store, base)
+    where, args = filter_sql(store, base)
     where += (" AND " if where else " WHERE ") + "r.id = ANY(?)"
     sql = f"SELECT r.id FROM runs r{where} ORDER BY {store.dialect.newest_first('r.')}"
     tiers: dict[float, list[str]] = {}
@@ -615,10 +615,10 @@ def _count_allowed(store: Store, flt: RunFilter | None, scored: dict[str, float]
     """How many of the candidates exist, are listed and pass ``flt`` (one count)."""
     from dataclasses import replace
 
-    from labbook.store.query import RunFilter, _filter_sql
+    from labbook.store.query import RunFilter, filter_sql
 
     base = replace(flt, limit=None) if flt is not None else RunFilter(limit=None)
-    where, args = _filter_sql(store, base)
+    where, args = filter_sql(store, base)
     where += (" AND " if where else " WHERE ") + "r.id = ANY(?)"
     row = store.conn.execute(f"SELECT count(*) FROM runs r{where}", [*args, sorted(scored)])
     return int(row.fetchone()[0])
