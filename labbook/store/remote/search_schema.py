@@ -21,6 +21,10 @@ twice. Over them:
     The seed-group and sweep columns (local schema step 0013) and their indexes:
     every record counts its group's live runs.
 
+``runs_git_newest``, ``runs_cwd_newest``
+    A repository's (a directory's) listed runs newest first: ``check`` reads the
+    newest 2,000 of them in order instead of sorting every one.
+
 ``runs_listed``
     The listings' order (newest first, ties by id) over the runs that listings show
     (not deleted, not superseded): ``ls --remote`` reads the newest 50 of a million
@@ -85,6 +89,14 @@ $$""",
         " WHERE deleted_at IS NULL AND superseded_by IS NULL",
         f"CREATE INDEX IF NOT EXISTS notes_kind ON {s}.notes (kind, run_id)"
         " WHERE deleted_at IS NULL",
+        # check: a repository's (or directory's) newest listed runs, read in order and
+        # cut at 2,000, not every run of it sorted (820 ms -> 4 ms over 20,000 runs)
+        f"CREATE INDEX IF NOT EXISTS runs_git_newest ON {s}.runs"
+        " (git_root, (coalesce(started_at, created_at)) DESC)"
+        " WHERE deleted_at IS NULL AND superseded_by IS NULL",
+        f"CREATE INDEX IF NOT EXISTS runs_cwd_newest ON {s}.runs"
+        " (cwd, (coalesce(started_at, created_at)) DESC)"
+        " WHERE deleted_at IS NULL AND superseded_by IS NULL",
         # seed groups and sweeps (labbook.store.groups): every record says its group's
         # size, one indexed count per page of runs (the columns come with schema 0013)
         f"ALTER TABLE {s}.runs ADD COLUMN IF NOT EXISTS group_key text,"
