@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# The real PostgreSQL of the shared-notebook tests (a throwaway cluster; they skip
+# only where PostgreSQL cannot be found), for every test module that asks for it.
+from tests.pg import pg_server, pg_url  # noqa: F401
+
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
 

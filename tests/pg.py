@@ -1,8 +1,6 @@
 """A real PostgreSQL for the remote tests: a throwaway cluster made by ``initdb``.
 
-Use in a test module::
-
-    from tests.pg import pg_server, pg_url  # noqa: F401
+tests/conftest.py imports both fixtures, so every test module can ask for them:
 
 * ``pg_server`` (session scope): the cluster, started once. ``.url(db)``, ``.host``,
   ``.port``, ``.socket_dir``, ``.stop(mode="fast"|"immediate")``, ``.start()``,

@@ -35,11 +35,9 @@ from typing import Any
 
 import pytest
 
-from tests.pg import (  # noqa: F401
+from tests.pg import (
     PgServer,
     local_snapshot,
-    pg_server,
-    pg_url,
     server_counts,
     server_snapshot,
     union,

@@ -14,16 +14,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from labbook.model import Failure, Point, RunFacts
 from labbook.store import Store
 from labbook.store.remote.config import RemoteConfig
 from tests.conftest import run_cli
-from tests.pg import (  # noqa: F401
+from tests.pg import (
     local_snapshot,
-    pg_server,
-    pg_url,
     server_counts,
     server_snapshot,
     union,
@@ -502,7 +498,7 @@ def test_watch_pushes_from_a_thread_and_recovers(pg_server: Any, tmp_path: Path)
         time.sleep(1.5)
     finally:
         p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=60)
+        _out, err = p.communicate(timeout=60)
     failing = [ln for ln in err.splitlines() if "push to the lab's notebook failing" in ln]
     recovered = [ln for ln in err.splitlines() if "recovered" in ln]
     assert len(failing) == 1 and "does not exist" in failing[0], err

@@ -20,7 +20,6 @@ from labbook.model import Failure, RunFacts
 from labbook.store import Store
 from labbook.store.dialect import POSTGRES, SQLITE, glob_regex
 from tests.conftest import run_cli
-from tests.pg import pg_server, pg_url  # noqa: F401
 from tests.test_tui_data import T0, facts
 
 pytest.importorskip("psycopg")
@@ -47,7 +46,7 @@ def _push(db: Path, url: str) -> None:
 
 
 @pytest.fixture
-def lab(tmp_path: Path, pg_url: str) -> dict[str, Any]:  # noqa: F811
+def lab(tmp_path: Path, pg_url: str) -> dict[str, Any]:
     """Two nodes (gpu1, gpu3), each with its own store, both pushed to one server."""
     import psycopg
 
@@ -224,7 +223,7 @@ def _dead_port() -> int:
 
 def test_check_falls_back_to_local_when_the_server_is_unreachable(
     tmp_path: Path,
-    pg_server: Any,  # noqa: F811
+    pg_server: Any,
 ) -> None:
     db = tmp_path / "node.db"
     work = tmp_path / "work"
@@ -304,7 +303,7 @@ def test_note_and_tag_remote_under_this_nodes_origin(lab: dict[str, Any]) -> Non
     assert [n["text"] for n in remote["notes"]].count("mine") == 1
 
 
-def test_superseded_rows_are_hidden_and_their_notes_merged(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+def test_superseded_rows_are_hidden_and_their_notes_merged(tmp_path: Path, pg_url: str) -> None:
     """One NFS run dir recorded by two nodes: listed once, its notes from both."""
     import psycopg
 

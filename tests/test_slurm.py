@@ -13,7 +13,6 @@ from typing import Any
 
 from labbook.capture.slurm import from_environ
 from tests.conftest import run_cli
-from tests.pg import pg_server, pg_url  # noqa: F401
 
 JOB = {
     "SLURM_CLUSTER_NAME": "lab",
