@@ -53,6 +53,8 @@ from typing import TYPE_CHECKING
 from labbook.errors import StoreError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from labbook.store import Store
     from labbook.store.query import RunFilter
 
@@ -430,7 +432,7 @@ def _allowed_best(
 
     base = replace(flt, limit=None) if flt is not None else RunFilter(limit=None)
     where, args = filter_sql(store, base)
-    where += (" AND " if where else " WHERE ") + "r.id = ANY(?)"
+    where += (" AND " if where else " WHERE ") + "r.id = ANY(CAST(? AS text[]))"
     sql = f"SELECT r.id FROM runs r{where} ORDER BY {store.dialect.newest_first('r.')}"
     tiers: dict[float, list[str]] = {}
     for rid, score in scored.items():
@@ -446,7 +448,7 @@ def _allowed_best(
         one_score = len(batch) == len(tiers[score])
         rows = store.conn.execute(
             sql + (" LIMIT ?" if one_score else ""),
-            [*args, sorted(batch), *([need] if one_score else [])],
+            [*args, _id_list(batch), *([need] if one_score else [])],
         )
         found = [row[0] for row in rows]
         found.sort(key=lambda rid: -scored[rid])  # stable: newest first within a score
@@ -619,9 +621,17 @@ def _count_allowed(store: Store, flt: RunFilter | None, scored: dict[str, float]
 
     base = replace(flt, limit=None) if flt is not None else RunFilter(limit=None)
     where, args = filter_sql(store, base)
-    where += (" AND " if where else " WHERE ") + "r.id = ANY(?)"
-    row = store.conn.execute(f"SELECT count(*) FROM runs r{where}", [*args, sorted(scored)])
+    where += (" AND " if where else " WHERE ") + "r.id = ANY(CAST(? AS text[]))"
+    row = store.conn.execute(f"SELECT count(*) FROM runs r{where}", [*args, _id_list(scored)])
     return int(row.fetchone()[0])
+
+
+def _id_list(ids: Iterable[str]) -> str:
+    """Run ids as one array literal for ``CAST(? AS text[])``: binding 20,000 ids as
+    an array, element by element, costs more than the query."""
+    return (
+        "{" + ",".join('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"' for i in ids) + "}"
+    )
 
 
 #: The best a document can score for a term in the lab's notebook (every match
@@ -653,8 +663,26 @@ def _settled(
     needle = term.lower()
     # a text -> (holds the term, as a word): texts repeat (one error message, many runs)
     seen: dict[str, tuple[bool, bool]] = {}
+    fields = FIELD_WEIGHT
     for rid, by_term in per_run.items():
         lists = list(by_term.values())
+        if len(lists) == 1 and len(lists[0]) == 1:  # the common case, made quick
+            doc_id, doc, _ = lists[0][0]
+            hit = seen.get(doc.text)
+            if hit is None:
+                low = lowered.get(doc.text)
+                if low is None:
+                    low = lowered[doc.text] = doc.text.lower()
+                holds = needle in low
+                word = holds and whole is not None and whole.search(doc.text) is not None
+                hit = seen[doc.text] = (holds, word)
+            if hit[0]:
+                weighted = fields.get(doc.field, 1.0) * (WORD_BOOST if hit[1] else 1.0)
+                if weighted >= _TOP:
+                    settled[rid] = [(doc_id, doc, weighted)]
+                    continue
+            rest.add(rid)
+            continue
         if len(lists) == 1:
             held = [(doc_id, doc, 1) for doc_id, doc, _ in lists[0]]
         else:
