@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from labbook.analysis.diff import compare_runs
 from labbook.analysis.metrics import canonical_metric, canonical_metrics, key_columns
 from labbook.model import Point, RunRecord
+from labbook.render.axis import fmt_axis, fmt_step
 from labbook.render.formats import cell
 from labbook.render.runs import duration, fmt_time, seed_text
 from labbook.textsafe import printable, printable_lines
@@ -307,24 +308,6 @@ def y_scale(chart: Chart, failed: Iterable[int] = ()) -> Chart:
 
 
 # -- numbers and small texts -----------------------------------------------------------
-
-
-def fmt3(v: float) -> str:
-    """An axis label: 3 significant digits, short (``4.11e13``, ``1e-5``, ``0.25``)."""
-    if v == 0:
-        return "0"
-    text = f"{v:.3g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return text
-
-
-def fmt_step(x: float) -> str:
-    """A step: an integer as itself (``1200``), anything else as :func:`fmt3`."""
-    if math.isfinite(x) and x == int(x) and abs(x) < 1e12:
-        return str(int(x))
-    return fmt3(x)
 
 
 def fmt_metric(value: Any) -> str:
@@ -620,7 +603,7 @@ class _Scale:
         return min(self.bottom + h, max(self.top - h, self.bottom - frac * h))
 
     def ylabel(self, t: float) -> str:
-        return fmt3(10**t) if self.log else fmt3(t)
+        return fmt_axis(10**t) if self.log else fmt_axis(t)
 
 
 def off_range(points: Sequence[tuple[float, float]], scale: _Scale) -> list[Stretch]:

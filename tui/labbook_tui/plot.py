@@ -17,6 +17,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from labbook.render.axis import fmt_axis, fmt_step
 from labbook.textsafe import printable
 
 #: Colours that read on dark and light backgrounds and exist in the 256-colour palette.
@@ -54,10 +55,10 @@ class Break:
 
     def describe(self) -> str:
         if self.to_end and self.first != self.last:
-            return f"{self.kind} from {_fmt_step(self.first)}"
+            return f"{self.kind} from {fmt_step(self.first)}"
         if self.first == self.last:
-            return f"{self.kind} at {_fmt_step(self.first)}"
-        return f"{self.kind} at {_fmt_step(self.first)}–{_fmt_step(self.last)}"
+            return f"{self.kind} at {fmt_step(self.first)}"
+        return f"{self.kind} at {fmt_step(self.first)}–{fmt_step(self.last)}"
 
 
 def _kind(y: float, log: bool) -> str | None:
@@ -95,24 +96,6 @@ def describe_breaks(found: Sequence[Break]) -> str:
     if len(found) > MAX_BREAKS:
         text += f", … {len(found) - MAX_BREAKS} more"
     return text
-
-
-def fmt_axis(v: float) -> str:
-    """A y-axis label exact to 3 significant digits, short: ``4.11e13``, ``1e-5``, ``0.25``."""
-    if v == 0:
-        return "0"
-    text = f"{v:.3g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return text
-
-
-def _fmt_step(x: float) -> str:
-    """A step: an integer as itself (``1200000``), anything else as ``fmt_axis`` does."""
-    if x == int(x) and abs(x) < 1e12:
-        return str(int(x))
-    return fmt_axis(x)
 
 
 def render_plot(series: Sequence[Series], width: int, height: int, *, log: bool = False) -> Text:
@@ -228,7 +211,7 @@ def render_plot(series: Sequence[Series], width: int, height: int, *, log: bool 
             else:
                 text.append(chr(0x2800 + cell[0]), style=PALETTE[cell[1]])
         text.append("\n")
-    left, right = _fmt_step(x0), _fmt_step(max(xs))
+    left, right = fmt_step(x0), fmt_step(max(xs))
     gap = max(1, plot_w - len(left) - len(right))
     text.append(" " * axis_w + left + " " * gap + right, style="dim")
     for index, (s, _pts, found) in enumerate(drawn):
