@@ -58,11 +58,11 @@ def search_cmd(
     note = out_fmt != "json" and out_fmt not in DATA_FORMATS and sys.stderr.isatty()
     with open_store(ctx, create=False) as store:
         hits, total = search_counted(store, " ".join(query), flt, limit=limit, count=note)
-        rows = {r: store.run_row(r) for r in (h.run_id for h in hits)}
-        records = {
-            r["id"]: r
-            for r in store.records([row for row in rows.values() if row is not None], heavy=False)
-        }
+        from labbook.store.groups import rows_by_ids
+
+        # one query for the page's rows (not a round trip per hit to the lab's notebook)
+        rows = rows_by_ids(store, [h.run_id for h in hits])
+        records = {r["id"]: r for r in store.records(rows, heavy=False)}
     if out_fmt == "json" or out_fmt in DATA_FORMATS:
         out = []
         for h in hits:

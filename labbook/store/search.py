@@ -287,7 +287,7 @@ def split_query(query: str) -> list[str]:
     return terms
 
 
-@dataclass
+@dataclass(slots=True)
 class _Doc:
     run_id: str
     field: str
@@ -549,7 +549,16 @@ def search_counted(
     # run_id -> term index -> list of (doc_id, doc, weighted score)
     per_run: dict[str, dict[int, list[tuple[int, _Doc, float]]]] = {}
     lowered: dict[str, str] = {}  # a text -> lower-cased (the notebook's planner)
-    for n, (i, term) in enumerate(_plan(store, terms)):
+    plan = _plan(store, terms)
+    # the lab's notebook: runs whose one document in hand settles every later term
+    ahead: dict[str, dict[int, list[tuple[int, _Doc, float]]]] = {}
+    for n, (i, term) in enumerate(plan):
+        if n == 1 and store.dialect.shared:
+            ahead = _settle_ahead(per_run, plan[1:])
+            for rid in ahead:
+                del per_run[rid]
+            if not per_run:
+                break
         # the lab's notebook: each term after the first is looked up among the runs
         # that matched every term before it
         whole = _word_pattern(term)
@@ -578,8 +587,11 @@ def search_counted(
                     per_run[rid][i] = runs_here[rid]
                 else:
                     del per_run[rid]
-        if not per_run:
+        if not per_run and not ahead:
             return [], 0
+    per_run.update(ahead)
+    if not per_run:
+        return [], 0
     scored: dict[str, float] = {}
     for rid, by_term in per_run.items():
         summed = 0.0
@@ -712,6 +724,48 @@ def _settled(
         else:
             rest.add(rid)
     return settled, rest
+
+
+def _settle_ahead(
+    per_run: dict[str, dict[int, list[tuple[int, _Doc, float]]]], later: list[tuple[int, str]]
+) -> dict[str, dict[int, list[tuple[int, _Doc, float]]]]:
+    """:func:`_settled` for every later term at once, for the runs found by the first
+    term through one document that settles them all (a failure message that says
+    "out of memory" settles ``out`` and ``of``): run -> its documents by term. One
+    pass over 20,000 candidates, with each distinct text read once."""
+    if not all(t.isascii() or t.lower() == t.upper() for _, t in later):
+        return {}
+    checks = [(i, t.lower(), _word_pattern(t)) for i, t in later]
+    verdicts: dict[tuple[str, str], list[float] | None] = {}
+    out: dict[str, dict[int, list[tuple[int, _Doc, float]]]] = {}
+    for rid, by_term in per_run.items():
+        if len(by_term) != 1:
+            continue
+        (docs,) = by_term.values()
+        if len(docs) != 1:
+            continue
+        doc_id, doc, _ = docs[0]
+        key = (doc.field, doc.text)
+        if key in verdicts:
+            weights = verdicts[key]
+        else:
+            weights = []
+            low = doc.text.lower()
+            base = FIELD_WEIGHT.get(doc.field, 1.0)
+            for _, needle, whole in checks:
+                word = whole is not None and whole.search(doc.text) is not None
+                weighted = base * (WORD_BOOST if word else 1.0)
+                if needle not in low or weighted < _TOP:
+                    weights = None
+                    break
+                weights.append(weighted)
+            verdicts[key] = weights
+        if weights is not None:
+            settled = dict(by_term)
+            for (i, _, _), weighted in zip(checks, weights, strict=True):
+                settled[i] = [(doc_id, doc, weighted)]
+            out[rid] = settled
+    return out
 
 
 def _plan(store: Store, terms: list[str]) -> list[tuple[int, str]]:
