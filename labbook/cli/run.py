@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
 from labbook.cli.check import check_before, print_warnings
 from labbook.cli.options import open_store
+from labbook.cli.pushing import db_path, push_in_background
 from labbook.errors import LabbookError, UsageError
 from labbook.textsafe import printable
 
 
-def _db_path(ctx: click.Context) -> Any:
-    from labbook.paths import default_db_path
-
-    db = ctx.obj.get("db")
-    return Path(db).expanduser() if db else default_db_path()
-
-
-def _launchopen_store(ctx: click.Context) -> Any:
+def _launch_store(ctx: click.Context) -> Any:
     """The store for ``labbook run``, or None (one line said) when it cannot be opened:
     the command runs all the same and its record waits in the journal."""
     from labbook.warn import warn, warn_exception
@@ -87,7 +80,7 @@ def run_cmd(
         print_warnings(warnings, err=True)
         if strict and any(w.repeat_of_failure for w in warnings):
             raise StrictRepeat()
-    store = _launchopen_store(ctx)
+    store = _launch_store(ctx)
     try:
         result = launch(
             store,
@@ -96,10 +89,10 @@ def run_cmd(
             tags=tags,
             note=note,
             git=not no_git,
-            db_path=_db_path(ctx),
+            db_path=db_path(ctx),
         )
         if store is not None:
-            _push_at_end(ctx, store, result.run_id)
+            push_in_background(ctx, store, spool=True, run_id=result.run_id)
     finally:
         if store is not None:
             store.close()
@@ -119,54 +112,6 @@ def run_cmd(
         err=True,
     )
     ctx.exit(result.exit_code)
-
-
-def _push_at_end(ctx: click.Context, store: Any, run_id: str | None = None) -> None:
-    """The job's last push, when a lab notebook is configured ([remote] in config.toml)
-    and no ``labbook watch`` records into this store (the daemon pushes on its own):
-    the batch is spooled under the home now (fast, and what keeps an ephemeral node's
-    runs), and a detached ``labbook remote push`` sends it (labbook.store.remote.
-    lastpush): the command's end never waits on the network. Nothing is said, unless
-    the spool could not be written (one line; the runs stay here for the next push)."""
-    from labbook.warn import warn_exception
-
-    try:
-        from labbook.store.remote.config import RemoteConfig
-
-        cfg = RemoteConfig.load()
-        if not cfg.enabled or not cfg.push or _daemon_records(_db_path(ctx)):
-            return
-        from labbook.store.remote.lastpush import spool_and_detach
-
-        db_arg = ctx.obj.get("db")
-        line = spool_and_detach(
-            store, cfg, db=Path(store.path), db_arg=str(db_arg) if db_arg else None, run_id=run_id
-        )
-    except Exception as exc:  # never the command's exit code
-        warn_exception(None, "cannot push the run to the lab's notebook", exc)
-        return
-    if line:
-        click.echo(f"labbook: {printable(line)}", err=True)
-
-
-def _daemon_records(db: Path) -> bool:
-    """A ``labbook watch`` holds this store's daemon lock (it pushes itself)."""
-    import fcntl
-    import os
-
-    from labbook.sources.watch.lock import lock_path
-
-    try:
-        fd = os.open(lock_path(db), os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # closing drops our shared lock, if we got it
-    return False
 
 
 class StrictRepeat(LabbookError):
