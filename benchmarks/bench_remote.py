@@ -22,7 +22,16 @@ server (its own database, MLflow's schema made by MLflow), and ``search_runs`` w
 param + metric filter, timed in a venv of its own (``--mlflow-venv``; never a labbook
 dependency). The machine is shared and has 2 cores: figures are noisy.
 
+Before the commands, the floor of the same moment: ``python -c pass``, ``import
+psycopg``, and a local ``labbook ls --json`` over a one-run store — what every
+``--remote`` figure pays before its first query. Every line carries the 1-minute
+load average when it was taken. Byte-code is compiled first (``compileall``), as
+``pip install`` does.
+
     python benchmarks/bench_remote.py [--quick] [--runs N] [--repeat 5] [--mlflow]
+    python benchmarks/bench_remote.py --keep ...          # leaves the cluster running
+    python benchmarks/bench_remote.py --url postgresql://postgres@127.0.0.1:PORT/lab
+                                      # reuse a kept, filled database: no fill
 """
 
 from __future__ import annotations
@@ -173,16 +182,24 @@ def _fill(url: str, runs: int) -> float:
     return time.monotonic() - t0
 
 
+def _load() -> str:
+    return f"load {os.getloadavg()[0]:4.1f}"
+
+
 def _time_cli(
-    args: list[str], env: dict[str, str], repeat: int, cwd: str | None = None
+    args: list[str],
+    env: dict[str, str],
+    repeat: int,
+    cwd: str | None = None,
+    argv: list[str] | None = None,
 ) -> tuple[float, str]:
     times = []
     out = ""
     for _ in range(repeat):
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "labbook", *args], env=env, capture_output=True, text=True,
-            cwd=cwd, timeout=600,
+            argv or [sys.executable, "-m", "labbook", *args], env=env, capture_output=True,
+            text=True, cwd=cwd, timeout=600,
         )  # fmt: skip
         times.append((time.perf_counter() - t0) * 1000)
         if proc.returncode != 0:
@@ -228,23 +245,40 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--keep", action="store_true", help="leave the cluster running")
+    ap.add_argument("--url", help="an already filled database (from --keep): no cluster, no fill")
     ap.add_argument("--mlflow", action="store_true", help="compare with MLflow's search_runs")
     ap.add_argument("--mlflow-venv", default="/tmp/mlflow-venv")
+    ap.add_argument("--mlflow-only", action="store_true", help="only the MLflow comparison")
     args = ap.parse_args()
     runs = args.runs or (100_000 if args.quick else 1_000_000)
 
+    # byte-code as an installed labbook has it (PYTHONDONTWRITEBYTECODE may be set)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "labbook"),
+                    str(REPO / "tui")], check=False, capture_output=True)  # fmt: skip
     base = Path(tempfile.mkdtemp(prefix="bench-remote-"))
     os.chmod(base, 0o755)
-    server = _make_cluster(base)
+    server = None if args.url else _make_cluster(base)
+    import psycopg
+
     try:
-        url = server.create_db("lab")
-        fill_s = _fill(url, runs)
-        print(f"{runs:,} runs from {ORIGINS} origins generated in SQL in {fill_s:.0f} s")
+        if args.url:
+            url = args.url
+            with psycopg.connect(url) as conn:
+                runs = int(conn.execute("SELECT count(*) FROM labbook.runs").fetchone()[0])  # type: ignore[index]
+            print(f"{runs:,} runs in {url} (filled before)")
+        else:
+            assert server is not None
+            url = server.create_db("lab")
+            fill_s = _fill(url, runs)
+            print(f"{runs:,} runs from {ORIGINS} origins generated in SQL in {fill_s:.0f} s")
         work = base / "node"
         work.mkdir()
         env = dict(os.environ, LABBOOK_REMOTE_URL=url, LABBOOK_DB=str(work / "labbook.db"),
                    HOME=str(work), XDG_CONFIG_HOME=str(work / ".config"))  # fmt: skip
-        import psycopg
+        if args.mlflow_only:
+            _mlflow(url, args, runs)
+            return
+        _floor(env, work, args.repeat)
 
         with psycopg.connect(url) as conn:
             row: Any = conn.execute(
@@ -275,47 +309,80 @@ def main() -> None:
             cwd = "/home/lab/p7" if cli[0] == "check" else None
             if cwd:
                 os.makedirs(cwd, exist_ok=True)
-            ms, out = _time_cli(cli, env, args.repeat, cwd=cwd)
-            n = out.count('"id"') if out.strip().startswith("[") else None
+            try:
+                ms, out = _time_cli(cli, env, args.repeat, cwd=cwd)
+            except SystemExit as exc:  # one case failing (a timeout) is a figure too
+                print(f"  {label:<42}  failed: {str(exc)[-160:]}  {_load()}")
+                continue
+            import json
+
+            n = len(json.loads(out)) if out.strip().startswith("[") else None
             results.append((label, ms))
             what = (
                 f"  ({n} hits)" if n is not None and label.startswith(("search", "check")) else ""
             )
-            print(f"  {label:<42} {ms:7.0f} ms  {ms / GOAL_MS:4.2f}x goal{what}")
+            print(f"  {label:<42} {ms:7.0f} ms  {ms / GOAL_MS:4.2f}x goal  {_load()}{what}")
         tui = subprocess.run([sys.executable, "-c", TUI, url], capture_output=True, text=True,
                              env=env, timeout=600)  # fmt: skip
         line = next((x for x in tui.stdout.splitlines() if x.startswith("TUI ")), None)
         if line:
             first, sort = (float(v) for v in line.split()[1:])
             print(f"  {'tui: first paint (process start → rows)':<42} {first:7.0f} ms"
-                  f"  {first / TUI_GOAL_MS:4.2f}x goal")  # fmt: skip
-            print(
-                f"  {'tui: sort by val_loss':<42} {sort:7.0f} ms  {sort / TUI_GOAL_MS:4.2f}x goal"
-            )
+                  f"  {first / TUI_GOAL_MS:4.2f}x goal  {_load()}")  # fmt: skip
+            print(f"  {'tui: sort by val_loss':<42} {sort:7.0f} ms"
+                  f"  {sort / TUI_GOAL_MS:4.2f}x goal  {_load()}")  # fmt: skip
         else:
             print(f"  tui: failed: {tui.stderr.strip()[-500:]}")
         if args.mlflow:
-            _mlflow(server, url, args, runs)
+            _mlflow(url, args, runs)
     finally:
-        if not args.keep:
-            server.stop("immediate")
-            shutil.rmtree(base, ignore_errors=True)
-        else:
+        if server is not None and args.keep:
             print(f"cluster kept at {base}: {server.url('lab')}")
+        elif server is not None:
+            server.stop("immediate")
+        if not args.keep or server is None:
+            shutil.rmtree(base, ignore_errors=True)
 
 
-def _mlflow(server: Any, url: str, args: Any, runs: int) -> None:
+def _floor(env: dict[str, str], work: Path, repeat: int) -> None:
+    """What every --remote command pays before its first query, at this moment."""
+    run = work / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("lr: 0.1\n")
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    subprocess.run([sys.executable, "-m", "labbook", "import", str(run.parent)], env=env,
+                   capture_output=True, check=True, timeout=600)  # fmt: skip
+    print(f"\nfloor, whole process, median of {repeat}:")
+    for label, argv in [
+        ("python -c pass", [sys.executable, "-c", "pass"]),
+        ("python -c 'import psycopg'", [sys.executable, "-c", "import psycopg"]),
+        ("labbook ls --json (local, 1 run)", [sys.executable, "-m", "labbook", "ls", "--json"]),
+        ("labbook ls --remote --json -n 1",
+         [sys.executable, "-m", "labbook", "ls", "--remote", "--json", "-n", "1"]),
+    ]:  # fmt: skip
+        ms, _ = _time_cli([], env, repeat, argv=argv)
+        print(f"  {label:<42} {ms:7.0f} ms  {_load()}")
+
+
+def _mlflow(url: str, args: Any, runs: int) -> None:
     """MLflow's tracking store on the same server, filled from the same rows."""
+    import psycopg
+
     py = Path(args.mlflow_venv) / "bin" / "python"
     if not py.exists():
         print(
             f"\nmlflow: no venv at {args.mlflow_venv} (python -m venv it, pip install mlflow psycopg2-binary)"
         )
         return
-    mlurl = server.create_db("mlflow").replace("postgresql://", "postgresql+psycopg2://")
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute('DROP DATABASE IF EXISTS "mlflow" WITH (FORCE)')
+        conn.execute('CREATE DATABASE "mlflow"')
+    mlurl = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://") + "/mlflow"
     script = textwrap.dedent(
         f"""
         import time, statistics, mlflow, psycopg2
+        print(f"MLVERSION {{mlflow.__version__}}")
         from mlflow.tracking import MlflowClient
         uri = {mlurl!r}
         client = MlflowClient(tracking_uri=uri)  # MLflow makes its schema (alembic)
@@ -351,29 +418,66 @@ def _mlflow(server: Any, url: str, args: Any, runs: int) -> None:
         times = []
         for _ in range({args.repeat}):
             t1 = time.perf_counter()
-            found = client.search_runs([exp], "params.`optimizer.lr` = '0.1' and metrics.`val/loss` < 0.5",
-                                       max_results=50)
+            found = client.search_runs([exp], {FILTER!r}, max_results=50)
             times.append((time.perf_counter() - t1) * 1000)
         print(f"MLSEARCH {{statistics.median(times):.0f}} {{len(found)}}")
         """
     )
-    t0 = time.perf_counter()
     proc = subprocess.run([str(py), "-c", script], capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         print(f"\nmlflow: failed: {proc.stderr.strip()[-800:]}")
         return
     lines = dict(x.split(" ", 1) for x in proc.stdout.splitlines() if x.startswith("ML"))
-    ms, _found = lines["MLSEARCH"].split()
-    print(
-        f"\nMLflow tracking store on the same PostgreSQL, {runs:,} runs (filled in {lines['MLFILL']} s):"
+    ms, found = lines["MLSEARCH"].split()
+    # MLflow as a user's script meets it: a fresh process, import, client, one search
+    whole = textwrap.dedent(
+        f"""
+        from mlflow.tracking import MlflowClient
+        client = MlflowClient(tracking_uri={mlurl!r})
+        exp = client.get_experiment_by_name("lab").experiment_id
+        found = client.search_runs([exp], {FILTER!r}, max_results=50)
+        print(len(found))
+        """
     )
-    print(f"  search_runs param + metric filter, 50 results (in-process, no start-up): {ms} ms")
+    ml_whole, _ = _time_cli([], dict(os.environ), args.repeat, argv=[str(py), "-c", whole])
+    print(
+        f"\nMLflow {lines['MLVERSION']} tracking store on the same PostgreSQL, {runs:,} runs"
+        f" (filled in {lines['MLFILL']} s)  {_load()}:"
+    )
+    print(f"  search_runs param + metric filter, 50 results, in-process: {float(ms):7.0f} ms")
+    print(f"  the same, whole process (import, client, search):       {ml_whole:7.0f} ms")
     env = dict(os.environ, LABBOOK_REMOTE_URL=url)
-    ours, _ = _time_cli(["ls", "--remote", "--json", "-w", "optimizer.lr=0.1", "-w", "val_loss<0.5"],
-                        env, args.repeat)  # fmt: skip
-    print(f"  labbook ls --remote --where, the same filter (whole process): {ours:.0f} ms"
-          f"  → MLflow / labbook = {float(ms) / ours:.1f}x")  # fmt: skip
-    del t0
+    ours, out = _time_cli(["ls", "--remote", "--json", "-w", "optimizer.lr=0.1", "-w", "val_loss<0.5"],
+                          env, args.repeat)  # fmt: skip
+    inproc = _labbook_inprocess(url, args.repeat)
+    print(f"  labbook, the same filter (ls --where, 50 records), in-process: {inproc:7.0f} ms"
+          f"  → MLflow / labbook = {float(ms) / inproc:.1f}x")  # fmt: skip
+    print(f"  labbook ls --remote --where, whole process:            {ours:7.0f} ms"
+          f"  → MLflow / labbook = {ml_whole / ours:.1f}x  {_load()}")  # fmt: skip
+    print(f"  (MLflow found {found} runs, labbook {out.count(chr(10) + '  {')})")
+
+
+FILTER = "params.`optimizer.lr` = '0.1' and metrics.`val/loss` < 0.5"
+
+
+def _labbook_inprocess(url: str, repeat: int) -> float:
+    """labbook's query for the MLflow filter, in-process: select + records."""
+    from labbook.analysis.metrics import canonical_tags
+    from labbook.store.query import RunFilter, parse_where, select_runs
+    from labbook.store.remote.read import RemoteStore
+
+    store = RemoteStore.connect(url)
+    flt = RunFilter(
+        where=parse_where(["optimizer.lr=0.1", "val_loss<0.5"]), limit=50,
+        metric_names=canonical_tags,
+    )  # fmt: skip
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        store.records(select_runs(store, flt))
+        times.append((time.perf_counter() - t0) * 1000)
+    store.close()
+    return statistics.median(times)
 
 
 if __name__ == "__main__":
