@@ -14,6 +14,7 @@ from typing import Any
 
 from labbook.render.runs import (
     GAP,
+    SHORT_ID,
     STATUS_STYLE,
     Column,
     cell_style,
@@ -52,20 +53,25 @@ def status_cell(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {s}" for s, n in counts.items())
 
 
-def _best_cell(row: Mapping[str, Any]) -> str:
+def _best_cell(row: Mapping[str, Any], *, short: bool = False) -> str:
     best = row.get("best")
-    return str(best["id"]) if best else "—"
+    if not best:
+        return "—"
+    return str(best["id"])[:SHORT_ID] if short else str(best["id"])
 
 
-def group_cells(row: Mapping[str, Any], metrics: Sequence[str], *, wide: bool) -> list[str]:
-    """The cells of one folded group: id, n, status, name, metrics…, best."""
+def group_cells(
+    row: Mapping[str, Any], metrics: Sequence[str], *, wide: bool, short_ids: bool = False
+) -> list[str]:
+    """The cells of one folded group: id, n, status, name, metrics…, best (``short_ids``:
+    its id as the terminal's ``ls`` shows ids)."""
     return [
         printable(row["id"]),
         str(row["size"]),
         status_cell(row["statuses"]),
         printable(row.get("name") or ""),
         *[mean_std(row["metrics"].get(m) or {}, wide=wide) for m in metrics],
-        _best_cell(row),
+        _best_cell(row, short=short_ids),
     ]
 
 
@@ -132,7 +138,7 @@ def group_lines(
     """``ls --group``: a line per group; ``members`` (group id -> records): each group's
     runs under it, indented, as ``ls`` lists runs."""
     header = _columns(metrics)
-    table = [group_cells(r, metrics, wide=wide) for r in rows]
+    table = [group_cells(r, metrics, wide=wide, short_ids=width is not None) for r in rows]
     after: dict[int, list[str]] = {}
     if members:
         for n, r in enumerate(rows):
@@ -264,7 +270,7 @@ def sweep_lines(
                 str(p["size"]),
                 status_cell(p["statuses"]),
                 *[mean_std(p["metrics"].get(m) or {}, wide=wide) for m in metrics],
-                _best_cell(p),
+                _best_cell(p, short=width is not None),
             ]
         )
     lines = _lines(header, table, width=width, color=color)
