@@ -551,7 +551,8 @@ def search_counted(
     lowered: dict[str, str] = {}  # a text -> lower-cased (the notebook's planner)
     plan = _plan(store, terms)
     # the lab's notebook: runs whose one document in hand settles every later term
-    ahead: dict[str, dict[int, list[tuple[int, _Doc, float]]]] = {}
+    # (its one document's id, the document, that document's score by term (shared))
+    ahead: dict[str, tuple[int, _Doc, _Settled]] = {}
     for n, (i, term) in enumerate(plan):
         if n == 1 and store.dialect.shared:
             ahead = _settle_ahead(per_run, plan[1:])
@@ -589,10 +590,7 @@ def search_counted(
                     del per_run[rid]
         if not per_run and not ahead:
             return [], 0
-    per_run.update(ahead)
-    if not per_run:
-        return [], 0
-    scored: dict[str, float] = {}
+    scored: dict[str, float] = {rid: got[2].score for rid, got in ahead.items()}
     for rid, by_term in per_run.items():
         summed = 0.0
         for docs in by_term.values():
@@ -604,7 +602,7 @@ def search_counted(
         if count:
             total = _count_allowed(store, flt, scored) if len(allowed) >= limit else len(allowed)
     else:
-        allowed = _allowed_runs(store, flt, set(per_run))
+        allowed = _allowed_runs(store, flt, set(scored))
         total = len(allowed)
     order = {rid: k for k, rid in enumerate(allowed)}  # newest first breaks ties
     ranked = sorted(allowed, key=lambda rid: (-scored[rid], order[rid]))
@@ -613,7 +611,11 @@ def search_counted(
     # snippets only for the hits returned (20,000 candidates need not be cut and marked)
     hits = []
     for rid in ranked:
-        by_term = per_run[rid]
+        if rid in ahead:
+            doc_id, doc, got = ahead[rid]
+            by_term = {i: [(doc_id, doc, w)] for i, w in got.weights}
+        else:
+            by_term = per_run[rid]
         # The snippet: the document holding the most terms, then the best scored.
         tally: dict[int, tuple[_Doc, int, float]] = {}
         for t in sorted(by_term):  # the query's order, whatever order looked them up
@@ -726,45 +728,59 @@ def _settled(
     return settled, rest
 
 
+@dataclass(slots=True)
+class _Settled:
+    """A document that settles every term of a search by itself: its score for each
+    term (the query's index, the weighted score, in the order looked up) and their
+    sum, as :func:`search` adds them."""
+
+    weights: list[tuple[int, float]]
+    score: float
+
+
 def _settle_ahead(
     per_run: dict[str, dict[int, list[tuple[int, _Doc, float]]]], later: list[tuple[int, str]]
-) -> dict[str, dict[int, list[tuple[int, _Doc, float]]]]:
+) -> dict[str, tuple[int, _Doc, _Settled]]:
     """:func:`_settled` for every later term at once, for the runs found by the first
     term through one document that settles them all (a failure message that says
-    "out of memory" settles ``out`` and ``of``): run -> its documents by term. One
-    pass over 20,000 candidates, with each distinct text read once."""
+    "out of memory" settles ``out`` and ``of``): run -> (that document's id, the
+    document, its scores). One pass over 20,000 candidates, each distinct text read
+    once and its scores shared by every run that has it."""
     if not all(t.isascii() or t.lower() == t.upper() for _, t in later):
         return {}
     checks = [(i, t.lower(), _word_pattern(t)) for i, t in later]
-    verdicts: dict[tuple[str, str], list[float] | None] = {}
-    out: dict[str, dict[int, list[tuple[int, _Doc, float]]]] = {}
+    verdicts: dict[tuple[str, str], _Settled | None] = {}
+    out: dict[str, tuple[int, _Doc, _Settled]] = {}
     for rid, by_term in per_run.items():
         if len(by_term) != 1:
             continue
-        (docs,) = by_term.values()
+        ((first, docs),) = by_term.items()
         if len(docs) != 1:
             continue
-        doc_id, doc, _ = docs[0]
+        doc_id, doc, w0 = docs[0]
         key = (doc.field, doc.text)
         if key in verdicts:
-            weights = verdicts[key]
+            got = verdicts[key]
         else:
-            weights = []
+            weights = [(first, w0)]
             low = doc.text.lower()
             base = FIELD_WEIGHT.get(doc.field, 1.0)
-            for _, needle, whole in checks:
+            for i, needle, whole in checks:
                 word = whole is not None and whole.search(doc.text) is not None
                 weighted = base * (WORD_BOOST if word else 1.0)
                 if needle not in low or weighted < _TOP:
-                    weights = None
                     break
-                weights.append(weighted)
-            verdicts[key] = weights
-        if weights is not None:
-            settled = dict(by_term)
-            for (i, _, _), weighted in zip(checks, weights, strict=True):
-                settled[i] = [(doc_id, doc, weighted)]
-            out[rid] = settled
+                weights.append((i, weighted))
+            if len(weights) == len(checks) + 1:
+                summed = 0.0
+                for _, weighted in weights:  # as search() sums them: the same float
+                    summed += weighted
+                got = _Settled(weights, round(summed, 6))
+            else:
+                got = None
+            verdicts[key] = got
+        if got is not None:
+            out[rid] = (doc_id, doc, got)
     return out
 
 
