@@ -430,16 +430,22 @@ def test_search_planner_on_the_server_equals_reading_every_document(
     only or settled from the documents in hand, pages read a score at a time) gives
     what reading every document gives, short terms and small pages included."""
     from labbook.store.remote.read import RemoteStore
-    from labbook.store.search import search, split_query
+    from labbook.store.search import search, search_counted, split_query
 
     with RemoteStore.connect(lab["url"]) as store:
         for query in ("lr 0.1 diverged", "out of memory", "run 0", "显存 OOM", "exp lr", "x"):
             want = _reference_hits(store.conn, split_query(query))
+            assert want or query == "x", query  # the fixture's failures and lessons
             got = [(h.run_id, h.score) for h in search(store, query, limit=0)]
             assert got == want, query
             for limit in (1, 2, 3):
                 page = [(h.run_id, h.score) for h in search(store, query, limit=limit)]
                 assert page == want[:limit], (query, limit)
+                hits, total = search_counted(store, query, limit=limit)
+                assert ([h.run_id for h in hits], total) == (
+                    [r for r, _ in want[:limit]],
+                    len(want),
+                )
 
 
 def test_metric_sort_window_on_the_server_equals_the_whole_sort(lab: dict[str, Any]) -> None:
