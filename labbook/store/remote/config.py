@@ -18,7 +18,9 @@ remote; ``0`` reads local), ``LABBOOK_SPOOL`` (the spool directory).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,38 +106,141 @@ class RemoteConfig:
 
     def toml_block(self) -> str:
         """The ``[remote]`` block for config.toml (the url without any password)."""
-        return f'[remote]\nurl = "{strip_password(self.url or "")}"\n'
+        # a TOML basic string is escaped as JSON escapes (a keyword/value string has quotes)
+        return f"[remote]\nurl = {json.dumps(strip_password(self.url or ''), ensure_ascii=False)}\n"
+
+
+_URL_SCHEMES = ("postgresql://", "postgres://")
+#: ``user:password@`` in a URL, whatever else is wrong with it.
+_URL_PASSWORD = re.compile(r"(://[^:/@?#]*):[^@/?#]*@")
+#: ``password=VALUE`` in a URL's query or a keyword/value string (quoted or not).
+_KV_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)")
+#: In a string that is neither form: whatever follows the word ``password``.
+_LOOSE_PASSWORD = re.compile(r"(?i)(\bpassword\b[\s=:]*)('(?:[^'\\]|\\.)*'|\S+)")
+
+
+def _kv_pairs(conninfo: str) -> dict[str, str] | None:
+    """A keyword/value connection string (``host=h dbname=d``) as a dict, or None when it
+    is not one (libpq's rules: values may be single-quoted with backslash escapes)."""
+    out: dict[str, str] = {}
+    i, n = 0, len(conninfo)
+    while i < n:
+        while i < n and conninfo[i].isspace():
+            i += 1
+        if i >= n:
+            break
+        j = conninfo.find("=", i)
+        if j < 0:
+            return None
+        key = conninfo[i:j].strip()
+        if not key or any(c.isspace() for c in key):
+            return None
+        i = j + 1
+        while i < n and conninfo[i].isspace():
+            i += 1
+        value = []
+        if i < n and conninfo[i] == "'":
+            i += 1
+            while i < n and conninfo[i] != "'":
+                if conninfo[i] == "\\" and i + 1 < n:
+                    i += 1
+                value.append(conninfo[i])
+                i += 1
+            i += 1  # the closing quote
+        else:
+            while i < n and not conninfo[i].isspace():
+                value.append(conninfo[i])
+                i += 1
+        out[key.lower()] = "".join(value)
+    return out
+
+
+def _split(url: str) -> Any:
+    """``urlsplit`` of a URL, or None when it cannot be read (an unclosed ``[``)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        return None
+    return parts
 
 
 def url_has_password(url: str) -> bool:
-    """Whether a ``postgresql://user:password@host/db`` URL (or ``password=`` query) holds one."""
-    parts = urlsplit(url)
-    if parts.password:
-        return True
-    return any(kv.split("=", 1)[0].lower() == "password" for kv in parts.query.split("&") if kv)
+    """Whether a connection string holds a password: ``postgresql://user:pw@host/db``,
+    ``?password=``, or ``password=`` in a keyword/value string."""
+    if url.startswith(_URL_SCHEMES):
+        parts = _split(url)
+        if parts is not None and parts.password:
+            return True
+        return bool(_URL_PASSWORD.search(url) or _KV_PASSWORD.search(url))
+    pairs = _kv_pairs(url)
+    if pairs is not None:
+        return "password" in pairs
+    return bool(_LOOSE_PASSWORD.search(url))
 
 
 def strip_password(url: str) -> str:
-    """The URL without its password (for printing and for config.toml)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}@{hostport}" if user else hostport
-    query = "&".join(
-        kv for kv in parts.query.split("&") if kv and kv.split("=", 1)[0].lower() != "password"
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """The connection string without its password (for printing and for config.toml),
+    in either form, and even when it is malformed."""
+    if url.startswith(_URL_SCHEMES):
+        parts = _split(url)
+        if parts is None:
+            return _KV_PASSWORD.sub(r"\1<redacted>", _URL_PASSWORD.sub(r"\1@", url))
+        netloc = parts.netloc
+        if parts.password is not None:
+            userinfo, _, hostport = netloc.rpartition("@")
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}@{hostport}" if user else hostport
+        query = "&".join(
+            kv for kv in parts.query.split("&") if kv and kv.split("=", 1)[0].lower() != "password"
+        )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    pairs = _kv_pairs(url)
+    if pairs is None:
+        return _LOOSE_PASSWORD.sub(r"\1<redacted>", url)
+    return " ".join(f"{k}={_kv_quote(v)}" for k, v in pairs.items() if k != "password")
+
+
+def _kv_quote(value: str) -> str:
+    if value and not any(c.isspace() or c in "'\\" for c in value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error message) without the password ``url`` holds, if it shows it."""
+    secrets = set()
+    parts = _split(url) if url.startswith(_URL_SCHEMES) else None
+    if parts is not None and parts.password:
+        secrets.add(parts.password)
+    pairs = None if url.startswith(_URL_SCHEMES) else _kv_pairs(url)
+    if pairs and pairs.get("password"):
+        secrets.add(pairs["password"])
+    for m in _KV_PASSWORD.finditer(url):
+        secrets.add(m.group(2).strip("'"))
+    if pairs is None and parts is None:  # neither form: whatever follows "password"
+        secrets.update(m.group(2).strip("'") for m in _LOOSE_PASSWORD.finditer(url))
+    for m in _URL_PASSWORD.finditer(url):
+        secrets.add(m.group(0)[len(m.group(1)) + 1 : -1])
+    # a quoted password with spaces may be quoted back in pieces
+    secrets |= {part for s in secrets for part in s.split() if len(part) >= 4}
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "<redacted>")
+    return text
 
 
 def describe_url(url: str) -> str:
-    """``HOST:PORT/DB`` for messages (never the password)."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
+    """``HOST:PORT/DB`` for messages (never the password), from either form."""
+    if not url.startswith(_URL_SCHEMES):
+        pairs = _kv_pairs(url)
+        if pairs is None:
+            return "the lab's notebook (an unreadable connection string)"
+        host = pairs.get("host") or pairs.get("hostaddr") or "localhost"
+        return f"{host}:{pairs.get('port') or 5432}/{pairs.get('dbname', '')}"
+    parts = _split(url)
+    if parts is None:
+        return "the lab's notebook (an unreadable URL)"
+    port = parts.port
     host = parts.hostname or "localhost"
     query: dict[str, Any] = dict(kv.split("=", 1) for kv in parts.query.split("&") if "=" in kv)
     if not parts.hostname and query.get("host"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from labbook.errors import StoreError
-from labbook.store.remote.config import RemoteConfig, describe_url
+from labbook.store.remote.config import RemoteConfig, describe_url, scrub
 
 if TYPE_CHECKING:
     import psycopg
@@ -69,12 +69,9 @@ def connect(
             application_name="labbook",
             options=f"-c search_path={SCHEMA},public",
         )
-    except psycopg.Error as exc:
+    except Exception as exc:  # psycopg's errors, a malformed URL and the like
+        # libpq quotes parts of a connection string it cannot read: never its password
         raise RemoteUnavailable(
-            f"cannot reach the lab's notebook at {where}: {_first_line(exc)}"
-        ) from None
-    except Exception as exc:  # a malformed URL and the like
-        raise RemoteUnavailable(
-            f"cannot reach the lab's notebook at {where}: {_first_line(exc)}"
+            f"cannot reach the lab's notebook at {where}: {scrub(_first_line(exc), url)}"
         ) from None
     return conn
