@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import statistics
 from pathlib import Path
 
@@ -224,3 +225,80 @@ def test_replicate_sweep_from_env(lab: dict[str, object], tmp_path: Path) -> Non
     view = json.loads(_cli(lab, "ls", "--sweep", "rep-123", "--json"))
     assert len(view) == 1 and view[0]["id"] == rec["sweep"]["id"]
     assert view[0]["swept"] == [] and [p["size"] for p in view[0]["points"]] == [2]
+
+
+CFG_TRAIN = """\
+import argparse, random, sys
+p = argparse.ArgumentParser()
+p.add_argument("--config")
+a = p.parse_args()
+cfg = {}
+for line in open(a.config):
+    key, _, value = line.partition(":")
+    if value.strip():
+        cfg[key.strip()] = value.strip()
+lr, rng, w = float(cfg["lr"]), random.Random(int(cfg["seed"])), 0.0
+for step in range(1, 4):
+    w += lr * (3.0 - w) + rng.gauss(0, 0.02)
+    print(f"step={step} val_loss={(3.0 - w) ** 2:.6f}", flush=True)
+"""
+
+
+def test_runs_of_one_config_file_with_different_contents_are_not_one_group(
+    tmp_path: Path,
+) -> None:
+    """``--config cfg.yaml`` names a file: its contents, not its name, are the config
+    (a seed inside it still groups; a secret inside it is redacted)."""
+    from tests.conftest import git
+    from tests.seed_lab import lab_env
+
+    env = lab_env(tmp_path / "home")
+    root = tmp_path / "project"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "cfgtrain.py").write_text(CFG_TRAIN)
+    (root / ".gitignore").write_text("cfg.yaml\n")
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "train")
+    db = tmp_path / "labbook.db"
+    token = "hf_" + "Q" * 34
+    ids: dict[tuple[float, int], str] = {}
+    for lr, seed in ((0.1, 1), (0.9, 1), (0.5, 1), (0.1, 2)):
+        (root / "cfg.yaml").write_text(
+            f"optimizer:\n  lr: {lr}\ntrain:\n  seed: {seed}\nhub_token: {token}\n"
+        )
+        r = run_cli(
+            "run", "--", "python", "cfgtrain.py", "--config", "cfg.yaml", db=db, cwd=root, env=env
+        )
+        assert r.returncode == 0, r.stderr
+        ids[(lr, seed)] = json.loads(run_cli("show", "@last", "--json", db=db, env=env).stdout)[
+            "id"
+        ]
+    groups = json.loads(run_cli("ls", "--group", "--json", db=db, env=env).stdout)
+    assert sorted(g["size"] for g in groups) == [1, 1, 2]
+    pair = next(g for g in groups if g["size"] == 2)
+    assert set(pair["members"]) == {ids[(0.1, 1)], ids[(0.1, 2)]}
+    rec = json.loads(run_cli("show", ids[(0.9, 1)], "--json", db=db, env=env).stdout)
+    cfg = rec["config"]
+    assert cfg["config"] == "cfg.yaml"
+    assert (cfg["config.optimizer.lr"], cfg["config.train.seed"]) == (0.9, 1)
+    assert cfg["config.hub_token"] == "<redacted>"
+    conn = sqlite3.connect(db)
+    try:
+        stored = "\n".join(str(v) for row in conn.execute("SELECT * FROM runs") for v in row)
+    finally:
+        conn.close()
+    assert token not in stored
+    where = run_cli("ls", "--where", "config.optimizer.lr=0.1", "--json", db=db, env=env)
+    assert {r["id"] for r in json.loads(where.stdout)} == {ids[(0.1, 1)], ids[(0.1, 2)]}
+    # an unreadable file: one warning naming it, the run recorded with the file's name
+    (root / "cfg.yaml").write_text("lr: [0.1\n")
+    r = run_cli(
+        "run", "--", "python", "-c", "pass", "--config", "cfg.yaml", db=db, cwd=root, env=env
+    )
+    assert r.returncode == 0
+    assert [line for line in r.stderr.splitlines() if "cfg.yaml" in line] == [
+        next(line for line in r.stderr.splitlines() if "malformed YAML" in line)
+    ]
+    rec = json.loads(run_cli("show", "@last", "--json", db=db, env=env).stdout)
+    assert rec["config"] == {"config": "cfg.yaml"}

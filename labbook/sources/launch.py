@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from labbook.errors import LabbookError, UsageError
 from labbook.model import EnvInfo, Failure, Point, RunFacts
-from labbook.warn import strict, warn_exception
+from labbook.warn import strict, warn, warn_exception
 
 if TYPE_CHECKING:
     from labbook.store import Store
@@ -65,6 +65,9 @@ JOIN_FIRST_S = 2.0
 JOIN_MAX_S = 60.0
 #: A look for run directories that takes longer than this stops the looks during the run.
 JOIN_BUDGET_S = 1.0
+#: Bytes of a config file the command names that are read at launch (its contents
+#: become the run's config, :func:`config_file_contents`); a larger file is left out.
+CONFIG_FILE_MAX_BYTES = 1024 * 1024
 #: Environment variable the child sees, naming its run.
 RUN_ID_VAR = "LABBOOK_RUN_ID"
 #: Set by ``labbook replicate`` for each replica it launches: the replicas' sweep id
@@ -195,6 +198,62 @@ def launch_env(argv: Sequence[str], environ: dict[str, str]) -> EnvInfo:
     return interpreter_env(_interpreter_of(argv), environ)
 
 
+def _arg_key(argv: Sequence[str], index: int) -> str | None:
+    """The config key (as :func:`labbook.analysis.check.config_from_argv` names it) whose
+    value is ``argv[index]``: ``--config=F`` / ``cfg=F`` -> its name, ``--config F`` ->
+    the flag's; a bare argument: None."""
+    tok = argv[index]
+    if "=" in tok and not tok.startswith("~"):
+        name = tok.split("=", 1)[0].lstrip("-")
+    elif index > 0 and argv[index - 1].startswith("--"):
+        name = argv[index - 1][2:]
+    else:
+        return None
+    return name.strip().lstrip("+~").replace("-", "_") or None
+
+
+def config_file_contents(
+    argv: Sequence[str], written: Sequence[str], cwd: str, stated: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The contents of the config files a command names, flattened, each key under the
+    argument that names the file (``--config cfg.yaml`` -> ``config.optimizer.lr``):
+    what the run's config is, not just the file's name. Read from ``argv`` (a replica
+    reads its copy); named as ``written`` and ``stated`` (the config the command line
+    states) name them. A file over :data:`CONFIG_FILE_MAX_BYTES` or unreadable: one
+    warning and left out; a file of another format (``--config cfg.py``): left out."""
+    from labbook.analysis.check import load_config_file
+    from labbook.sources.replicate import CONFIG_SUFFIXES, config_files_in
+
+    out: dict[str, Any] = {}
+    try:
+        found = config_files_in(argv, cwd)
+    except Exception as exc:  # an odd argv never stops a launch
+        warn_exception(None, "cannot look for the config files the command names", exc)
+        return out
+    for index, path in found:
+        key = _arg_key(written, index) if len(written) == len(argv) else None
+        if key is None or key not in stated or not path.lower().endswith(CONFIG_SUFFIXES):
+            continue
+        try:
+            size = os.path.getsize(path)
+            if size > CONFIG_FILE_MAX_BYTES:
+                warn(
+                    path,
+                    f"config file of {size} bytes not recorded"
+                    f" (over {CONFIG_FILE_MAX_BYTES} bytes); the run records its name",
+                )
+                continue
+            loaded = load_config_file(path)
+        except LabbookError:
+            continue  # the reader has said why, once
+        except Exception as exc:
+            warn_exception(path, "cannot read the config file; the run records its name", exc)
+            continue
+        for sub, value in loaded.items():
+            out[f"{key}.{sub}"] = value
+    return out
+
+
 def launch_facts(
     argv: Sequence[str],
     *,
@@ -212,6 +271,7 @@ def launch_facts(
     from labbook.capture.slurm import launch_source_key
     from labbook.sources.names import command_name
 
+    written = _as_written(argv, environ)
     facts = RunFacts(
         path=cwd,
         framework="command",
@@ -222,10 +282,11 @@ def launch_facts(
         command=list(argv),
         cwd=cwd,
         seed=pick_seed(seed_from_argv(list(argv)), seed_from_env(environ)),
-        config=config_from_argv(_as_written(argv, environ)),
+        config=config_from_argv(written),
         tags=list(tags),
         host=socket.gethostname(),
     )
+    facts.config.update(config_file_contents(argv, written, cwd, facts.config))
     facts.user = current_user()
     sweep = environ.get(SWEEP_VAR, "").strip()
     if sweep:  # one of the replicas `labbook replicate` launched together
