@@ -284,9 +284,14 @@ def test_samples_stand_for_equal_shares_of_time() -> None:
     assert isinstance(u.total, Group) and not u.total.idle
 
 
-def test_running_runs_count_until_now_and_others_until_their_last_sample() -> None:
+def test_runs_without_an_end_count_until_their_last_sample() -> None:
     gpu = {"devices": [{"index": 0, "name": "G"}], "first_at": 1000.0, "last_at": 4600.0}
     running = {"id": "x", "status": "running", "started_at": None, "ended_at": None, "gpu": gpu}
     gone = {**running, "status": "unknown"}
-    assert run_usage(running, now=8200.0).wall_hours == 2.0
     assert run_usage(gone, now=8200.0).wall_hours == 1.0
+    # a run left "running" after its node died: its last sample ends it, whenever asked
+    assert run_usage(running, now=8200.0).wall_hours == 1.0
+    assert run_usage(running, now=1_000_000.0).wall_hours == 1.0
+    # a running run with no sample time known counts until now
+    unsampled = {**running, "started_at": 1000.0, "gpu": {**gpu, "last_at": None}}
+    assert run_usage(unsampled, now=8200.0).wall_hours == 2.0

@@ -5,8 +5,9 @@ per-GPU series) gives, per GPU it held: its name, capacity, the run's peak memor
 there, its mean utilisation and power, and the utilisation samples (at most
 :data:`labbook.series.MAX_POINTS` a GPU). From them, per group of runs:
 
-* **GPU-hours**: the run's wall time (``ended_at - started_at``; a running run: until
-  now; a run without an end that is not running: until its last GPU sample) times
+* **GPU-hours**: the run's wall time (``ended_at - started_at``; a run without an
+  end, running or not: until its last GPU sample, so a run left "running" after its
+  node died stops adding hours; a running run with no sample time: until now) times
   the GPUs it held, summed;
 * **lost**: the GPU-hours of runs that ended failed, diverged or killed;
 * **median utilisation**: the utilisation below which half the GPU time was spent:
@@ -208,9 +209,12 @@ def run_usage(row: Mapping[str, Any], *, now: float | None = None) -> RunUsage:
         start = _epoch(gpu.get("first_at"))
     end = _epoch(row.get("ended_at"))
     if end is None:
-        end = (now if now is not None else time.time()) if status == "running" else None
-    if end is None:
+        # A run with no end: its last GPU sample (the daemon samples a live run every
+        # few seconds, so a run left "running" after its node died stops counting
+        # there); a running run not sampled yet: until now.
         end = _epoch(gpu.get("last_at"))
+    if end is None and status == "running":
+        end = now if now is not None else time.time()
     wall = max(0.0, end - start) / 3600.0 if start is not None and end is not None else 0.0
     found = gpu.get("series")
     series: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
