@@ -278,10 +278,14 @@ def test_same_dir_from_two_origins_is_kept_once(pg_url: str, tmp_path: Path) -> 
 
     run_dir = str(tmp_path / "nfs/run1")
     with Store.open(tmp_path / "a.db") as a, Store.open(tmp_path / "b.db") as b:
-        ra = a.save_run(facts(run_dir, started_at=1_790_000_000.0, host="gpu01"))[0]
+        ra = a.save_run(
+            facts(run_dir, started_at=1_790_000_000.0, host="gpu01"), run_id="aaaaaaaaaaaa"
+        )[0]
         a.add_note(ra, "from a")
         push_round(a, cfg)
-        rb = b.save_run(facts(run_dir, started_at=1_790_000_100.0, host="gpu02"))[0]
+        rb = b.save_run(
+            facts(run_dir, started_at=1_790_000_000.0, host="gpu02"), run_id="bbbbbbbbbbbb"
+        )[0]
         b.add_note(rb, "from b")
         res = push_round(b, cfg)
         assert res.superseded == 1
@@ -320,9 +324,13 @@ def test_removing_one_origins_row_of_a_shared_dir_keeps_the_others(
             return dict(c.execute("SELECT local_id, superseded_by FROM labbook.runs").fetchall())
 
     with Store.open(tmp_path / "a.db") as a, Store.open(tmp_path / "b.db") as b:
-        ra = a.save_run(facts(run_dir, started_at=1_790_000_000.0, host="gpu01"))[0]
+        ra = a.save_run(
+            facts(run_dir, started_at=1_790_000_000.0, host="gpu01"), run_id="aaaaaaaaaaaa"
+        )[0]
         push_round(a, cfg)
-        rb = b.save_run(facts(run_dir, started_at=1_790_000_100.0, host="gpu02"))[0]
+        rb = b.save_run(
+            facts(run_dir, started_at=1_790_000_000.0, host="gpu02"), run_id="bbbbbbbbbbbb"
+        )[0]
         push_round(b, cfg)
         assert rows() == {ra: rb, rb: None}
         b.set_removed([rb])

@@ -81,18 +81,30 @@ RUN_COLUMNS: tuple[tuple[str, str], ...] = (
 SERVER_RUN_COLUMNS = ("origin", "local_id", "version", "superseded_by", "pushed_at")
 
 
-#: A run's identity beyond one store: the same Slurm job (array task), else the same
-#: run directory (runs recorded from a directory have it as their source key). Rows
-#: of several origins with one key are one run (the newest stands: superseded_by).
+#: A run's identity beyond one store: rows of several origins with one key are one
+#: run recorded twice (the newest stands: superseded_by). A Slurm row: the same
+#: launch, i.e. the same job (array task) on the same cluster AND the same source key
+#: (``labbook run`` in a job keys on the job and a digest of its directory and
+#: command, so a requeue is one run and two commands of one job are two); a row
+#: recorded from a directory (its source key is its path): the same directory seen
+#: twice, i.e. the same path AND the same start time (both nodes watching one NFS
+#: dir read the same files, so their start agrees; two unrelated ``/workspace/runs/x``
+#: on two nodes' own disks do not).
 _GROUP = (
     "(CASE WHEN {t}slurm_job IS NOT NULL THEN 'slurm:' || coalesce({t}slurm_cluster, '') || ':'"
     " || coalesce({t}slurm_array_job, {t}slurm_job) || ':' || coalesce({t}slurm_array_task, '')"
-    " WHEN {t}path IS NOT NULL AND {t}source_key = {t}path THEN 'dir:' || {t}path END)"
+    " || ' @' || coalesce({t}source_key, '')"
+    " WHEN {t}path IS NOT NULL AND {t}source_key = {t}path THEN 'dir:' || {t}path"
+    " || ' @' || coalesce({t}started_at, '') END)"
 )
+
+#: The index of :data:`_GROUP` as it was before the key held the source key and the
+#: start (dropped by :func:`create_schema`, which then recomputes ``superseded_by``).
+_OLD_GROUP_INDEX = "runs_group_key"
 
 
 def group_expr(t: str = "") -> str:
-    """The SQL of a run's group key (indexed on the server as ``runs_group_key``)."""
+    """The SQL of a run's group key (indexed on the server as ``runs_launch_key``)."""
     return _GROUP.format(t=t)
 
 
@@ -159,7 +171,7 @@ def _ddl() -> list[str]:
         " (slurm_cluster, slurm_job, slurm_array_task)",
         f"CREATE INDEX IF NOT EXISTS runs_superseded ON {s}.runs (origin, superseded_by)"
         " WHERE superseded_by IS NOT NULL",
-        f"CREATE INDEX IF NOT EXISTS runs_group_key ON {s}.runs ({group_expr()})"
+        f"CREATE INDEX IF NOT EXISTS runs_launch_key ON {s}.runs ({group_expr()})"
         f" WHERE {group_expr()} IS NOT NULL",
         f"""CREATE TABLE IF NOT EXISTS {s}.params (
     run_id text NOT NULL REFERENCES {s}.runs(id) ON DELETE CASCADE,
@@ -268,8 +280,15 @@ def create_schema(conn: Any) -> None:
     check_ctype(conn)
     # one creator at a time (two nodes running remote init at once)
     conn.execute("SELECT pg_advisory_xact_lock(hashtext('labbook schema'))")
+    regroup = (
+        schema_exists_in(conn)
+        and conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.{_OLD_GROUP_INDEX}",)).fetchone()[0]
+        is not None
+    )
     for stmt in _ddl():
         conn.execute(stmt)
+    if regroup:  # a server of the old key: rows it hid as superseded may be other runs
+        _regroup(conn)
     try:
         from labbook.store.remote import search_schema  # owned by the reads helper
     except ImportError:
@@ -282,6 +301,29 @@ def create_schema(conn: Any) -> None:
         (str(SERVER_SCHEMA_VERSION),),
     )
     conn.commit()
+
+
+def schema_exists_in(conn: Any) -> bool:
+    """Whether ``runs`` exists (inside the caller's transaction)."""
+    row = conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.runs",)).fetchone()
+    return row is not None and row[0] is not None
+
+
+def _regroup(conn: Any) -> None:
+    """Drop the old group index and recompute every ``superseded_by`` by the new key."""
+    from labbook.store.remote.push import supersede_groups
+
+    conn.execute(f"DROP INDEX IF EXISTS {SCHEMA}.{_OLD_GROUP_INDEX}")
+    conn.execute(f"UPDATE {SCHEMA}.runs SET superseded_by = NULL WHERE superseded_by IS NOT NULL")
+    g = group_expr()
+    groups = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT {g} FROM {SCHEMA}.runs WHERE {g} IS NOT NULL GROUP BY 1 HAVING count(*) > 1"
+        ).fetchall()
+    ]
+    if groups:
+        supersede_groups(conn, groups)
 
 
 def schema_exists(conn: Any) -> bool:

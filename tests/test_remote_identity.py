@@ -1,0 +1,120 @@
+"""A run's identity across stores (issue #13): which rows of several origins are one run
+recorded twice (the older hidden as superseded) and which are distinct runs, and a
+store's own origin across copies, moves and in-place replaces. Real PostgreSQL
+(tests/pg.py), real SQLite stores, the real ``labbook`` CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from labbook.capture.slurm import SlurmJob, launch_source_key
+from labbook.model import Point, RunFacts
+from labbook.store import Store, outbox
+from labbook.store.remote.config import RemoteConfig
+from labbook.store.remote.push import push_round
+from tests.conftest import run_cli
+
+
+def facts(path: str, *, started_at: float = 1_790_000_000.0, **kw: Any) -> RunFacts:
+    return RunFacts(
+        path=path,
+        framework="generic",
+        source_key=kw.pop("source_key", path),
+        name=Path(path).name,
+        status="completed",
+        started_at=started_at,
+        ended_at=started_at + 600,
+        command=kw.pop("command", ["python", "train.py"]),
+        metrics={"loss": [Point(i, 1.0 / (i + 1)) for i in range(5)]},
+        **kw,
+    )
+
+
+def init(url: str) -> RemoteConfig:
+    r = run_cli("remote", "init", url)
+    assert r.returncode == 0, r.stderr
+    return RemoteConfig(url=url)
+
+
+def standing(url: str) -> dict[str, str | None]:
+    import psycopg
+
+    with psycopg.connect(url) as c:
+        return dict(c.execute("SELECT local_id, superseded_by FROM labbook.runs").fetchall())
+
+
+def in_job(store: Store, run_id: str, job: SlurmJob) -> None:
+    store.conn.execute(
+        "UPDATE runs SET slurm_cluster = ?, slurm_job = ?, slurm_array_job = ?,"
+        " slurm_array_task = ? WHERE id = ?",
+        (job.cluster, job.job, job.array_job, job.array_task, run_id),
+    )
+
+
+def test_two_commands_in_one_slurm_job_are_two_runs(pg_url: str, tmp_path: Path) -> None:
+    """Two ``labbook run`` commands in one job (two nodes of it, two stores): both
+    listed; the same command requeued on another node is one run (the newer stands)."""
+    cfg = init(pg_url)
+    job = SlurmJob(job="4242", cluster="lab")
+    cwd = str(tmp_path / "w")
+    train = launch_source_key(job, ["python", "train.py"], cwd)
+    evals = launch_source_key(job, ["python", "eval.py"], cwd)
+    with Store.open(tmp_path / "a.db") as a, Store.open(tmp_path / "b.db") as b:
+        ra = a.save_run(facts(cwd, source_key=train), run_id="aaaaaaaaaaaa")[0]
+        in_job(a, ra, job)
+        rb = b.save_run(facts(cwd, source_key=evals, started_at=1_790_000_050.0))[0]
+        in_job(b, rb, job)
+        push_round(a, cfg)
+        push_round(b, cfg)
+        assert standing(pg_url) == {ra: None, rb: None}
+        r = run_cli(
+            "ls",
+            "--remote",
+            "--json",
+            env={"LABBOOK_DB": str(tmp_path / "a.db"), "LABBOOK_REMOTE_URL": pg_url},
+        )
+        assert r.returncode == 0, r.stderr
+        assert len(json.loads(r.stdout)) == 2
+    with Store.open(tmp_path / "c.db") as c:  # train.py requeued onto another node
+        rc = c.save_run(facts(cwd, source_key=train, started_at=1_790_000_900.0))[0]
+        in_job(c, rc, job)
+        push_round(c, cfg)
+    assert standing(pg_url) == {ra: rc, rb: None, rc: None}
+
+
+def test_unrelated_dirs_of_one_path_on_two_nodes_are_two_runs(pg_url: str, tmp_path: Path) -> None:
+    """``/workspace/runs/x`` on each node's own disk (different files, different start):
+    two runs; the same NFS dir read by both nodes (same start) stays one."""
+    cfg = init(pg_url)
+    with Store.open(tmp_path / "a.db") as a, Store.open(tmp_path / "b.db") as b:
+        ra = a.save_run(facts("/workspace/runs/x", started_at=1_790_000_000.0))[0]
+        rb = b.save_run(facts("/workspace/runs/x", started_at=1_790_003_000.0))[0]
+        na = a.save_run(facts("/nfs/runs/y"))[0]
+        nb = b.save_run(facts("/nfs/runs/y"))[0]
+        push_round(a, cfg)
+        push_round(b, cfg)
+    rows = standing(pg_url)
+    assert rows[ra] is None and rows[rb] is None
+    assert sorted([rows[na], rows[nb]], key=str) == sorted([None, na if rows[nb] else nb], key=str)
+
+
+def test_remote_init_regroups_a_server_of_the_old_key(pg_url: str, tmp_path: Path) -> None:
+    """A server whose rows were hidden by the old key (job alone, path alone): rerunning
+    ``remote init`` recomputes them by the new one."""
+    import psycopg
+
+    cfg = init(pg_url)
+    with Store.open(tmp_path / "a.db") as a, Store.open(tmp_path / "b.db") as b:
+        ra = a.save_run(facts("/workspace/runs/x", started_at=1_790_000_000.0))[0]
+        rb = b.save_run(facts("/workspace/runs/x", started_at=1_790_003_000.0))[0]
+        push_round(a, cfg)
+        push_round(b, cfg)
+    with psycopg.connect(pg_url) as c:  # as the old key left it
+        c.execute("UPDATE labbook.runs SET superseded_by = %s WHERE local_id = %s", (rb, ra))
+        c.execute("CREATE INDEX runs_group_key ON labbook.runs (path)")
+    init(pg_url)
+    assert standing(pg_url) == {ra: None, rb: None}
