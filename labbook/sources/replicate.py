@@ -675,6 +675,7 @@ def plan_replicas(
     seeds = new_seeds(group_seeds(store, rec), seed_value, n)
     sweep = sweep or f"rep-{run_id[:8]}-{uuid.uuid4().hex[:6]}"
     template, template_env = set_seed(argv, place, SEED_MARK)
+    template = own_outputs(template, rec, cwd, run_id)
     if place.kind == "file":
         # The replica's recorded config names the file as the run did (launch.py's
         # REPLICA_ARGS_VAR), so that the copy's path keeps it in the run's seed group.
@@ -711,6 +712,61 @@ def plan_replicas(
     return Plan(
         run_id, rec.get("name"), cwd, sweep, place, replicas, notes, template, stem, template_env
     )
+
+
+def _output_tokens(argv: Sequence[str]) -> list[tuple[int, str, str]]:
+    """Output locations a command line sets (``--out DIR``, ``--output_dir=DIR``,
+    ``out=DIR``): ``(argv index of the value's token, prefix kept, the value)``."""
+    from labbook.store.configsig import is_identity_key
+
+    found: list[tuple[int, str, str]] = []
+    for i, tok in enumerate(argv):
+        if tok.startswith("--"):
+            name, eq, value = tok[2:].partition("=")
+            if not is_identity_key(name.replace("-", "_")):
+                continue
+            if eq:
+                found.append((i, tok[: len(tok) - len(value)], value))
+            elif i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+                found.append((i + 1, "", argv[i + 1]))
+            continue
+        key = _override_key(tok)
+        if key is not None and is_identity_key(key):
+            value = tok.split("=", 1)[1]
+            found.append((i, tok[: len(tok) - len(value)], value))
+    return [f for f in found if f[2] and SEED_MARK not in f[2]]
+
+
+def own_outputs(argv: Sequence[str], rec: RunRecord, cwd: str, run_id: str) -> list[str]:
+    """``argv`` with each output location it sets made the replica's own (``-seedN``
+    appended, :data:`SEED_MARK` where N goes): replicas writing into the run's
+    directory would overwrite it. Output keys are outside the seed group's signature.
+    Raises :class:`ReplicateError` when the run's directory is an output location the
+    command line does not set (a config file's or the script's default)."""
+    out = list(argv)
+    tokens = _output_tokens(argv)
+    for index, prefix, value in tokens:
+        stem = value.rstrip("/") or value
+        out[index] = f"{prefix}{stem}-seed{SEED_MARK}"
+    from labbook.store.configsig import is_identity_key
+
+    run_dir = rec.get("path")
+    if not run_dir:
+        return out
+    here = os.path.realpath(run_dir)
+    on_line = {os.path.realpath(os.path.join(cwd, v)) for _, _, v in tokens}
+    for key, value in (rec.get("config") or {}).items():
+        if not isinstance(value, str) or not value or not is_identity_key(str(key)):
+            continue
+        where = os.path.realpath(os.path.join(cwd, os.path.expanduser(value)))
+        if where == here and where not in on_line:
+            raise ReplicateError(
+                f"run {run_id} wrote into {value} (its config's {key}), which its command"
+                " does not set: every replica would write into that run's directory",
+                hint=f"rerun it with the output on the command line (--{key.rsplit('.', 1)[-1]}"
+                " DIR), then replicate that run",
+            )
+    return out
 
 
 def _point_at(argv: Sequence[str], cwd: str, original: str, copy: str) -> list[str]:

@@ -1073,6 +1073,11 @@ class Store:
         notes, tags, tail positions and, when ``run_id`` has none, its metrics move to
         ``run_id``; the other run is tombstoned (``deleted_at``; its id is never
         reused) under the source key ``merged:<run_id>:<its id>``.
+
+        An other run that had ended before ``run_id`` started is not the daemon's or
+        an import's record of this launch but a run of its own (an earlier launch, a
+        replica, a resumed run writing into the same directory): it keeps everything
+        and gives up only the key, as ``superseded:<run_id>:<key>``.
         """
         key = safe_text(source_key)
         with self.transaction():
@@ -1080,6 +1085,12 @@ class Store:
             if other == run_id:
                 return
             self.conn.execute("DELETE FROM removed_sources WHERE source_key = ?", (key,))
+            if other is not None and self._ended_before(other, run_id):
+                self.conn.execute(
+                    "UPDATE runs SET source_key = ?, updated_at = ? WHERE id = ?",
+                    (f"superseded:{run_id}:{key}", now_iso(), other),
+                )
+                other = None
             gone = (
                 other is not None
                 and self.conn.execute(
@@ -1128,6 +1139,30 @@ class Store:
                 "UPDATE runs SET source_key = ?, updated_at = ? WHERE id = ?",
                 (key, now_iso(), run_id),
             )
+
+    def _ended_before(self, other: str, run_id: str) -> bool:
+        """Whether run ``other`` had ended (not running, an end time) before ``run_id`` started."""
+        rows = {
+            r[0]: r[1:]
+            for r in self.conn.execute(
+                "SELECT id, status, started_at, ended_at, pid FROM runs WHERE id IN (?, ?)",
+                (other, run_id),
+            )
+        }
+        if other not in rows or run_id not in rows:
+            return False
+        status, _, ended, pid = rows[other]
+        started, mine = rows[run_id][1], rows[run_id][3]
+        if status == "running" or not ended or not started:
+            return False
+        if pid is not None and pid == mine:  # the daemon saw this launch's process
+            return False
+        from datetime import datetime
+
+        try:
+            return datetime.fromisoformat(str(ended)) <= datetime.fromisoformat(str(started))
+        except ValueError:
+            return False
 
     def runs_with_config_sig(self, digest: str, *, limit: int = 200) -> list[dict[str, Any]]:
         """Rows of runs whose config signature is ``digest`` (see labbook.store.configsig), newest first."""
