@@ -156,8 +156,18 @@ def from_row(row: Mapping[str, Any]) -> SlurmJob | None:
     )
 
 
-def launch_source_key(job: SlurmJob, argv: Sequence[str], cwd: str) -> str:
+def launch_source_key(
+    job: SlurmJob, argv: Sequence[str], cwd: str, environ: Mapping[str, str] | None = None
+) -> str:
     """The source key of ``labbook run`` inside a job: the same command in the same
-    directory of the same job (array task) is one run across requeues."""
-    digest = hashlib.sha1("\0".join([cwd, *argv]).encode("utf-8", "surrogateescape")).hexdigest()
+    directory of the same job (array task), job step and task (``SLURM_STEP_ID``,
+    ``SLURM_PROCID``: srun's ranks) is one run across requeues. Several runs of it in
+    one start of the job are told apart by ``labbook run`` (see
+    :func:`labbook.sources.launch.slurm_run`)."""
+    parts = [cwd, *argv]
+    for var in ("SLURM_STEP_ID", "SLURM_PROCID"):
+        value = (environ or {}).get(var)
+        if value:
+            parts.append(f"{var}={value}")
+    digest = hashlib.sha1("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
     return f"slurm:{job.key}:{digest[:12]}"

@@ -298,7 +298,7 @@ def launch_facts(
     facts.env = launch_env(argv, environ)
     job = slurm_job(environ)
     if job is not None:  # a requeued job records into the run its first start made
-        facts.source_key = launch_source_key(job, list(argv), cwd)
+        facts.source_key = launch_source_key(job, list(argv), cwd, environ)
     return facts
 
 
@@ -316,14 +316,28 @@ RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
 
 
-def _known_id(store: Store | None, source_key: str) -> str | None:
-    """The run a Slurm job's earlier start recorded (a requeue records into it)."""
+def slurm_run(store: Store | None, source_key: str, restarts: int) -> tuple[str | None, str]:
+    """``(run id, source key)`` of a launch in a Slurm job: the run an earlier start of
+    the job recorded when this is a requeue (its ``slurm_restarts`` is lower than
+    ``restarts``, the job's ``SLURM_RESTART_COUNT`` now), else no id and a key no run
+    has. The same command run again in one start of the job (a loop over seeds) is a
+    run of its own, keyed ``KEY:2``, ``KEY:3`` …; a requeue, rerunning the job's
+    script, meets them in the same order and records into each."""
     if store is None or not source_key.startswith("slurm:"):
-        return None
+        return None, source_key
+    key, n = source_key, 1
     try:
-        return store.id_for_source(source_key)
+        while True:
+            known = store.id_for_source(key)
+            if known is None:
+                return None, key
+            row = store.run_row(known) or {}
+            if int(row.get("slurm_restarts") or 0) < restarts:
+                return known, key
+            n += 1
+            key = f"{source_key}:{n}"
     except Exception:  # a busy or broken store: a new run, as without Slurm
-        return None
+        return None, f"command:{uuid.uuid4()}"
 
 
 class Recorder:
@@ -1050,7 +1064,11 @@ def launch(
             cwd=work,
             tags=list(tags),
         )
-    run_id = _known_id(store, facts.source_key) or new_run_id()
+    from labbook.capture.slurm import from_environ as slurm_job
+
+    job = slurm_job(environ)
+    known, facts.source_key = slurm_run(store, facts.source_key, job.restarts if job else 0)
+    run_id = known or new_run_id()
 
     def save_launch() -> None:
         rec.write(
