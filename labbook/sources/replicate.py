@@ -26,6 +26,12 @@ Where the seed is changed
     ``--my-seed`` (a flag, replaced or appended), ``KEY=`` (a Hydra-style override,
     replaced or appended) or ``FILE:KEY`` (a config file key, through a copy).
 
+Where the replicas write
+    An output location the command sets (``--out DIR``, ``--output_dir=DIR``,
+    ``out=DIR``: :func:`labbook.store.configsig.is_identity_key`) gets ``-seedN``
+    appended, so that no replica writes into the run's directory; a run whose
+    directory its command does not set is refused (:func:`own_outputs`).
+
 New seeds
     Integers not held by any run of the seed group (same repository and config
     signature, whatever its status), counting up from the run's seed + 1.
