@@ -118,3 +118,80 @@ def test_remote_init_regroups_a_server_of_the_old_key(pg_url: str, tmp_path: Pat
         c.execute("CREATE INDEX runs_group_key ON labbook.runs (path)")
     init(pg_url)
     assert standing(pg_url) == {ra: None, rb: None}
+
+
+def _origin(db: Path) -> tuple[str, int]:
+    with Store.open(db) as st:
+        return outbox.origin(st.conn, st.path), outbox.pending(st.conn)
+
+
+def test_a_replaced_or_moved_store_keeps_its_origin_and_pushes_nothing_twice(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """``cp db t && mv t db`` (a new inode) and a move with its sidecar keep the origin:
+    the next push pushes nothing and the server holds each run once."""
+    import psycopg
+
+    init(pg_url)
+    db = tmp_path / "nodeA.db"
+    env = {"LABBOOK_DB": str(db), "LABBOOK_REMOTE_URL": pg_url}
+    with Store.open(db) as st:
+        for i in range(4):
+            st.save_run(facts(str(tmp_path / f"r{i}")))
+    r = run_cli("remote", "push", env=env)
+    assert r.returncode == 0, r.stderr
+    first, _ = _origin(db)
+    assert (db.with_name("nodeA.db.origin").stat().st_mode & 0o777) == 0o600
+    shutil.copy(db, tmp_path / "t")
+    os.replace(tmp_path / "t", db)
+    assert _origin(db) == (first, 0)
+    r = run_cli("remote", "push", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "pushed 4" not in r.stdout + r.stderr
+    moved = tmp_path / "mnt2"
+    moved.mkdir()
+    for name in ("nodeA.db", "nodeA.db.origin"):
+        os.replace(tmp_path / name, moved / name)
+    assert _origin(moved / "nodeA.db") == (first, 0)
+    with psycopg.connect(pg_url) as c:
+        assert c.execute(
+            "SELECT count(*), count(DISTINCT origin) FROM labbook.runs"
+        ).fetchone() == (
+            4,
+            1,
+        )
+
+
+def test_a_deleted_sidecar_or_an_upgrade_keeps_the_origin(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    with Store.open(db) as st:
+        st.save_run(facts(str(tmp_path / "r")))
+        first = outbox.origin(st.conn, st.path)
+        outbox.clear(
+            st.conn, [(r, p) for r, p in st.conn.execute("SELECT run_id, part FROM dirty")], 10**9
+        )
+    db.with_name("a.db.origin").unlink()
+    assert _origin(db) == (first, 0)
+    assert db.with_name("a.db.origin").read_text().strip()
+    with Store.open(db) as st:  # a store of the inode rule: no token, no sidecar
+        st.conn.execute("DELETE FROM meta WHERE key IN ('origin_token', 'origin_path')")
+    db.with_name("a.db.origin").unlink()
+    assert _origin(db) == (first, 0)
+    assert _origin(db) == (first, 0)
+
+
+def test_a_copy_without_its_sidecar_or_over_another_store_is_a_new_origin(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    with Store.open(a) as st:
+        st.save_run(facts(str(tmp_path / "r")))
+        first = outbox.origin(st.conn, st.path)
+    with Store.open(b) as st:
+        other = outbox.origin(st.conn, st.path)
+    shutil.copy(a, tmp_path / "c.db")  # elsewhere, no sidecar
+    copied, pending = _origin(tmp_path / "c.db")
+    assert copied not in (first, other) and pending == 1
+    assert _origin(tmp_path / "c.db")[0] == copied  # and it stays that one
+    shutil.copy(a, b)  # over another store: b's sidecar holds b's token
+    over, pending = _origin(b)
+    assert over not in (first, other, copied) and pending == 1
+    assert _origin(a)[0] == first

@@ -4,11 +4,9 @@ Schema step ``0014_remote`` adds
 
 ``meta(key, value)``
     ``origin``: this store's identity on the server, a uuid4 hex minted when the
-    step runs (a new store, or an old one upgraded); ``origin_file``: the
-    ``st_dev:st_ino`` of the database file when the origin was minted — a copied
-    file (another node's store copied here, a restored backup) no longer matches,
-    and :func:`origin` mints a new origin for it so that two stores never push as
-    one; ``gen``: the generation counter that the dirty marks carry.
+    step runs (a new store, or an old one upgraded); ``origin_token`` and
+    ``origin_path``: see *Copies* below; ``gen``: the generation counter that the
+    dirty marks carry.
 
 ``dirty(run_id, part, gen)``
     A run's parts that changed since they were last pushed: ``run`` (its row),
@@ -23,10 +21,33 @@ A push *claims* a generation (:func:`claim`: the counter moves on, so a change
 made while the push runs carries a newer generation), snapshots, commits on the
 server, then :func:`clear` removes only the marks with ``gen <= claimed``: a change
 during a push survives it; a crash anywhere leaves the runs dirty.
+
+Copies (:func:`origin`): two stores must never push as one origin, and one store must
+never become two. The file's inode is no witness (NFS gives a new ``st_dev`` per
+client and remount; ``cp db t && mv t db`` is a new inode of the same store), so the
+store holds a random token, in its ``meta`` (``origin_token``, with ``origin_path``,
+the database's path when the token was last confirmed) and in a sidecar file beside
+it, ``<db>.origin`` (mode 0600). The rule:
+
+* sidecar token = meta token: the same store (also moved or remounted with its
+  sidecar; ``origin_path`` follows it);
+* a sidecar with a *different* token: a copy of another store placed beside that
+  store's sidecar — or a copy over this one — mints a new origin;
+* no sidecar, the database where ``origin_path`` says: the sidecar was deleted (or
+  never written: an upgrade from the inode rule): written again, origin kept;
+* no sidecar, the database elsewhere than ``origin_path``: a copy made without its
+  sidecar (another node's store copied here, a restored backup): a new origin;
+* a store with no token yet (an upgrade) mints one and keeps its origin.
+
+A copy that takes its sidecar along (``cp -a`` of the directory) to another path is
+taken for a move: the same origin. A new origin marks every run dirty (none of them
+is on the server under it). A sidecar that cannot be written (a read-only directory)
+keeps the origin.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import uuid
@@ -105,10 +126,7 @@ def create(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('gen', '1')")
     if conn.execute("SELECT 1 FROM meta WHERE key = 'origin'").fetchone() is None:
         conn.execute("INSERT INTO meta(key, value) VALUES ('origin', ?)", (uuid.uuid4().hex,))
-        conn.execute(
-            "INSERT OR REPLACE INTO meta(key, value) VALUES ('origin_file', ?)",
-            (_file_id(path),),
-        )
+        _set_token(conn, path)
         # what is already here has never been pushed
         conn.execute(
             f"INSERT OR IGNORE INTO dirty(run_id, part, gen) SELECT id, '{ALL}', 1 FROM runs"
@@ -117,34 +135,72 @@ def create(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-def _file_id(path: Path | None) -> str:
-    if path is None:
-        return ""
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".origin")
+
+
+def _read_sidecar(path: Path) -> str | None:
     try:
-        st = os.stat(path)
+        return _sidecar(path).read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeError):
+        return None
+
+
+def _write_sidecar(path: Path, token: str) -> None:
+    """Best effort (0600, atomic): a sidecar that cannot be written keeps the origin."""
+    side = _sidecar(path)
+    tmp = side.with_name(f"{side.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(token + "\n")
+        os.replace(tmp, side)
     except OSError:
-        return ""
-    return f"{st.st_dev}:{st.st_ino}"
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _set_token(conn: sqlite3.Connection, path: Path | None) -> None:
+    """A new token in meta and in the sidecar (inside the caller's transaction)."""
+    token = uuid.uuid4().hex
+    where = os.path.abspath(path) if path is not None else ""
+    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('origin_token', ?)", (token,))
+    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('origin_path', ?)", (where,))
+    if path is not None:
+        _write_sidecar(path, token)
 
 
 def origin(conn: sqlite3.Connection, path: Path | None) -> str:
-    """This store's origin; a copied database file (its (st_dev, st_ino) is not the one
-    recorded) mints a new origin first and marks every run dirty (none of them is on
-    the server under the new origin). Call outside a transaction."""
-    rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('origin', 'origin_file')"))
-    here = _file_id(path)
+    """This store's origin; a copied database file (the module's rule: a sidecar with
+    another token, or none while the file is not where its token was confirmed) mints
+    a new origin first and marks every run dirty. Call outside a transaction."""
+    keys = ("origin", "origin_token", "origin_path")
+    marks = ", ".join("?" * len(keys))
+    rows = dict(conn.execute(f"SELECT key, value FROM meta WHERE key IN ({marks})", keys))
     current = rows.get("origin")
-    if current and (not here or rows.get("origin_file") in (here, "", None)):
-        if rows.get("origin_file") in ("", None) and here:
+    if current and path is None:
+        return current
+    token, recorded = rows.get("origin_token"), rows.get("origin_path")
+    here = os.path.abspath(path) if path is not None else ""
+    side = _read_sidecar(path) if path is not None else None
+    if current and (not token or side == token or (side is None and recorded == here)):
+        if not token:  # an upgrade: a token from now on (once, if two race)
+            with _write(conn):
+                if conn.execute("SELECT 1 FROM meta WHERE key = 'origin_token'").fetchone() is None:
+                    _set_token(conn, path)
+        elif side is None and path is not None:  # a deleted sidecar
+            _write_sidecar(path, token)
+        elif recorded != here:  # moved (or remounted elsewhere) with its sidecar
             with _write(conn):
                 conn.execute(
-                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('origin_file', ?)", (here,)
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('origin_path', ?)", (here,)
                 )
         return current
     new = uuid.uuid4().hex
     with _write(conn):
         conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('origin', ?)", (new,))
-        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('origin_file', ?)", (here,))
+        conn.execute("DELETE FROM meta WHERE key = 'origin_file'")
+        _set_token(conn, path)
         conn.execute(
             f"INSERT OR REPLACE INTO dirty(run_id, part, gen) SELECT id, '{ALL}', {_GEN} FROM runs"
         )
