@@ -317,8 +317,8 @@ def test_superseded_rows_are_hidden_and_their_notes_merged(tmp_path: Path, pg_ur
     for k, db in enumerate(dbs):
         with Store.open(db) as store:
             f = RunFacts(path=shared, framework="generic", source_key=shared, name="r1")
-            f.started_at, f.host = T0 + k, f"gpu{k}"
-            rid = store.save_run(f)[0]
+            f.started_at, f.host = T0, f"gpu{k}"  # one NFS dir: one start
+            rid = store.save_run(f, run_id=("a" * 12, "b" * 12)[k])[0]
             store.add_note(rid, f"note from gpu{k}")
             ids.append(rid)
         _push(db, pg_url)
