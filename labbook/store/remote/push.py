@@ -48,6 +48,7 @@ from labbook.store.remote.schema import (
     ensure_run_columns,
     q,
     schema_exists,
+    supersede_groups,
 )
 from labbook.store.remote.schema import group_expr as _group_expr
 from labbook.store.remote.watchdog import Watchdog
@@ -661,40 +662,6 @@ def mark_superseded(conn: Any, run_ids: list[str]) -> int:
     if not groups:
         return 0
     return supersede_groups(conn, groups)
-
-
-def supersede_groups(conn: Any, groups: list[str]) -> int:
-    """Recompute ``superseded_by`` in ``groups`` (group keys): a row not removed
-    stands over removed ones (``labbook rm`` on one node takes that node's record
-    away, not another node's record of the same run dir or job), then the newest."""
-    g = _group_expr()
-    # one lock per group, taken in one order (no deadlock): pushers of other groups
-    # never wait; a second pusher of the same group waits for the first to commit,
-    # then sees its row
-    conn.execute(
-        "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtext('labbook group '"
-        " || g) AS h FROM unnest(%s::text[]) AS g ORDER BY h) AS locks",
-        (groups,),
-    )
-    cur = conn.execute(
-        f"""
-        WITH members AS (
-            SELECT id, origin, {g} AS grp, superseded_by,
-                   row_number() OVER w AS n, first_value(id) OVER w AS top
-            FROM {SCHEMA}.runs WHERE {g} = ANY(%s)
-            WINDOW w AS (PARTITION BY {g} ORDER BY (deleted_at IS NOT NULL),
-                coalesce(started_at, created_at) DESC, created_at DESC, id DESC)
-        )
-        UPDATE {SCHEMA}.runs r
-        SET superseded_by = CASE WHEN m.n = 1 THEN NULL ELSE m.top END
-        FROM members m
-        WHERE r.id = m.id
-          AND r.superseded_by IS DISTINCT FROM
-              (CASE WHEN m.n = 1 THEN NULL ELSE m.top END)
-        """,
-        (groups,),
-    )
-    return max(cur.rowcount, 0)
 
 
 # --- the round ------------------------------------------------------------------------

@@ -311,8 +311,6 @@ def schema_exists_in(conn: Any) -> bool:
 
 def _regroup(conn: Any) -> None:
     """Drop the old group index and recompute every ``superseded_by`` by the new key."""
-    from labbook.store.remote.push import supersede_groups
-
     conn.execute(f"DROP INDEX IF EXISTS {SCHEMA}.{_OLD_GROUP_INDEX}")
     conn.execute(f"UPDATE {SCHEMA}.runs SET superseded_by = NULL WHERE superseded_by IS NOT NULL")
     g = group_expr()
@@ -361,3 +359,37 @@ def ensure_run_columns(conn: Any, local: dict[str, str]) -> set[str]:
             conn.rollback()
     conn.rollback()
     return have
+
+
+def supersede_groups(conn: Any, groups: list[str]) -> int:
+    """Recompute ``superseded_by`` in ``groups`` (group keys): a row not removed
+    stands over removed ones (``labbook rm`` on one node takes that node's record
+    away, not another node's record of the same run dir or job), then the newest."""
+    g = group_expr()
+    # one lock per group, taken in one order (no deadlock): pushers of other groups
+    # never wait; a second pusher of the same group waits for the first to commit,
+    # then sees its row
+    conn.execute(
+        "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtext('labbook group '"
+        " || g) AS h FROM unnest(%s::text[]) AS g ORDER BY h) AS locks",
+        (groups,),
+    )
+    cur = conn.execute(
+        f"""
+        WITH members AS (
+            SELECT id, origin, {g} AS grp, superseded_by,
+                   row_number() OVER w AS n, first_value(id) OVER w AS top
+            FROM {SCHEMA}.runs WHERE {g} = ANY(%s)
+            WINDOW w AS (PARTITION BY {g} ORDER BY (deleted_at IS NOT NULL),
+                coalesce(started_at, created_at) DESC, created_at DESC, id DESC)
+        )
+        UPDATE {SCHEMA}.runs r
+        SET superseded_by = CASE WHEN m.n = 1 THEN NULL ELSE m.top END
+        FROM members m
+        WHERE r.id = m.id
+          AND r.superseded_by IS DISTINCT FROM
+              (CASE WHEN m.n = 1 THEN NULL ELSE m.top END)
+        """,
+        (groups,),
+    )
+    return max(cur.rowcount, 0)
