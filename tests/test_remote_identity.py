@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +196,41 @@ def test_a_copy_without_its_sidecar_or_over_another_store_is_a_new_origin(tmp_pa
     over, pending = _origin(b)
     assert over not in (first, other, copied) and pending == 1
     assert _origin(a)[0] == first
+
+
+def test_labbook_run_spools_only_its_run_and_keeps_the_backlogs_files(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """With a backlog and the notebook unreachable, ``labbook run``'s exit spools the
+    one run it recorded (not the backlog again) and keeps the older spool file of its
+    origin; a later push ingests both files: every run once, as in the store."""
+    from labbook.store.remote import spool
+    from labbook.store.remote.lastpush import write_batch
+
+    db, sp = tmp_path / "node.db", tmp_path / "spool"
+    down = RemoteConfig(url="postgresql://postgres@127.0.0.1:1/x", spool_dir=sp)
+    with Store.open(db) as st:
+        for i in range(3):
+            st.save_run(facts(str(tmp_path / f"r{i}")))
+        old = write_batch(st, down)  # a watch that stopped while unreachable
+        mine = outbox.origin(st.conn, st.path)
+    assert old is not None
+    env = {"LABBOOK_DB": str(db), "LABBOOK_REMOTE_URL": down.url or "", "LABBOOK_SPOOL": str(sp)}
+    r = run_cli("run", "--", sys.executable, "-c", "print(1)", env=env)
+    assert r.returncode == 0, r.stderr
+    files = sorted(sp.glob(f"{mine}-*.lbspool"))
+    assert old in files and len(files) == 2, files
+    assert len(spool.read_file(old)["runs"]) == 3
+    assert len(spool.read_file(files[-1])["runs"]) == 1  # its own run only
+    # a second exit spools its own run, not the first exit's again
+    r = run_cli("run", "--", sys.executable, "-c", "print(2)", env=env)
+    assert r.returncode == 0, r.stderr
+    files = sorted(sp.glob(f"{mine}-*.lbspool"))
+    assert len(files) == 3 and len(spool.read_file(files[-1])["runs"]) == 1
+    cfg = init(pg_url)
+    with Store.open(db) as st:
+        push_round(st, RemoteConfig(url=pg_url, spool_dir=sp))
+        push_round(st, RemoteConfig(url=pg_url, spool_dir=sp))
+        assert outbox.pending(st.conn) == 0
+    assert cfg.url and len(standing(pg_url)) == 5
+    assert not list(sp.glob("*.lbspool"))

@@ -33,31 +33,69 @@ from labbook.store.remote.config import RemoteConfig
 from labbook.store.remote.push import push_round, snapshot
 from labbook.store.remote.spool import parse_name, pending_files, spool_dir_of, write_file
 
+#: At most this many runs in the spool file a ``labbook run`` exit writes (the run it
+#: recorded first): an exit costs a bounded write even after an upgrade marked every
+#: run of a large store unpushed; the rest goes with the detached push.
+EXIT_SPOOL_MAX_RUNS = 200
 
-def write_batch(store: Any, cfg: RemoteConfig) -> Path | None:
-    """Spool what this store has not pushed (every dirty run, the batch a push would
-    send, with every blob it references): one file ``<origin>-<gen>.lbspool`` in
-    ``cfg.spool_dir``. The runs stay dirty here (a later push of this node sends them
-    again, to the same result); older spool files of this origin are removed once the
-    new one is in place (it holds all that they held that is still unpushed).
-    Returns the file, or None when nothing is dirty."""
+
+def write_batch(
+    store: Any,
+    cfg: RemoteConfig,
+    *,
+    incremental: bool = False,
+    first: list[str] | None = None,
+) -> Path | None:
+    """Spool what this store has not pushed: one file ``<origin>-<gen>.lbspool`` in
+    ``cfg.spool_dir`` (the batch a push would send, with every blob it references).
+    The runs stay dirty here (a later push of this node sends them again, to the same
+    result).
+
+    By default (``labbook watch`` stopping) every dirty run, and older spool files of
+    this origin are removed once the new one is in place (it holds all that they held
+    that is still unpushed). ``incremental`` (``labbook run``'s exit): only what no
+    spool file of this origin already holds — the runs marked since the newest such
+    file was claimed — with ``first`` (the run this launch recorded) first and at most
+    :data:`EXIT_SPOOL_MAX_RUNS`; older files stay (ingest is guarded by ``(origin,
+    version)``, so several files of one origin, in any order, give the same rows), so
+    a long backlog is not rewritten at every exit.
+    Returns the file, or None when nothing is to be spooled."""
     local = store.conn
     origin = outbox.origin(local, store.path)
-    rows = local.execute(
-        "SELECT run_id FROM dirty GROUP BY run_id ORDER BY min(gen), run_id"
-    ).fetchall()
+    folder = spool_dir_of(cfg)
+    if incremental:
+        since = max(
+            (
+                parsed[1]
+                for f in pending_files(folder)
+                if (parsed := parse_name(f.name)) and parsed[0] == origin
+            ),
+            default=-1,
+        )
+        wanted = list(first or [])
+        marks = ", ".join("?" * len(wanted)) or "NULL"
+        rows = local.execute(
+            f"SELECT run_id FROM dirty WHERE gen > ? GROUP BY run_id"
+            f" ORDER BY run_id IN ({marks}) DESC, min(gen), run_id LIMIT ?",
+            [since, *wanted, EXIT_SPOOL_MAX_RUNS],
+        ).fetchall()
+    else:
+        rows = local.execute(
+            "SELECT run_id FROM dirty GROUP BY run_id ORDER BY min(gen), run_id"
+        ).fetchall()
     if not rows:
         return None
     claimed = outbox.claim(local)
     batch = snapshot(store, origin=origin, claimed=claimed, run_ids=[r[0] for r in rows])
     batch["pending"] = 0
     batch["spooled_at"] = batch.get("at")
-    path = write_file(spool_dir_of(cfg), origin, claimed, batch)
-    for old in pending_files(path.parent):
-        parsed = parse_name(old.name)
-        if parsed and parsed[0] == origin and parsed[1] < claimed:
-            with contextlib.suppress(OSError):
-                old.unlink()
+    path = write_file(folder, origin, claimed, batch)
+    if not incremental:
+        for old in pending_files(path.parent):
+            parsed = parse_name(old.name)
+            if parsed and parsed[0] == origin and parsed[1] < claimed:
+                with contextlib.suppress(OSError):
+                    old.unlink()
     return path
 
 
@@ -158,7 +196,7 @@ def spool_and_detach(
         return None
     line = None
     try:
-        path = write_batch(store, cfg)
+        path = write_batch(store, cfg, incremental=True, first=[run_id] if run_id else None)
     except Exception as exc:  # a full or read-only home: the runs stay dirty locally
         reason = exc.message if isinstance(exc, LabbookError) else f"{type(exc).__name__}: {exc}"
         reason = (str(reason).strip().splitlines() or [type(exc).__name__])[0]
@@ -168,7 +206,7 @@ def spool_and_detach(
         )
         path = None
     else:
-        if path is None:
-            return None  # nothing unpushed
+        if path is None and not outbox.pending(store.conn):
+            return None  # nothing unpushed (neither this run nor a backlog)
     detach_push(db, db_arg=db_arg, run_id=run_id)
     return line
