@@ -43,7 +43,7 @@ import html
 import math
 import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -529,10 +529,17 @@ def _kind(y: float) -> str | None:
 
 def stretches(points: Sequence[tuple[float, float]]) -> list[Stretch]:
     """The stretches of ``points`` whose values are not finite."""
+    return _runs_of(points, _kind)
+
+
+def _runs_of(
+    points: Sequence[tuple[float, float]], kind_of: Callable[[float], str | None]
+) -> list[Stretch]:
+    """The stretches of consecutive ``points`` whose value ``kind_of`` gives one kind."""
     out: list[Stretch] = []
     prev: str | None = None
     for i, (x, y) in enumerate(points):
-        kind = _kind(y)
+        kind = kind_of(y)
         if kind is not None:
             if out and prev == kind:
                 out[-1].last = x
@@ -608,20 +615,13 @@ class _Scale:
 
 def off_range(points: Sequence[tuple[float, float]], scale: _Scale) -> list[Stretch]:
     """The stretches of finite ``points`` above or below the chart's range."""
-    out: list[Stretch] = []
-    prev: str | None = None
-    for i, (x, y) in enumerate(points):
-        kind = None
+
+    def side(y: float) -> str | None:
         if scale.on_scale(y) and not scale.inside(y):
-            kind = "above" if scale.t(y) > scale.y1 else "below"
-        if kind is not None:
-            if out and prev == kind:
-                out[-1].last = x
-            else:
-                out.append(Stretch(kind, x, x, False, i))
-            out[-1].to_end = i == len(points) - 1
-        prev = kind
-    return out
+            return "above" if scale.t(y) > scale.y1 else "below"
+        return None
+
+    return _runs_of(points, side)
 
 
 def _esc(text: object) -> str:
